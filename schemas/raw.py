@@ -1,0 +1,167 @@
+"""Reading raw air-quality input: JSON from sensor gateways, or Avro single-object.
+
+Parsing checks structure only (fields, types, timestamps); whether a pollutant, unit or
+value makes sense is the domain's call (processors.validation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from schemas.codec import decode_as, encode, is_avro
+from schemas.exceptions import InvalidInput, Reason, SchemaError
+
+__all__ = ["RawReading", "parse_raw_reading", "parse_timestamp_ms", "reading_to_avro"]
+
+_MAX_ID_LENGTH = 128
+_MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+@dataclass(frozen=True, slots=True)
+class RawReading:
+    """One structurally valid raw sample; `value` keeps the exact decimal text sent."""
+
+    station_id: str
+    sensor_id: str | None
+    pollutant: str
+    value: Decimal
+    unit: str
+    ts_ms: int
+    lat: float | None
+    lon: float | None
+
+
+def _reject_constant(token: str) -> Any:
+    raise InvalidInput(Reason.INVALID_VALUE, f"{token} is not a concentration")
+
+
+def parse_timestamp_ms(value: Any) -> int:
+    """Epoch milliseconds from an ISO 8601 string with offset, or from epoch milliseconds."""
+    if isinstance(value, bool):
+        raise InvalidInput(Reason.INVALID_TIMESTAMP, "ts must be ISO 8601 or epoch milliseconds")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidInput(Reason.INVALID_TIMESTAMP, "ts has no time zone")
+        millis = int(value.timestamp() * 1000)
+    elif isinstance(value, int):
+        millis = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(Reason.INVALID_TIMESTAMP, f"ts {value!r} is not ISO 8601") from None
+        if parsed.tzinfo is None:
+            raise InvalidInput(
+                Reason.INVALID_TIMESTAMP, f"ts {value!r} has no UTC offset; event time needs a zone"
+            )
+        delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+        millis = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    else:
+        raise InvalidInput(Reason.INVALID_TIMESTAMP, "ts must be ISO 8601 or epoch milliseconds")
+    if not 0 <= millis <= _MAX_TS_MS:
+        raise InvalidInput(Reason.INVALID_TIMESTAMP, f"ts {value!r} is outside 1970..9999")
+    return millis
+
+
+def _text(record: dict[str, Any], field: str, *, required: bool) -> str | None:
+    value = record.get(field)
+    if value is None:
+        if required:
+            raise InvalidInput(Reason.MISSING_FIELD, f"{field} is missing")
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID_LENGTH:
+        raise InvalidInput(Reason.INVALID_FIELD, f"{field} must be a non-empty string")
+    return value
+
+
+def _number(value: Any, field: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise InvalidInput(Reason.INVALID_VALUE, f"{field} must be a number, got {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(Reason.INVALID_VALUE, f"{field} is {value}")
+        return Decimal(repr(value))
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise InvalidInput(Reason.INVALID_VALUE, f"{field} is {value}")
+    try:
+        return Decimal(value)
+    except InvalidOperation:  # pragma: no cover - ints and Decimals always convert
+        raise InvalidInput(Reason.INVALID_VALUE, f"{field} is not a number") from None
+
+
+def _coordinate(record: dict[str, Any], field: str, limit: int) -> float | None:
+    value = record.get(field)
+    if value is None:
+        return None
+    number = _number(value, field)
+    if abs(number) > limit:
+        raise InvalidInput(Reason.INVALID_FIELD, f"{field} {number} is out of range")
+    return float(number)
+
+
+def _from_record(record: Any) -> RawReading:
+    if not isinstance(record, dict):
+        raise InvalidInput(Reason.INVALID_JSON, "a reading must be a JSON object")
+    if "value" not in record or record["value"] is None:
+        raise InvalidInput(Reason.MISSING_FIELD, "value is missing")
+    if "ts" not in record or record["ts"] is None:
+        raise InvalidInput(Reason.MISSING_FIELD, "ts is missing")
+    station_id = _text(record, "station_id", required=True)
+    pollutant = _text(record, "pollutant", required=True)
+    unit = _text(record, "unit", required=True)
+    assert station_id is not None and pollutant is not None and unit is not None
+    return RawReading(
+        station_id=station_id,
+        sensor_id=_text(record, "sensor_id", required=False),
+        pollutant=pollutant,
+        value=_number(record["value"], "value"),
+        unit=unit,
+        ts_ms=parse_timestamp_ms(record["ts"]),
+        lat=_coordinate(record, "lat", 90),
+        lon=_coordinate(record, "lon", 180),
+    )
+
+
+def parse_raw_reading(data: bytes) -> RawReading:
+    """Parse one raw message value; raises InvalidInput with a dead-letter reason."""
+    if is_avro(data):
+        try:
+            name, record = decode_as(data)
+        except SchemaError as error:
+            raise InvalidInput(Reason.INVALID_AVRO, str(error)) from None
+        if name != "raw_reading":
+            raise InvalidInput(Reason.INVALID_AVRO, f"expected a raw_reading, got {name}")
+        return _from_record(record)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidInput(Reason.INVALID_ENCODING, f"not UTF-8 and not Avro: {error}") from None
+    try:
+        record = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except InvalidInput:
+        raise
+    except (ValueError, RecursionError) as error:
+        raise InvalidInput(Reason.INVALID_JSON, f"not valid JSON: {error}") from None
+    return _from_record(record)
+
+
+def reading_to_avro(reading: RawReading) -> bytes:
+    """The Avro single-object form of a raw reading (what `replay-file --format avro` sends)."""
+    return encode(
+        "raw_reading",
+        {
+            "station_id": reading.station_id,
+            "sensor_id": reading.sensor_id,
+            "pollutant": reading.pollutant,
+            "value": float(reading.value),
+            "unit": reading.unit,
+            "ts": reading.ts_ms,
+            "lat": reading.lat,
+            "lon": reading.lon,
+        },
+    )
