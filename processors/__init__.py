@@ -1,0 +1,14 @@
+"""Pure computations for civicstream: units, rolling means and the EPA AQI.
+
+Nothing here does I/O, reads a clock or knows about Kafka, so every function is
+deterministic and testable on its own. Import the modules, not names from the root::
+
+    from processors import aqi
+    aqi.sub_index("pm25_24h", "35.9")  # 102
+"""
+
+from __future__ import annotations
+
+from processors import aqi, exceptions, rolling, units
+
+__all__ = ["aqi", "exceptions", "rolling", "units"]
