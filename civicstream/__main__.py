@@ -1,0 +1,5 @@
+import sys
+
+from civicstream.cli import main
+
+sys.exit(main())

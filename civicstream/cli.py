@@ -1,0 +1,206 @@
+"""`civicstream`: one command for every part of the pipeline.
+
+Run `civicstream --help`, or `civicstream COMMAND --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from civicstream.settings import ConfigError, Settings
+
+__all__ = ["main"]
+
+_EPILOG = """\
+environment (defaults in brackets):
+  CIVIC_KAFKA_BOOTSTRAP   Kafka bootstrap servers [127.0.0.1:9092]
+  CIVIC_STORE_URL         open-data store [sqlite:///data/civicstream.db]
+  CIVIC_CONFIG            city configuration file [bundled Beijing demo city]
+  CIVIC_ALLOWED_LATENESS  lateness of hourly windows, e.g. 600, 10m, PT10M [10m]
+  CIVIC_TOPIC_PREFIX      namespace prefixed to every topic and group [none]
+  CIVIC_PARTITIONS        partitions for topics this command creates [4]
+  CIVIC_METRICS_PORT      serve Prometheus /metrics on this port, 0 = off [0]
+"""
+
+
+def _timestamp(text: str) -> int:
+    """Epoch ms from an ISO date/time; a date or a time without zone is taken as UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        msg = (
+            f"{text!r} is not an ISO 8601 date or time (e.g. 2013-03-01 or 2013-03-01T08:00+08:00)"
+        )
+        raise argparse.ArgumentTypeError(msg) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="civicstream",
+        description=(
+            "Turns a city's raw air-quality feeds into open data in real time: "
+            "Kafka topics in, EPA AQI and enriched readings out, published to the "
+            "open-data store."
+        ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="the whole demo: broker, topics, worker, sink, Beijing replay, progress",
+        description=(
+            "Start everything (reusing a running broker), replay the bundled Beijing data "
+            "of 12 stations and show progress until every result is in the store. "
+            "The demo namespace starts from a clean slate each time. Ctrl-C stops "
+            "everything this command started."
+        ),
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("../shared/data/airquality"),
+        help="folder with the PRSA_Data_*.csv files [%(default)s]",
+    )
+    span = run.add_mutually_exclusive_group()
+    span.add_argument("--all", action="store_true", help="all four years (2.5 M readings)")
+    span.add_argument(
+        "--months", type=int, default=1, help="months to replay from 2013-03-01 [%(default)s]"
+    )
+    run.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="event-time speed-up (3600 = an hour per second); 0 = as fast as possible",
+    )
+    run.add_argument(
+        "--exit-when-done",
+        action="store_true",
+        help="stop everything once the data is processed instead of staying live",
+    )
+
+    worker = commands.add_parser(
+        "worker",
+        help="the stream worker (Faust): raw readings → enriched, hourly AQI, dead letters",
+        description="Run the Faust stream worker. Creates missing topics first.",
+    )
+    worker.add_argument("--loglevel", default="warning", help="Faust log level [%(default)s]")
+
+    commands.add_parser(
+        "sink",
+        help="the sink worker: enriched readings and hourly AQI → open-data store",
+        add_help=False,
+    )
+
+    topics = commands.add_parser(
+        "topics",
+        help="create the pipeline's topics",
+        description="Create missing topics and list all of them.",
+    )
+    topics.add_argument(
+        "--partitions", type=int, help="partitions per topic [CIVIC_PARTITIONS or 4]"
+    )
+    topics.add_argument("--replication-factor", type=int, default=1, help="[%(default)s]")
+
+    replay = commands.add_parser(
+        "replay-file",
+        help="send data files (Beijing station CSVs, JSON lines) to the raw topic",
+        description=(
+            "Send readings from files to the raw topic. Beijing station CSVs "
+            "(PRSA_Data_*.csv) become one gateway-JSON reading per pollutant and hour, "
+            "merged across files by event time; .jsonl files are sent line by line."
+        ),
+    )
+    replay.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    replay.add_argument("--since", type=_timestamp, help="first event time to send (ISO 8601)")
+    replay.add_argument("--until", type=_timestamp, help="send events before this time only")
+    replay.add_argument(
+        "--speed",
+        type=float,
+        default=0.0,
+        help="event-time speed-up (60 = an hour per minute); 0 = as fast as possible",
+    )
+    replay.add_argument(
+        "--format",
+        choices=("json", "avro"),
+        default="json",
+        help="wire format of the readings [%(default)s]",
+    )
+
+    sim = commands.add_parser(
+        "simulate",
+        help="synthetic stations for load tests",
+        description="Send deterministic synthetic readings (seeded random walk) to the raw topic.",
+    )
+    sim.add_argument("--stations", type=int, default=100, help="[%(default)s]")
+    sim.add_argument("--count", type=int, default=100_000, help="readings to send [%(default)s]")
+    sim.add_argument(
+        "--rate", type=float, default=0.0, help="readings per second, 0 = max [%(default)s]"
+    )
+    sim.add_argument(
+        "--start",
+        type=_timestamp,
+        default=_timestamp("2026-01-01T00:00:00+00:00"),
+        help="event time of the first reading [2026-01-01T00:00Z]",
+    )
+    sim.add_argument(
+        "--step-seconds",
+        type=int,
+        default=60,
+        help="event time between a station's readings [%(default)s]",
+    )
+    sim.add_argument("--seed", type=int, default=0, help="[%(default)s]")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["sink"]:
+        from sinks.worker import main as sink_main
+
+        return sink_main(args_list[1:])
+    args = _build_parser().parse_args(args_list)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env()
+        return _dispatch(args, settings)
+    except ConfigError as error:
+        print(f"civicstream: configuration error: {error}", file=sys.stderr)
+        return 2
+    except ConnectionError as error:
+        print(f"civicstream: {error}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from civicstream import commands
+
+    match args.command:
+        case "run":
+            return commands.run(settings, args)
+        case "worker":
+            return commands.worker(settings, args)
+        case "topics":
+            return commands.topics(settings, args)
+        case "replay-file":
+            return commands.replay_file(settings, args)
+        case "simulate":
+            return commands.simulate(settings, args)
+    msg = f"unknown command {args.command}"
+    raise AssertionError(msg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The CLI commands' bodies (argument parsing lives in civicstream.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from civicstream.settings import Settings
+from schemas import Topics
+
+__all__ = ["replay_file", "run", "simulate", "topics", "worker"]
+
+
+def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
+    return {s.station_id: (s.lat, s.lon) for s in settings.city().stations.values()}
+
+
+def topics(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import ensure_topics, wait_for_broker
+
+    wait_for_broker(settings.kafka_bootstrap)
+    names = Topics(settings.topic_prefix).all()
+    counts = ensure_topics(
+        settings.kafka_bootstrap,
+        names,
+        args.partitions or settings.partitions,
+        args.replication_factor,
+    )
+    for name in names:
+        print(f"{name:40s} {counts.get(name, 0)} partitions")
+    return 0
+
+
+def worker(settings: Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.admin import ensure_topics, wait_for_broker
+    from streams.app import create_app
+    from streams.time import HourlyWindows
+
+    wait_for_broker(settings.kafka_bootstrap)
+    names = Topics(settings.topic_prefix)
+    counts = ensure_topics(settings.kafka_bootstrap, names.all(), settings.partitions)
+    app = create_app(
+        bootstrap=settings.kafka_bootstrap,
+        topics=names,
+        windows=HourlyWindows(settings.allowed_lateness_ms),
+        partitions=counts[names.raw_air_quality],
+        coordinates=_coordinates(settings),
+        metrics_port=settings.metrics_port,
+    )
+    print(
+        f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"
+        f" → {names.enriched_air_quality}, {names.aqi_hourly}, {names.deadletter};"
+        f" allowed lateness {settings.allowed_lateness_ms / 1000:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    faust.Worker(app, loglevel=args.loglevel.upper()).execute_from_commandline()
+    return 0  # pragma: no cover - execute_from_commandline exits
+
+
+def replay_file(settings: Settings, args: argparse.Namespace) -> int:
+    from civicstream.produce import produce
+    from civicstream.progress import Progress
+    from civicstream.sources import SourceError, open_sources
+    from streams.admin import ensure_topics, wait_for_broker
+
+    wait_for_broker(settings.kafka_bootstrap)
+    topic = Topics(settings.topic_prefix).raw_air_quality
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    try:
+        records = open_sources(args.paths, _coordinates(settings), args.since, args.until)
+        if args.format == "avro":
+            records = _as_avro(records)
+        progress = Progress(f"replay → {topic}")
+        stats = produce(
+            records,
+            bootstrap=settings.kafka_bootstrap,
+            topic=topic,
+            speed=args.speed,
+            progress=progress,
+        )
+        progress.close()
+    except SourceError as error:
+        print(f"civicstream replay-file: {error}", file=sys.stderr)
+        return 2
+    print(f"sent {stats.records:,} readings to {topic} at {stats.per_second:,.0f}/s")
+    return 0
+
+
+def _as_avro(records):  # type: ignore[no-untyped-def]
+    from civicstream.sources.base import SourceRecord
+    from schemas.raw import parse_raw_reading, reading_to_avro
+
+    for record in records:
+        yield SourceRecord(
+            record.ts_ms, record.key, reading_to_avro(parse_raw_reading(record.value))
+        )
+
+
+def simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from civicstream.produce import produce
+    from civicstream.progress import Progress
+    from civicstream.simulate import simulate_readings
+    from streams.admin import ensure_topics, wait_for_broker
+
+    wait_for_broker(settings.kafka_bootstrap)
+    topic = Topics(settings.topic_prefix).raw_air_quality
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    records = simulate_readings(
+        args.stations, args.count, args.start, args.seed, args.step_seconds * 1000
+    )
+    progress = Progress(f"simulate → {topic}", total=args.count)
+    stats = produce(
+        records, bootstrap=settings.kafka_bootstrap, topic=topic, rate=args.rate, progress=progress
+    )
+    progress.close()
+    print(
+        f"sent {stats.records:,} synthetic readings from {args.stations} stations "
+        f"to {topic} at {stats.per_second:,.0f}/s"
+    )
+    return 0
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from civicstream.demo import run_demo
+
+    return run_demo(settings, args)

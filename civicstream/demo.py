@@ -1,0 +1,286 @@
+"""`civicstream run`: the whole pipeline on the bundled Beijing data, with progress.
+
+Starts (or reuses) the local broker, resets the demo namespace, starts the stream worker
+and the sink worker as child processes, replays the station files and reports until every
+result is in the open-data store. Ctrl-C stops everything this command started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import IO
+
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from civicstream.produce import produce
+from civicstream.progress import Progress
+from civicstream.settings import Settings
+from civicstream.sources import open_sources
+from schemas import Topics
+from streams.admin import delete_topics, end_offsets, ensure_topics, wait_for_broker
+
+__all__ = ["run_demo"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_KAFKA = PROJECT_ROOT / "deploy" / "local-kafka" / "localkafka.py"
+DEMO_START = datetime(2013, 3, 1, tzinfo=UTC)
+
+
+def _local_kafka() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("localkafka", LOCAL_KAFKA)
+    if spec is None or spec.loader is None:
+        msg = f"cannot load {LOCAL_KAFKA}"
+        raise ConnectionError(msg)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["localkafka"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _month_after(start: datetime, months: int) -> datetime:
+    month = start.month - 1 + months
+    return start.replace(year=start.year + month // 12, month=month % 12 + 1)
+
+
+def worker_group(topics: Topics) -> str:
+    return f"{topics.prefix}civicstream-air-quality"
+
+
+def sink_group(topics: Topics) -> str:
+    return f"{topics.prefix}civicstream-sink"
+
+
+class Children:
+    """Child processes with their logs; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.processes: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
+
+    def start(self, name: str, argv: list[str]) -> Path:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        log = log_path.open("wb")
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.processes[name] = (process, log)
+        return log_path
+
+    def check(self) -> None:
+        for name, (process, _) in self.processes.items():
+            if process.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                msg = f"the {name} exited with code {process.returncode}; its log ends:\n{tail}"
+                raise RuntimeError(msg)
+
+    def stop(self) -> None:
+        for process, _ in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for process, log in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+        self.processes.clear()
+
+
+def _committed(admin: KafkaAdminClient, group: str) -> dict[str, int]:
+    try:
+        offsets = admin.list_consumer_group_offsets(group)
+    except KafkaError:
+        return {}
+    totals: dict[str, int] = {}
+    for tp, meta in offsets.items():
+        if meta.offset >= 0:
+            totals[tp.topic] = totals.get(tp.topic, 0) + meta.offset
+    return totals
+
+
+def _store_counts(store_url: str) -> tuple[int, int]:
+    from sinks.store import open_store
+
+    try:
+        with open_store(store_url) as store:
+            return store.count("aqi_hourly"), store.count("readings")
+    except Exception:  # the sink may be creating the file right now
+        return 0, 0
+
+
+def _reset(settings: Settings, topics: Topics) -> None:
+    internal = [
+        f"{worker_group(topics)}-station-state-changelog",
+        f"{worker_group(topics)}-__assignor-__leader",
+    ]
+    delete_topics(settings.kafka_bootstrap, [*topics.all(), *internal])
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        existing = {group for group, *_ in admin.list_consumer_groups()}
+        stale = [g for g in (worker_group(topics), sink_group(topics)) if g in existing]
+        if stale:
+            admin.delete_consumer_groups(stale)
+    finally:
+        admin.close()
+    if settings.store_url.startswith("sqlite:///") and ":memory:" not in settings.store_url:
+        path = Path(settings.store_url.removeprefix("sqlite:///"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    topics = Topics(settings.topic_prefix)
+    files = sorted(args.data_dir.glob("PRSA_Data_*.csv"))
+    if not files:
+        _say(f"civicstream run: no PRSA_Data_*.csv files in {args.data_dir} (use --data-dir)")
+        return 2
+    broker_started = False
+    with ExitStack() as cleanup:
+        # 1. The broker: reuse one that answers, else start the project's own.
+        try:
+            wait_for_broker(settings.kafka_bootstrap, timeout_s=2)
+            _say(f"• Kafka: using the broker at {settings.kafka_bootstrap}")
+        except ConnectionError:
+            if settings.kafka_bootstrap != "127.0.0.1:9092":
+                raise
+            _say("• Kafka: starting the local broker (deploy/local-kafka) ...")
+            local = _local_kafka()
+            broker = local.start(PROJECT_ROOT / ".kafka", 9092, 9093)
+            cleanup.callback(broker.stop)
+            broker_started = True
+            _say(f"  ready at {broker.bootstrap} after {time.monotonic() - started:.1f}s")
+        # 2. A clean demo namespace, so a second run gives the same results as the first.
+        _say("• resetting the demo topics, consumer groups and store")
+        _reset(settings, topics)
+        ensure_topics(settings.kafka_bootstrap, topics.all(), settings.partitions)
+        # 3. Worker and sink.
+        children = Children(Path("data") / "logs")
+        cleanup.callback(children.stop)
+        env_python = [sys.executable, "-m", "civicstream"]
+        worker_log = children.start("worker", [*env_python, "worker"])
+        sink_log = children.start("sink", [*env_python, "sink"])
+        _say(f"• worker and sink started (logs: {worker_log}, {sink_log})")
+        # 4. Replay.
+        since = DEMO_START
+        until = None if args.all else _month_after(DEMO_START, args.months)
+        span = "all four years" if until is None else f"{since:%Y-%m-%d} .. {until:%Y-%m-%d}"
+        coordinates = {s.station_id: (s.lat, s.lon) for s in settings.city().stations.values()}
+        records = open_sources(
+            files,
+            coordinates,
+            int(since.timestamp() * 1000),
+            int(until.timestamp() * 1000) if until else None,
+        )
+        _say(f"• replaying {len(files)} Beijing stations, {span}, into {topics.raw_air_quality}")
+        progress = Progress("  readings sent")
+        sent = produce(
+            records,
+            bootstrap=settings.kafka_bootstrap,
+            topic=topics.raw_air_quality,
+            speed=args.speed,
+            progress=progress,
+        )
+        progress.close()
+        # 5. Wait until the worker and the sink have caught up.
+        _say("• processing (stream worker → topics → sink → store)")
+        _wait_until_drained(settings, topics, children, sent.records)
+        elapsed = time.monotonic() - started
+        _summary(settings, topics, sent.records, elapsed)
+        if args.exit_when_done:
+            return 0
+        _say(
+            "\nThe pipeline stays live: send readings to "
+            f"{topics.raw_air_quality} (key = station_id). Ctrl-C stops everything."
+        )
+        try:
+            while True:
+                children.check()
+                time.sleep(1)
+        except KeyboardInterrupt:
+            _say("\nstopping worker, sink" + (" and broker" if broker_started else ""))
+    return 0
+
+
+def _wait_until_drained(settings: Settings, topics: Topics, children: Children, sent: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    outputs = [topics.enriched_air_quality, topics.aqi_hourly]
+    tty = sys.stderr.isatty()
+    started = time.monotonic()
+    last_line = 0.0
+    stable = 0
+    try:
+        while True:
+            children.check()
+            ends = end_offsets(
+                settings.kafka_bootstrap, [topics.raw_air_quality, *outputs, topics.deadletter]
+            )
+            worker_done = _committed(admin, worker_group(topics)).get(topics.raw_air_quality, 0)
+            sink_done = _committed(admin, sink_group(topics))
+            hourly_rows, reading_rows = _store_counts(settings.store_url)
+            elapsed = time.monotonic() - started
+            line = (
+                f"  processed {worker_done:,}/{ends[topics.raw_air_quality]:,} readings"
+                f" · {ends[topics.aqi_hourly]:,} hourly AQI records"
+                f" · {ends[topics.deadletter]:,} dead letters"
+                f" · store: {hourly_rows:,} aqi_hourly, {reading_rows:,} readings"
+                f" · {worker_done / elapsed if elapsed else 0:,.0f} readings/s"
+            )
+            if time.monotonic() - last_line >= (0.5 if tty else 5):
+                last_line = time.monotonic()
+                print(
+                    ("\r\033[K" if tty else "") + line,
+                    end="" if tty else "\n",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            caught_up = worker_done >= ends[topics.raw_air_quality] >= sent and all(
+                sink_done.get(t, 0) >= ends[t] for t in outputs
+            )
+            stable = stable + 1 if caught_up else 0
+            if stable >= 2:
+                print(("\r\033[K" if tty else "") + line, file=sys.stderr, flush=True)
+                return
+            time.sleep(0.5)
+    finally:
+        admin.close()
+
+
+def _summary(settings: Settings, topics: Topics, sent: int, elapsed: float) -> None:
+    hourly_rows, reading_rows = _store_counts(settings.store_url)
+    dead = end_offsets(settings.kafka_bootstrap, [topics.deadletter])[topics.deadletter]
+    store = settings.store_url
+    path = store.removeprefix("sqlite:///") if store.startswith("sqlite:///") else store
+    _say(
+        f"\nDone in {elapsed:.1f}s: {sent:,} readings → {hourly_rows:,} hourly AQI rows and "
+        f"{reading_rows:,} enriched readings in the store; {dead:,} dead letters.\n"
+        "The newest hour of each station stays open until later readings arrive (event time).\n\n"
+        "Where the open data is:\n"
+        f"  store      {path}  (datasets aqi_hourly, readings)\n"
+        f'             sqlite3 {path} "SELECT station_id, hour_start, aqi, category, '
+        'main_pollutant FROM aqi_hourly ORDER BY hour_start DESC LIMIT 10"\n'
+        f"  topics     {', '.join(topics.all())} on {settings.kafka_bootstrap}\n"
+        f'  decode     python -c "import schemas; ...schemas.decode(message_bytes)"\n'
+        f"  logs       data/logs/worker.log, data/logs/sink.log"
+    )

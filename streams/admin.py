@@ -1,0 +1,108 @@
+"""Creating and inspecting the pipeline's topics (kafka-python admin client)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.structs import TopicPartition
+
+__all__ = ["delete_topics", "end_offsets", "ensure_topics", "partition_counts", "wait_for_broker"]
+
+
+def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
+    """Return once the broker answers; raise ConnectionError with the address otherwise."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        except Exception as error:  # kafka-python raises several types here
+            last_error = error
+            time.sleep(0.5)
+            continue
+        admin.close()
+        return
+    msg = (
+        f"no Kafka broker answers at {bootstrap} ({last_error}); start one with "
+        "'make kafka-up' or set CIVIC_KAFKA_BOOTSTRAP"
+    )
+    raise ConnectionError(msg)
+
+
+def partition_counts(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:
+    """Partitions per existing topic; topics that do not exist are left out."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        counts = {}
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions:
+                counts[topic] = len(partitions)
+        return counts
+    finally:
+        consumer.close()
+
+
+def ensure_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int, replication_factor: int = 1
+) -> dict[str, int]:
+    """Create the topics that are missing; return the partition count of each."""
+    wanted = list(topics)
+    existing = partition_counts(bootstrap, wanted)
+    missing = [name for name in wanted if name not in existing]
+    if missing:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            admin.create_topics(
+                [NewTopic(name, partitions, replication_factor) for name in missing],
+                timeout_ms=30_000,
+            )
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+    deadline = time.monotonic() + 30
+    while True:
+        counts = partition_counts(bootstrap, wanted)
+        if len(counts) == len(wanted) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
+def delete_topics(bootstrap: str, topics: Iterable[str], timeout_s: float = 60.0) -> None:
+    """Delete the topics that exist and wait until the broker no longer lists them."""
+    names = list(partition_counts(bootstrap, topics))
+    if not names:
+        return
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_topics(names, timeout_ms=30_000)
+    except UnknownTopicOrPartitionError:
+        pass
+    finally:
+        admin.close()
+    deadline = time.monotonic() + timeout_s
+    while partition_counts(bootstrap, names):
+        if time.monotonic() > deadline:
+            msg = f"topics {names} still exist {timeout_s:.0f} s after deletion"
+            raise TimeoutError(msg)
+        time.sleep(0.3)
+
+
+def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:
+    """Total records ever written per topic (sum of partition end offsets)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        totals: dict[str, int] = {}
+        for topic in topics:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in partitions]
+            offsets = consumer.end_offsets(tps) if tps else {}
+            totals[topic] = sum(offsets.values())
+        return totals
+    finally:
+        consumer.close()

@@ -1,0 +1,183 @@
+"""The air-quality pipeline step, as a pure function of a batch of raw records and state.
+
+Raw record → parse (schemas) → domain checks (processors) → station state (event-time
+hours) → outputs. The Faust agent in streams.app only moves records in and out; every
+decision is made here, so it is tested without a broker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from processors.validation import InvalidReading, check_reading
+from schemas import InvalidInput, Reason, Topics, encode, parse_raw_reading
+from schemas.raw import RawReading
+from streams.station import AcceptedReading, StationState
+from streams.time import HourlyWindows
+
+__all__ = ["AirQualityPipeline", "BatchResult", "Output", "SourceRecord", "StateStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """One consumed Kafka record, bytes as they arrived."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record to produce: topic, key, framed Avro value."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+class StateStore(Protocol):
+    """Where station states live between batches (a Faust table in the worker)."""
+
+    def load(self, station_id: str) -> bytes | None: ...
+
+    def save(self, station_id: str, partition: int, data: bytes) -> None: ...
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced, for the agent to send and for metrics and progress."""
+
+    outputs: list[Output] = field(default_factory=list)
+    accepted: int = 0
+    redelivered: int = 0
+    hours_closed: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+
+
+def encode_state(state: StationState) -> bytes:
+    return json.dumps(state.snapshot(), separators=(",", ":"), sort_keys=True).encode()
+
+
+def decode_state(data: bytes) -> StationState:
+    return StationState.restore(json.loads(data))
+
+
+class AirQualityPipeline:
+    """Validates raw readings, keeps hourly windows per station, emits final hours."""
+
+    def __init__(
+        self,
+        topics: Topics,
+        windows: HourlyWindows,
+        coordinates: dict[str, tuple[float, float]] | None = None,
+    ) -> None:
+        self.topics = topics
+        self.windows = windows
+        self.coordinates = coordinates or {}
+
+    def process(self, records: Sequence[SourceRecord], store: StateStore) -> BatchResult:
+        """Apply a batch in order; return outputs in the order they must be produced."""
+        result = BatchResult()
+        touched: dict[str, tuple[StationState, int]] = {}
+        for record in records:
+            reading = self._parse(record, result)
+            if reading is None:
+                continue
+            raw, accepted = reading
+            if raw.station_id in touched:
+                state = touched[raw.station_id][0]
+            else:
+                stored = store.load(raw.station_id)
+                state = decode_state(stored) if stored else StationState(raw.station_id)
+            touched[raw.station_id] = (state, record.partition)
+            if state.already_applied(record.partition, record.offset):
+                result.redelivered += 1
+                continue
+            state.mark_applied(record.partition, record.offset)
+            if state.is_late(accepted.ts_ms, self.windows):
+                detail = (
+                    f"hour of {accepted.ts_ms} closed at stream time {state.stream_time_ms}"
+                    f" (allowed lateness {self.windows.allowed_lateness_ms} ms)"
+                )
+                self._dead_letter(record, Reason.LATE, detail, result, accepted.ts_ms)
+            elif state.is_duplicate(accepted):
+                detail = f"{accepted.pollutant} at {accepted.ts_ms} was already accepted"
+                self._dead_letter(record, Reason.DUPLICATE, detail, result, accepted.ts_ms)
+            else:
+                state.add(accepted)
+                result.accepted += 1
+        for station_id, (state, partition) in touched.items():
+            key = station_id.encode()
+            for closed in state.close_final_hours(self.windows, self.coordinates.get(station_id)):
+                result.hours_closed += 1
+                result.outputs.extend(
+                    Output(self.topics.enriched_air_quality, key, encode("enriched_reading", row))
+                    for row in closed.enriched
+                )
+                result.outputs.append(
+                    Output(self.topics.aqi_hourly, key, encode("aqi_hourly", closed.aqi_record))
+                )
+            store.save(station_id, partition, encode_state(state))
+        return result
+
+    def _parse(
+        self, record: SourceRecord, result: BatchResult
+    ) -> tuple[RawReading, AcceptedReading] | None:
+        if not record.value:
+            self._dead_letter(record, Reason.INVALID_ENCODING, "empty message value", result)
+            return None
+        try:
+            raw = parse_raw_reading(record.value)
+        except InvalidInput as error:
+            self._dead_letter(record, error.reason, error.detail, result)
+            return None
+        if record.key != raw.station_id.encode():
+            detail = f"message key {record.key!r} must be the station_id {raw.station_id!r}"
+            self._dead_letter(record, Reason.WRONG_KEY, detail, result, raw.ts_ms)
+            return None
+        try:
+            value_epa = check_reading(raw.pollutant, raw.value, raw.unit)
+        except InvalidReading as error:
+            self._dead_letter(record, Reason(error.reason), error.detail, result, raw.ts_ms)
+            return None
+        accepted = AcceptedReading(
+            pollutant=raw.pollutant,
+            ts_ms=raw.ts_ms,
+            sensor_id=raw.sensor_id,
+            value=raw.value,
+            unit=raw.unit,
+            value_epa=value_epa,
+            lat=raw.lat,
+            lon=raw.lon,
+        )
+        return raw, accepted
+
+    def _dead_letter(
+        self,
+        record: SourceRecord,
+        reason: Reason,
+        detail: str,
+        result: BatchResult,
+        event_ts: int | None = None,
+    ) -> None:
+        result.dead_letters[reason.value] += 1
+        letter = {
+            "source_topic": record.topic,
+            "source_partition": record.partition,
+            "source_offset": record.offset,
+            "key": record.key,
+            "value": record.value,
+            "reason": reason.value,
+            "detail": detail,
+            "event_ts": event_ts,
+        }
+        result.outputs.append(
+            Output(self.topics.deadletter, record.key, encode("deadletter", letter))
+        )

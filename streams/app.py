@@ -1,0 +1,157 @@
+"""The Faust app: topics, the station-state table and the air-quality agent.
+
+Faust stays at this edge. The agent takes raw records in batches, hands them to
+`AirQualityPipeline` (pure), sends what it returns and writes the touched station
+states to a changelog-backed table.
+
+Commit order, per batch (at-least-once, idempotent by construction):
+  1. outputs (enriched readings, hourly AQI, dead letters) and station-state changelog
+     records are handed to the producer, in that order;
+  2. the batch's events are acked when the loop body returns;
+  3. Faust's commit flushes the producer (every output and changelog record is durable)
+     and only then commits the consumer offsets.
+A crash before step 3 re-delivers the batch. Each station state remembers the last
+source offset it applied, so re-delivered records change nothing; outputs that were
+already durable are produced again with identical content and keys, and the sinks'
+upserts by natural key make that a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from prometheus_client import start_http_server
+
+from schemas import Topics
+from streams.air_quality import AirQualityPipeline, SourceRecord
+from streams.metrics import WorkerMetrics
+from streams.time import HourlyWindows
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("civicstream.worker")
+
+BATCH_MAX = 2000
+BATCH_WITHIN_SECONDS = 0.25
+_PROGRESS_EVERY_SECONDS = 10.0
+
+
+class TableStateStore:
+    """Station states in a Faust table, written to the partition of the station's events.
+
+    Faust would pick the changelog partition from the "current event", which in a batch is
+    just the last one taken; writing explicitly keeps each station's state co-partitioned
+    with its raw records, so recovery after a rebalance restores it where it is used.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def load(self, station_id: str) -> bytes | None:
+        value = self.table.data.get(station_id.encode())
+        return bytes(value) if value is not None else None
+
+    def save(self, station_id: str, partition: int, data: bytes) -> None:
+        key = station_id.encode()
+        self.table.send_changelog(partition, key, data)
+        self.table.data[key] = data
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def create_app(
+    *,
+    bootstrap: str,
+    topics: Topics,
+    windows: HourlyWindows,
+    partitions: int,
+    coordinates: dict[str, tuple[float, float]] | None = None,
+    replication_factor: int = 1,
+    metrics_port: int = 0,
+) -> faust.App:
+    """Build the worker app for one namespace; `partitions` must match the raw topic."""
+    app = faust.App(
+        f"{topics.prefix}civicstream-air-quality",
+        broker=_broker_urls(bootstrap),
+        store="memory://",
+        topic_partitions=partitions,
+        topic_replication_factor=replication_factor,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        web_enabled=False,
+    )
+    raw_topic = app.topic(
+        topics.raw_air_quality,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+    output_topics = {
+        name: app.topic(name, key_serializer="raw", value_serializer="raw")
+        for name in (topics.enriched_air_quality, topics.aqi_hourly, topics.deadletter)
+    }
+    table = app.Table(
+        "station-state",
+        partitions=partitions,
+        schema=faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        ),
+    )
+    pipeline = AirQualityPipeline(topics, windows, coordinates)
+    metrics = WorkerMetrics.create()
+    store = TableStateStore(table)
+    totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
+
+    @app.agent(raw_topic)
+    async def air_quality(stream: Any) -> None:
+        last_report = time.monotonic()
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+            started = time.perf_counter()
+            records = [
+                SourceRecord(
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    key=event.message.key,
+                    value=event.message.value,
+                )
+                for event in events
+            ]
+            result = pipeline.process(records, store)
+            for output in result.outputs:
+                await output_topics[output.topic].send(key=output.key, value=output.value)
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+            metrics.records.labels("accepted").inc(result.accepted)
+            metrics.records.labels("redelivered").inc(result.redelivered)
+            metrics.hours_closed.inc(result.hours_closed)
+            for reason, count in result.dead_letters.items():
+                metrics.records.labels("dead_letter").inc(count)
+                metrics.dead_letters.labels(reason).inc(count)
+            totals["records"] += len(records)
+            totals["accepted"] += result.accepted
+            totals["dead_letters"] += sum(result.dead_letters.values())
+            totals["hours"] += result.hours_closed
+            if time.monotonic() - last_report >= _PROGRESS_EVERY_SECONDS:
+                last_report = time.monotonic()
+                log.warning(
+                    "worker: %(records)d records, %(accepted)d accepted, "
+                    "%(dead_letters)d dead letters, %(hours)d station-hours published",
+                    totals,
+                )
+
+    if metrics_port:
+
+        @app.task
+        async def serve_metrics() -> None:
+            start_http_server(metrics_port)
+            log.warning("worker: metrics on http://127.0.0.1:%d/metrics", metrics_port)
+
+    return app

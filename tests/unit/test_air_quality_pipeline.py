@@ -1,0 +1,310 @@
+"""The air-quality step as a specification: windows, lateness, dead letters, determinism."""
+
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+from itertools import count
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from processors import aqi
+from schemas import Topics, decode
+from schemas.raw import RawReading, reading_to_avro
+from streams.air_quality import AirQualityPipeline, Output, SourceRecord
+from streams.time import HOUR_MS, HourlyWindows
+
+RAW = "civic.raw.air-quality"
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MINUTE = 60_000
+LATENESS = 10 * MINUTE
+
+
+class MemoryStates(dict[str, bytes]):
+    """The StateStore protocol over a dict, recording the partition of each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.partitions: dict[str, int] = {}
+
+    def load(self, station_id: str) -> bytes | None:
+        return self.get(station_id)
+
+    def save(self, station_id: str, partition: int, data: bytes) -> None:
+        self[station_id] = data
+        self.partitions[station_id] = partition
+
+
+def reading(
+    ts_ms: int,
+    pollutant: str = "pm25",
+    value: float | str = 35.9,
+    *,
+    station: str = "dongsi",
+    unit: str = "ug/m3",
+    **extra: object,
+) -> bytes:
+    body = {
+        "station_id": station,
+        "pollutant": pollutant,
+        "value": value,
+        "unit": unit,
+        "ts": ts_ms,
+        **extra,
+    }
+    return json.dumps(body).encode()
+
+
+@pytest.fixture
+def make_records():
+    """Factory: raw values → SourceRecords with consecutive offsets on partition 0."""
+    offsets = count()
+
+    def make(values: list[bytes], key: bytes | None = b"dongsi", partition: int = 0):
+        return [SourceRecord(RAW, partition, next(offsets), key, v) for v in values]
+
+    return make
+
+
+@pytest.fixture
+def pipeline() -> AirQualityPipeline:
+    return AirQualityPipeline(Topics(), HourlyWindows(LATENESS), {"dongsi": (39.929, 116.417)})
+
+
+def of_topic(outputs: list[Output], topic: str) -> list[dict]:
+    return [decode(o.value) for o in outputs if o.topic == topic]
+
+
+def hourly(outputs: list[Output]) -> list[dict]:
+    return of_topic(outputs, "civic.aqi.hourly")
+
+
+def dead(outputs: list[Output]) -> list[dict]:
+    return of_topic(outputs, "civic.deadletter")
+
+
+class TestFinalHours:
+    def test_an_hour_is_published_once_stream_time_reaches_its_end_plus_lateness(
+        self, pipeline, make_records
+    ):
+        states = MemoryStates()
+        first = pipeline.process(make_records([reading(T0 + 30 * MINUTE)]), states)
+        assert hourly(first.outputs) == []
+        just_before = T0 + HOUR_MS + LATENESS - 1
+        second = pipeline.process(make_records([reading(just_before)]), states)
+        assert hourly(second.outputs) == []
+        third = pipeline.process(make_records([reading(T0 + HOUR_MS + LATENESS)]), states)
+        records = hourly(third.outputs)
+        assert [r["hour_start"].timestamp() * 1000 for r in records] == [T0]
+        assert third.hours_closed == 1
+
+    def test_the_hourly_record_carries_the_epa_aqi_of_the_nowcast(self, pipeline, make_records):
+        values = [reading(T0 + h * HOUR_MS, value=35.9) for h in range(3)]
+        values.append(reading(T0 + 3 * HOUR_MS + LATENESS))
+        result = pipeline.process(make_records(values), MemoryStates())
+        last = hourly(result.outputs)[-1]
+        assert last["station_id"] == "dongsi"
+        assert last["aqi"] == 102
+        assert last["category"] == "Unhealthy for Sensitive Groups"
+        assert last["main_pollutant"] == "pm25_nowcast"
+        assert last["sub_indices"] == {"pm25_nowcast": 102}
+        assert last["concentrations"] == {"pm25_nowcast": 35.9}
+        assert last["hourly_means"] == {"pm25": 35.9}
+        assert last["aqi_version"] == aqi.AQI_VERSION == "EPA-454/B-24-002"
+
+    def test_an_hour_with_one_reading_has_no_nowcast_yet(self, pipeline, make_records):
+        values = [reading(T0), reading(T0 + HOUR_MS + LATENESS)]
+        result = pipeline.process(make_records(values), MemoryStates())
+        (record,) = hourly(result.outputs)
+        assert record["aqi"] is None
+        assert record["reason"] == "insufficient_data"
+
+    def test_gases_are_converted_to_epa_units_and_averaged_per_hour(self, pipeline, make_records):
+        values = [
+            reading(T0 + 10 * MINUTE, "no2", 100, unit="ug/m3"),
+            reading(T0 + 40 * MINUTE, "no2", 0.05, unit="ppm"),
+            reading(T0 + HOUR_MS + LATENESS),
+        ]
+        result = pipeline.process(make_records(values), MemoryStates())
+        (record,) = hourly(result.outputs)
+        mean = (Decimal(100) * Decimal("24.45") / Decimal("46.01") + 50) / 2
+        assert record["hourly_means"]["no2"] == pytest.approx(float(mean))
+        assert record["sub_indices"]["no2_1h"] == aqi.sub_index("no2_1h", mean)
+
+    def test_enriched_readings_follow_their_hour_with_rolling_means(self, pipeline, make_records):
+        values = [reading(T0 + h * HOUR_MS, "pm10", 10 * (h + 1)) for h in range(8)]
+        values.append(reading(T0 + 8 * HOUR_MS + LATENESS, "pm10", 1))
+        result = pipeline.process(make_records(values), MemoryStates())
+        enriched = of_topic(result.outputs, "civic.enriched.air-quality")
+        assert len(enriched) == 8
+        last = enriched[-1]
+        assert last["value_epa"] == 80 and last["unit_epa"] == "ug/m3"
+        assert last["mean_1h"] == 80
+        assert last["mean_8h"] == 45  # mean of 10..80
+        assert last["mean_24h"] is None  # 8 of 24 hours < 18
+        assert (last["lat"], last["lon"]) == (39.929, 116.417)
+        assert enriched[4]["mean_8h"] is None  # 5 of 8 hours < 6
+
+    def test_stream_time_is_per_station(self, pipeline, make_records):
+        states = MemoryStates()
+        values = [reading(T0, station="a"), reading(T0 + 5 * HOUR_MS, station="b")]
+        records = [*make_records(values[:1], key=b"a"), *make_records(values[1:], key=b"b")]
+        result = pipeline.process(records, states)
+        assert hourly(result.outputs) == []  # b's progress does not close a's hour
+
+
+class TestDeadLetters:
+    @pytest.mark.parametrize(
+        ("value", "reason"),
+        [
+            (b"{not json", "invalid_json"),
+            (b"\xff\xfe\x00", "invalid_encoding"),
+            (b"", "invalid_encoding"),
+            (b'["a", "list"]', "invalid_json"),
+            (reading(T0, "pm1"), "unknown_pollutant"),
+            (reading(T0, unit="ppt"), "unknown_unit"),
+            (reading(T0, "pm25", 5, unit="ppm"), "unknown_unit"),
+            (reading(T0, value=-1), "invalid_value"),
+            (reading(T0, value=1e9), "invalid_value"),
+            (
+                b'{"station_id":"dongsi","pollutant":"pm25","value":NaN,"unit":"ug/m3","ts":1}',
+                "invalid_value",
+            ),
+            (reading(T0, value="12"), "invalid_value"),
+            (b'{"station_id":"dongsi","pollutant":"pm25","unit":"ug/m3","ts":1}', "missing_field"),
+            (b'{"pollutant":"pm25","value":1,"unit":"ug/m3","ts":1}', "missing_field"),
+            (
+                b'{"station_id":"dongsi","pollutant":"pm25","value":1,"unit":"ug/m3",'
+                b'"ts":"2026-01-01T10:00:00"}',
+                "invalid_timestamp",
+            ),
+            (b"\xc3\x01" + b"\x00" * 8 + b"junk", "invalid_avro"),
+        ],
+    )
+    def test_bad_input_is_dead_lettered_with_its_bytes_and_the_worker_carries_on(
+        self, pipeline, make_records, value, reason
+    ):
+        good = reading(T0)
+        records = make_records([value, good])
+        result = pipeline.process(records, MemoryStates())
+        (letter,) = dead(result.outputs)
+        assert letter["reason"] == reason
+        assert letter["value"] == value
+        assert letter["key"] == b"dongsi"
+        assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == (
+            RAW,
+            0,
+            records[0].offset,
+        )
+        assert letter["detail"]
+        assert result.accepted == 1
+
+    def test_a_key_other_than_the_station_id_is_rejected(self, pipeline, make_records):
+        result = pipeline.process(make_records([reading(T0)], key=None), MemoryStates())
+        assert [d["reason"] for d in dead(result.outputs)] == ["wrong_key"]
+
+    def test_a_late_event_is_dead_lettered_with_its_event_time(self, pipeline, make_records):
+        values = [reading(T0 + HOUR_MS + LATENESS), reading(T0 + 59 * MINUTE)]
+        result = pipeline.process(make_records(values), MemoryStates())
+        (letter,) = dead(result.outputs)
+        assert letter["reason"] == "late"
+        assert letter["value"] == values[1]
+        assert letter["event_ts"].timestamp() * 1000 == T0 + 59 * MINUTE
+
+    def test_an_event_within_the_lateness_is_accepted(self, pipeline, make_records):
+        values = [reading(T0 + HOUR_MS + LATENESS - 1), reading(T0 + 59 * MINUTE)]
+        result = pipeline.process(make_records(values), MemoryStates())
+        assert dead(result.outputs) == []
+        assert result.accepted == 2
+
+    def test_a_second_reading_for_the_same_time_is_a_duplicate(self, pipeline, make_records):
+        values = [reading(T0, value=10), reading(T0, value=11)]
+        result = pipeline.process(make_records(values), MemoryStates())
+        assert [d["reason"] for d in dead(result.outputs)] == ["duplicate"]
+
+    def test_avro_input_is_accepted_like_json(self, pipeline, make_records):
+        avro = reading_to_avro(
+            RawReading("dongsi", None, "pm25", Decimal("35.9"), "ug/m3", T0, None, None)
+        )
+        result = pipeline.process(make_records([avro]), MemoryStates())
+        assert result.accepted == 1 and dead(result.outputs) == []
+
+
+def _day_of_readings(seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    values = []
+    for minute in range(0, 6 * 60, 7):
+        for pollutant, unit, scale in (
+            ("pm25", "ug/m3", 80),
+            ("o3", "ppm", 0.09),
+            ("co", "mg/m3", 9),
+            ("so2", "ppb", 60),
+        ):
+            values.append(
+                reading(T0 + minute * MINUTE, pollutant, round(rng.random() * scale, 3), unit=unit)
+            )
+    return values
+
+
+def _run(pipeline, values: list[bytes], batch: int) -> list[Output]:
+    states = MemoryStates()
+    records = [SourceRecord(RAW, 0, i, b"dongsi", v) for i, v in enumerate(values)]
+    outputs: list[Output] = []
+    for start in range(0, len(records), batch):
+        outputs.extend(pipeline.process(records[start : start + batch], states).outputs)
+    return outputs
+
+
+class TestDeterminism:
+    def test_batch_size_does_not_change_a_single_byte(self, pipeline):
+        values = _day_of_readings(1)
+        reference = _run(pipeline, values, len(values))
+        for batch in (1, 7, 500):
+            assert _run(pipeline, values, batch) == reference
+
+    @settings(max_examples=25, deadline=None)
+    @given(seed=st.integers(0, 10_000))
+    def test_out_of_order_within_the_lateness_gives_identical_results(self, seed):
+        pipeline = AirQualityPipeline(Topics(), HourlyWindows(LATENESS))
+        values = _day_of_readings(2)
+        # Shuffle inside windows of 5 minutes of event time: always within the lateness.
+        rng = random.Random(seed)
+        shuffled = []
+        for start in range(0, len(values), 8):
+            chunk = values[start : start + 8]
+            rng.shuffle(chunk)
+            shuffled.extend(chunk)
+        in_order = _run(pipeline, values, 50)
+        reordered = _run(pipeline, shuffled, 50)
+        assert [o for o in reordered if o.topic != "civic.deadletter"] == [
+            o for o in in_order if o.topic != "civic.deadletter"
+        ]
+        assert dead(reordered) == []
+
+    def test_redelivered_records_change_nothing(self, pipeline):
+        values = _day_of_readings(3)
+        states = MemoryStates()
+        records = [SourceRecord(RAW, 0, i, b"dongsi", v) for i, v in enumerate(values)]
+        first = pipeline.process(records, states)
+        assert first.outputs
+        again = pipeline.process(records, states)
+        assert again.outputs == [] and again.redelivered == len(records)
+
+    def test_state_snapshot_round_trips(self, pipeline, make_records):
+        states = MemoryStates()
+        pipeline.process(make_records(_day_of_readings(4)), states)
+        from streams.air_quality import decode_state, encode_state
+
+        state = decode_state(states["dongsi"])
+        assert encode_state(decode_state(encode_state(state))) == states["dongsi"]
+        assert state.open_hours and state.history
+
+    def test_state_is_written_to_the_partition_of_the_stations_records(
+        self, pipeline, make_records
+    ):
+        states = MemoryStates()
+        pipeline.process(make_records([reading(T0)], partition=2), states)
+        assert states.partitions == {"dongsi": 2}
