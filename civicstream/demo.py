@@ -20,12 +20,12 @@ from types import ModuleType
 from typing import IO
 
 from kafka import KafkaAdminClient
-from kafka.errors import KafkaError
 
 from civicstream.produce import produce
 from civicstream.progress import Progress
 from civicstream.settings import Settings
 from civicstream.sources import open_sources
+from civicstream.status import PipelineStatus, wait_until_caught_up
 from schemas import Topics
 from streams.admin import delete_topics, end_offsets, ensure_topics, wait_for_broker
 
@@ -50,14 +50,6 @@ def _local_kafka() -> ModuleType:
 def _month_after(start: datetime, months: int) -> datetime:
     month = start.month - 1 + months
     return start.replace(year=start.year + month // 12, month=month % 12 + 1)
-
-
-def worker_group(topics: Topics) -> str:
-    return f"{topics.prefix}civicstream-air-quality"
-
-
-def sink_group(topics: Topics) -> str:
-    return f"{topics.prefix}civicstream-sink"
 
 
 class Children:
@@ -103,18 +95,6 @@ class Children:
         self.processes.clear()
 
 
-def _committed(admin: KafkaAdminClient, group: str) -> dict[str, int]:
-    try:
-        offsets = admin.list_consumer_group_offsets(group)
-    except KafkaError:
-        return {}
-    totals: dict[str, int] = {}
-    for tp, meta in offsets.items():
-        if meta.offset >= 0:
-            totals[tp.topic] = totals.get(tp.topic, 0) + meta.offset
-    return totals
-
-
 def _store_counts(store_url: str) -> tuple[int, int]:
     from sinks.store import open_store
 
@@ -126,15 +106,11 @@ def _store_counts(store_url: str) -> tuple[int, int]:
 
 
 def _reset(settings: Settings, topics: Topics) -> None:
-    internal = [
-        f"{worker_group(topics)}-station-state-changelog",
-        f"{worker_group(topics)}-__assignor-__leader",
-    ]
-    delete_topics(settings.kafka_bootstrap, [*topics.all(), *internal])
+    delete_topics(settings.kafka_bootstrap, [*topics.all(), *topics.internal])
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
         existing = {group for group, *_ in admin.list_consumer_groups()}
-        stale = [g for g in (worker_group(topics), sink_group(topics)) if g in existing]
+        stale = [g for g in (topics.worker_group, topics.sink_group) if g in existing]
         if stale:
             admin.delete_consumer_groups(stale)
     finally:
@@ -224,47 +200,35 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _wait_until_drained(settings: Settings, topics: Topics, children: Children, sent: int) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    outputs = [topics.enriched_air_quality, topics.aqi_hourly]
     tty = sys.stderr.isatty()
     started = time.monotonic()
-    last_line = 0.0
-    stable = 0
-    try:
-        while True:
-            children.check()
-            ends = end_offsets(
-                settings.kafka_bootstrap, [topics.raw_air_quality, *outputs, topics.deadletter]
-            )
-            worker_done = _committed(admin, worker_group(topics)).get(topics.raw_air_quality, 0)
-            sink_done = _committed(admin, sink_group(topics))
-            hourly_rows, reading_rows = _store_counts(settings.store_url)
-            elapsed = time.monotonic() - started
-            line = (
-                f"  processed {worker_done:,}/{ends[topics.raw_air_quality]:,} readings"
-                f" · {ends[topics.aqi_hourly]:,} hourly AQI records"
-                f" · {ends[topics.deadletter]:,} dead letters"
-                f" · store: {hourly_rows:,} aqi_hourly, {reading_rows:,} readings"
-                f" · {worker_done / elapsed if elapsed else 0:,.0f} readings/s"
-            )
-            if time.monotonic() - last_line >= (0.5 if tty else 5):
-                last_line = time.monotonic()
-                print(
-                    ("\r\033[K" if tty else "") + line,
-                    end="" if tty else "\n",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            caught_up = worker_done >= ends[topics.raw_air_quality] >= sent and all(
-                sink_done.get(t, 0) >= ends[t] for t in outputs
-            )
-            stable = stable + 1 if caught_up else 0
-            if stable >= 2:
-                print(("\r\033[K" if tty else "") + line, file=sys.stderr, flush=True)
-                return
-            time.sleep(0.5)
-    finally:
-        admin.close()
+    last_line = [0.0]
+
+    def show(status: PipelineStatus, final: bool = False) -> None:
+        if not final and time.monotonic() - last_line[0] < (0.5 if tty else 5):
+            return
+        last_line[0] = time.monotonic()
+        hourly_rows, reading_rows = _store_counts(settings.store_url)
+        elapsed = time.monotonic() - started
+        line = (
+            f"  processed {status.raw_processed:,}/{status.raw_written:,} readings"
+            f" · {status.hourly_written:,} hourly AQI records"
+            f" · {status.dead_letters:,} dead letters"
+            f" · store: {hourly_rows:,} aqi_hourly, {reading_rows:,} readings"
+            f" · {status.raw_processed / elapsed if elapsed else 0:,.0f} readings/s"
+        )
+        end = "\n" if final or not tty else ""
+        print(("\r\033[K" if tty else "") + line, end=end, file=sys.stderr, flush=True)
+
+    status = wait_until_caught_up(
+        settings.kafka_bootstrap,
+        topics,
+        expected_raw=sent,
+        timeout_s=24 * 3600,
+        check=children.check,
+        on_status=show,
+    )
+    show(status, final=True)
 
 
 def _summary(settings: Settings, topics: Topics, sent: int, elapsed: float) -> None:

@@ -1,4 +1,4 @@
-"""Topic names: part of the public contract.
+"""Topic and consumer-group names: part of the public contract.
 
 A replay namespace (``CIVIC_TOPIC_PREFIX``) prefixes every name, so a replay never touches
 live topics.
@@ -36,6 +36,22 @@ class Topics:
     def deadletter(self) -> str:
         """Rejected input with original bytes and reason (Avro); key = source key."""
         return f"{self.prefix}civic.deadletter"
+
+    @property
+    def worker_group(self) -> str:
+        """Consumer group (and Faust app id) of the stream worker."""
+        return f"{self.prefix}civicstream-air-quality"
+
+    @property
+    def sink_group(self) -> str:
+        """Consumer group of the sink worker."""
+        return f"{self.prefix}civicstream-sink"
+
+    @property
+    def internal(self) -> tuple[str, ...]:
+        """Topics the stream worker creates for itself (state changelog, Faust's leader)."""
+        app_id = self.worker_group
+        return (f"{app_id}-station-state-changelog", f"{app_id}-__assignor-__leader")
 
     def all(self) -> tuple[str, ...]:
         """Every topic the air-quality pipeline uses, raw first."""

@@ -7,10 +7,17 @@ from collections.abc import Iterable
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from kafka.structs import TopicPartition
 
-__all__ = ["delete_topics", "end_offsets", "ensure_topics", "partition_counts", "wait_for_broker"]
+__all__ = [
+    "committed_offsets",
+    "delete_topics",
+    "end_offsets",
+    "ensure_topics",
+    "partition_counts",
+    "wait_for_broker",
+]
 
 
 def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
@@ -106,3 +113,19 @@ def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:
         return totals
     finally:
         consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str) -> dict[str, int]:
+    """Records a consumer group has committed, per topic (sum over partitions)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_consumer_group_offsets(group)
+    except KafkaError:
+        return {}
+    finally:
+        admin.close()
+    totals: dict[str, int] = {}
+    for tp, meta in offsets.items():
+        if meta.offset >= 0:
+            totals[tp.topic] = totals.get(tp.topic, 0) + meta.offset
+    return totals

@@ -76,7 +76,7 @@ def create_app(
 ) -> faust.App:
     """Build the worker app for one namespace; `partitions` must match the raw topic."""
     app = faust.App(
-        f"{topics.prefix}civicstream-air-quality",
+        topics.worker_group,
         broker=_broker_urls(bootstrap),
         store="memory://",
         topic_partitions=partitions,

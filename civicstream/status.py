@@ -1,0 +1,81 @@
+"""How far the pipeline has got: end offsets against what the worker and sink committed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schemas import Topics
+from streams.admin import committed_offsets, end_offsets
+
+__all__ = ["PipelineStatus", "pipeline_status", "wait_until_caught_up"]
+
+
+@dataclass(frozen=True)
+class PipelineStatus:
+    """Records written to and committed from each topic of one namespace."""
+
+    raw_written: int
+    raw_processed: int
+    enriched_written: int
+    hourly_written: int
+    dead_letters: int
+    sink_committed: int
+
+    @property
+    def caught_up(self) -> bool:
+        """The worker has processed every raw record and the sink has stored every output."""
+        return (
+            self.raw_processed >= self.raw_written
+            and self.sink_committed >= self.enriched_written + self.hourly_written
+        )
+
+
+def pipeline_status(bootstrap: str, topics: Topics) -> PipelineStatus:
+    ends = end_offsets(
+        bootstrap,
+        [topics.raw_air_quality, topics.enriched_air_quality, topics.aqi_hourly, topics.deadletter],
+    )
+    worker = committed_offsets(bootstrap, topics.worker_group)
+    sink = committed_offsets(bootstrap, topics.sink_group)
+    return PipelineStatus(
+        raw_written=ends[topics.raw_air_quality],
+        raw_processed=worker.get(topics.raw_air_quality, 0),
+        enriched_written=ends[topics.enriched_air_quality],
+        hourly_written=ends[topics.aqi_hourly],
+        dead_letters=ends[topics.deadletter],
+        sink_committed=sink.get(topics.enriched_air_quality, 0) + sink.get(topics.aqi_hourly, 0),
+    )
+
+
+def wait_until_caught_up(
+    bootstrap: str,
+    topics: Topics,
+    *,
+    expected_raw: int,
+    timeout_s: float,
+    check: Callable[[], None] = lambda: None,
+    on_status: Callable[[PipelineStatus], None] = lambda status: None,
+    poll_s: float = 0.5,
+) -> PipelineStatus:
+    """Poll until `expected_raw` records are written and everything downstream is stored.
+
+    Caught-up must hold on two polls in a row: offsets are read one topic at a time, so a
+    single poll can see a worker commit before the outputs that commit flushed.
+    `check` runs on every poll (e.g. to fail fast when a child process died).
+    """
+    deadline = time.monotonic() + timeout_s
+    stable = 0
+    while True:
+        check()
+        status = pipeline_status(bootstrap, topics)
+        on_status(status)
+        done = status.caught_up and status.raw_written >= expected_raw
+        stable = stable + 1 if done else 0
+        if stable >= 2:
+            return status
+        if time.monotonic() > deadline:
+            msg = f"pipeline not caught up after {timeout_s:.0f} s: {status}"
+            raise TimeoutError(msg)
+        time.sleep(poll_s)

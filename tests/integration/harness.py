@@ -1,0 +1,164 @@
+"""A pipeline under test: real worker and sink processes on the session's real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
+from sinks.store import open_store
+
+from civicstream.status import PipelineStatus, wait_until_caught_up
+from schemas import Topics, decode
+from streams.admin import end_offsets, ensure_topics
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class PipelineUnderTest:
+    """One namespace: its topics, a stream worker, a sink worker and a store."""
+
+    bootstrap: str
+    prefix: str
+    workdir: Path
+    partitions: int = 3
+    lateness: str = "10m"
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.topics = Topics(self.prefix)
+        self.store_url = f"sqlite:///{self.workdir / 'store.db'}"
+        ensure_topics(self.bootstrap, self.topics.all(), self.partitions)
+
+    # -- processes ----------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            CIVIC_KAFKA_BOOTSTRAP=self.bootstrap,
+            CIVIC_TOPIC_PREFIX=self.prefix,
+            CIVIC_PARTITIONS=str(self.partitions),
+            CIVIC_STORE_URL=self.store_url,
+            CIVIC_ALLOWED_LATENESS=self.lateness,
+            PYTHONPATH=str(PROJECT_ROOT),
+        )
+        return env
+
+    def start(self, name: str) -> None:
+        """Start the `worker` or the `sink` (logs in the test's work dir)."""
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "civicstream", name],
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.workdir,
+        )
+
+    def start_all(self) -> PipelineUnderTest:
+        self.start("worker")
+        self.start("sink")
+        return self
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown hooks, no final commit — a crash."""
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait(timeout=30)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")[-4000:]
+
+    # -- data -----------------------------------------------------------------------------
+    def send(self, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        sent = 0
+        for key, value in messages:
+            producer.send(self.topics.raw_air_quality, key=key, value=value)
+            sent += 1
+        producer.flush()
+        producer.close()
+        return sent
+
+    def wait_until_caught_up(self, expected_raw: int, timeout_s: float = 120) -> PipelineStatus:
+        return wait_until_caught_up(
+            self.bootstrap,
+            self.topics,
+            expected_raw=expected_raw,
+            timeout_s=timeout_s,
+            check=self.check_alive,
+        )
+
+    def read_topic(self, topic: str) -> list[tuple[bytes | None, dict[str, Any], int, int]]:
+        """Every record of `topic`: (key, decoded value, partition, offset), by partition."""
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        try:
+            partitions = sorted(consumer.partitions_for_topic(topic) or [])
+            tps = [TopicPartition(topic, p) for p in partitions]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            records = []
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
+                for batch in consumer.poll(timeout_ms=1000).values():
+                    records.extend((r.key, decode(r.value), r.partition, r.offset) for r in batch)
+            return sorted(records, key=lambda r: (r[2], r[3]))
+        finally:
+            consumer.close()
+
+    def rows(self, dataset: str) -> list[dict[str, Any]]:
+        with open_store(self.store_url) as store:
+            return store.fetch(dataset)
+
+    def read_topic_raw(self, topic: str) -> dict[tuple[int, int], bytes | None]:
+        """Every record's value bytes by (partition, offset)."""
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            ends = consumer.end_offsets(tps)
+            values: dict[tuple[int, int], bytes | None] = {}
+            while any(consumer.position(tp) < ends[tp] for tp in tps):
+                for batch in consumer.poll(timeout_ms=1000).values():
+                    values.update(((r.partition, r.offset), r.value) for r in batch)
+            return values
+        finally:
+            consumer.close()
+
+    def wait_until_hourly_output(self, minimum: int, timeout_s: float = 120) -> None:
+        """Poll until the worker has produced at least `minimum` hourly records."""
+        deadline = time.monotonic() + timeout_s
+        while (
+            end_offsets(self.bootstrap, [self.topics.aqi_hourly])[self.topics.aqi_hourly] < minimum
+        ):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {minimum} hourly records after {timeout_s} s")
+            time.sleep(0.1)
