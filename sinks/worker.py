@@ -122,7 +122,8 @@ class SinkWorker:
        ``aqi_hourly`` → dataset ``aqi_hourly``, ``enriched_reading`` → ``readings``;
        a message that cannot be decoded or stored is sent to `topics.deadletter` with its
        original key and value bytes and a reason, and never stops the worker;
-    2. flush the dead-letter producer (``acks="all"``) and check every send;
+    2. flush the dead-letter producer (``acks="all"``) and check every send (a dead letter
+       the broker does not take fails the batch: a bad message is never dropped);
     3. upsert both datasets in ONE store transaction (in a batch, the last record of a
        natural key, by offset, wins);
     4. commit exactly the offsets consumed (last offset + 1 per partition).
