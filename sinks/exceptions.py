@@ -1,0 +1,19 @@
+"""Errors raised by the sinks: one family, so callers can catch `SinkError`."""
+
+__all__ = ["InvalidRecord", "SinkError", "StoreError", "UnsupportedStoreURL"]
+
+
+class SinkError(Exception):
+    """Base of every error the sinks raise on purpose."""
+
+
+class StoreError(SinkError):
+    """The open-data store refused or failed a request; nothing from it was written."""
+
+
+class UnsupportedStoreURL(StoreError):
+    """A store URL whose scheme (or form) no backend handles."""
+
+
+class InvalidRecord(SinkError, ValueError):
+    """A decoded record that cannot become a row (a naive datetime, a non-finite float...)."""

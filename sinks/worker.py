@@ -1,0 +1,512 @@
+"""The sink worker: hourly AQI and enriched readings from Kafka into the open-data store.
+
+Run it as ``python -m sinks.worker --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any, Self
+
+from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
+from kafka.errors import CommitFailedError  # type: ignore[import-untyped]
+from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+
+from schemas import Reason, Topics, encode
+from schemas.codec import decode_as
+from sinks._datasets import AQI_HOURLY, READINGS, Dataset
+from sinks.exceptions import InvalidRecord
+from sinks.store import Store, default_store_url, open_store
+
+__all__ = ["BatchStats", "SinkWorker", "main"]
+
+log = logging.getLogger(__name__)
+
+# Contract name -> the dataset its records go to.
+_ROUTES: dict[str, Dataset] = {AQI_HOURLY.contract: AQI_HOURLY, READINGS.contract: READINGS}
+
+_DEADLETTER_TIMEOUT_S = 30.0
+_COMMIT_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one batch (or, for `SinkWorker.totals`, the worker so far) did."""
+
+    consumed: int = 0
+    written: Mapping[str, int] = field(default_factory=dict)
+    """Records upserted per dataset (a replayed or superseded record counts again)."""
+    deadletters: int = 0
+    batches: int = 1
+    seconds: float = 0.0
+
+    def __add__(self, other: BatchStats) -> BatchStats:
+        written = dict(self.written)
+        for name, count in other.written.items():
+            written[name] = written.get(name, 0) + count
+        return BatchStats(
+            consumed=self.consumed + other.consumed,
+            written=written,
+            deadletters=self.deadletters + other.deadletters,
+            batches=self.batches + other.batches,
+            seconds=self.seconds + other.seconds,
+        )
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    reason: Reason
+    detail: str
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.records = Counter(
+            "civicstream_sink_records",
+            "Records upserted into the open-data store, per dataset.",
+            ["dataset"],
+            registry=registry,
+        )
+        self.deadletters = Counter(
+            "civicstream_sink_deadletters",
+            "Messages the sink could not store, sent to the dead-letter topic.",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "civicstream_sink_batch_seconds",
+            "Time from a batch's poll to its offset commit.",
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
+        self.commits = Counter(
+            "civicstream_sink_commits",
+            "Kafka offset commits made after a store transaction.",
+            registry=registry,
+        )
+        for ds in _ROUTES.values():
+            self.records.labels(dataset=ds.name)
+
+
+# One set of collectors per registry: several workers in a process share them.
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
+_METRICS_LOCK = threading.Lock()
+
+
+def _metrics_for(registry: CollectorRegistry) -> _Metrics:
+    with _METRICS_LOCK:
+        metrics = _METRICS.get(registry)
+        if metrics is None:
+            metrics = _METRICS[registry] = _Metrics(registry)
+        return metrics
+
+
+class SinkWorker:
+    """Consumes `topics.aqi_hourly` and `topics.enriched_air_quality` into the store.
+
+    Commit order, per batch (one poll of at most `batch_size` records):
+
+        decode → dead-letter flush → store transaction commit → Kafka offset commit
+
+    1. decode every record (`schemas.codec.decode_as`) and route it by contract name:
+       ``aqi_hourly`` → dataset ``aqi_hourly``, ``enriched_reading`` → ``readings``;
+       a message that cannot be decoded or stored is sent to `topics.deadletter` with its
+       original key and value bytes and a reason, and never stops the worker;
+    2. flush the dead-letter producer (``acks="all"``) and check every send (a dead letter
+       the broker does not take fails the batch: a bad message is never dropped);
+    3. upsert both datasets in ONE store transaction (in a batch, the last record of a
+       natural key, by offset, wins);
+    4. commit exactly the offsets consumed (last offset + 1 per partition).
+
+    A crash anywhere before the last step replays the batch, and upserts by natural key
+    make the replay a no-op. (The dead-letter topic is at-least-once: a replayed batch
+    sends its dead letters again.) If a step fails, `run_once` seeks back to the start of
+    the batch before re-raising, so even a caller that retries never skips a record.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        store_url: str,
+        *,
+        group_id: str,
+        batch_size: int = 2000,
+        poll_timeout_ms: int = 500,
+        on_batch: Callable[[BatchStats], None] | None = None,
+        registry: CollectorRegistry | None = None,
+        client_id: str = "civicstream-sink",
+        session_timeout_ms: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            msg = f"batch_size must be at least 1, got {batch_size}"
+            raise ValueError(msg)
+        self._bootstrap = bootstrap
+        self._topics = topics
+        self._batch_size = batch_size
+        self._poll_timeout_ms = poll_timeout_ms
+        self._on_batch = on_batch
+        self._client_id = client_id
+        self._metrics = _metrics_for(REGISTRY if registry is None else registry)
+        self._totals = BatchStats(batches=0)
+        self._producer: Any = None
+        self._closed = False
+        self._store: Store = open_store(store_url)
+        try:
+            liveness: dict[str, int] = {}
+            if session_timeout_ms is not None:  # else the client's default (45 s)
+                liveness = {
+                    "session_timeout_ms": session_timeout_ms,
+                    "heartbeat_interval_ms": max(1, session_timeout_ms // 3),
+                }
+            self._consumer: Any = KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                group_id=group_id,
+                client_id=client_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=batch_size,
+                **liveness,
+            )
+            self._consumer.subscribe([topics.aqi_hourly, topics.enriched_air_quality])
+        except BaseException:
+            self._store.close()
+            raise
+
+    @property
+    def totals(self) -> BatchStats:
+        """Everything this worker has committed so far."""
+        return self._totals
+
+    # --- one batch --------------------------------------------------------------------------
+
+    def run_once(self, timeout_ms: int | None = None) -> int:
+        """Poll once and process what came as one batch; return the records written.
+
+        Returns 0 without committing anything when the poll brings no records.
+        """
+        polled: dict[Any, list[Any]] = self._consumer.poll(
+            timeout_ms=self._poll_timeout_ms if timeout_ms is None else timeout_ms,
+            max_records=self._batch_size,
+        )
+        batch = {tp: messages for tp, messages in polled.items() if messages}
+        if not batch:
+            return 0
+        started = time.perf_counter()
+        try:
+            stats = self._process(batch)
+        except CommitFailedError as error:
+            # The group rebalanced after the store commit: the batch is stored, and whoever
+            # owns the partitions now replays it as a no-op.
+            log.warning("offset commit failed after the store commit (rebalance): %s", error)
+            self._rewind(batch)
+            return 0
+        except BaseException:
+            self._rewind(batch)
+            raise
+        stats = BatchStats(
+            consumed=stats.consumed,
+            written=stats.written,
+            deadletters=stats.deadletters,
+            seconds=time.perf_counter() - started,
+        )
+        self._metrics.batch_seconds.observe(stats.seconds)
+        self._totals = self._totals + stats
+        if self._on_batch is not None:
+            self._on_batch(stats)
+        return sum(stats.written.values())
+
+    def _process(self, batch: Mapping[Any, Sequence[Any]]) -> BatchStats:
+        records: dict[str, list[dict[str, Any]]] = {ds.name: [] for ds in _ROUTES.values()}
+        dead: list[tuple[Any, Reason, str]] = []
+        offsets: dict[Any, Any] = {}
+        consumed = 0
+        # 1. decode and route
+        for tp, messages in batch.items():
+            for message in messages:
+                consumed += 1
+                routed = self._route(message)
+                if isinstance(routed, _Rejected):
+                    dead.append((message, routed.reason, routed.detail))
+                else:
+                    ds, record = routed
+                    records[ds.name].append(record)
+            last = messages[-1]
+            offsets[tp] = OffsetAndMetadata(last.offset + 1, "", last.leader_epoch)
+        # 2. dead letters, flushed and acknowledged
+        if dead:
+            self._send_dead_letters(dead)
+            self._metrics.deadletters.inc(len(dead))
+        # 3. one store transaction
+        self._store.write_batch(records[AQI_HOURLY.name], records[READINGS.name])
+        for name, rows in records.items():
+            self._metrics.records.labels(dataset=name).inc(len(rows))
+        # 4. exactly the offsets consumed
+        self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
+        self._metrics.commits.inc()
+        return BatchStats(
+            consumed=consumed,
+            written={name: len(rows) for name, rows in records.items()},
+            deadletters=len(dead),
+        )
+
+    @staticmethod
+    def _route(message: Any) -> tuple[Dataset, dict[str, Any]] | _Rejected:
+        """(dataset, record) for a storable message, else why it goes to the dead letters."""
+        if message.value is None:
+            return _Rejected(Reason.INVALID_AVRO, "null value (tombstone)")
+        try:
+            contract, record = decode_as(message.value)
+        except Exception as error:  # any decoding failure is the message's, never the worker's
+            return _Rejected(Reason.INVALID_AVRO, f"{type(error).__name__}: {error}")
+        ds = _ROUTES.get(contract)
+        if ds is None:
+            return _Rejected(
+                Reason.INVALID_AVRO, f"contract {contract!r} is not stored by the sink"
+            )
+        try:
+            ds.to_row(record)
+        except InvalidRecord as error:
+            return _Rejected(Reason.INVALID_FIELD, f"{contract}: {error}")
+        return ds, record
+
+    def _send_dead_letters(self, dead: Sequence[tuple[Any, Reason, str]]) -> None:
+        if self._producer is None:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id=f"{self._client_id}-deadletter",
+                acks="all",
+            )
+        futures = []
+        for message, reason, detail in dead:
+            log.warning(
+                "dead letter %s[%d]@%d: %s: %s",
+                message.topic,
+                message.partition,
+                message.offset,
+                reason,
+                detail,
+            )
+            value = encode(
+                "deadletter",
+                {
+                    "source_topic": message.topic,
+                    "source_partition": message.partition,
+                    "source_offset": message.offset,
+                    "key": message.key,
+                    "value": message.value,
+                    "reason": str(reason),
+                    "detail": detail,
+                    "event_ts": None,
+                },
+            )
+            futures.append(
+                self._producer.send(self._topics.deadletter, key=message.key, value=value)
+            )
+        self._producer.flush(timeout=_DEADLETTER_TIMEOUT_S)
+        for future in futures:
+            future.get(timeout=_DEADLETTER_TIMEOUT_S)  # raises if the broker did not take it
+
+    def _rewind(self, batch: Mapping[Any, Sequence[Any]]) -> None:
+        """Seek every partition still assigned back to the batch's first offset."""
+        for tp, messages in batch.items():
+            with contextlib.suppress(ValueError):  # unassigned in a rebalance: nothing to do
+                self._consumer.seek(tp, messages[0].offset)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, log_every_s: float = 10.0) -> None:
+        """Process batches until `stop` is set, then close. Errors propagate (after close)."""
+        last_log = time.monotonic()
+        logged = self._totals
+        try:
+            while not stop.is_set():
+                self.run_once()
+                now = time.monotonic()
+                if now - last_log >= log_every_s:
+                    self._log_progress(logged, now - last_log)
+                    last_log, logged = now, self._totals
+        finally:
+            self.close()
+            self._log_progress(self._totals, 0.0, final=True)
+
+    def _log_progress(self, previous: BatchStats, elapsed: float, *, final: bool = False) -> None:
+        totals = self._totals
+        written = " ".join(f"{name}={count}" for name, count in sorted(totals.written.items()))
+        rate = (totals.consumed - previous.consumed) / elapsed if elapsed > 0 else 0.0
+        log.info(
+            "%s: %d consumed, written %s, %d dead letters, %d batches%s",
+            "stopped" if final else "progress",
+            totals.consumed,
+            written or "nothing",
+            totals.deadletters,
+            totals.batches,
+            "" if final else f", {rate:.0f} records/s",
+        )
+
+    def close(self) -> None:
+        """Close the consumer (committing nothing), the producer and the store."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close(autocommit=False)
+        finally:
+            try:
+                if self._producer is not None:
+                    self._producer.close(timeout=_DEADLETTER_TIMEOUT_S)
+            finally:
+                self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        msg = f"must be at least 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ
+    parser = argparse.ArgumentParser(
+        prog="python -m sinks.worker",
+        description=(
+            "Store the hourly AQI and the enriched readings from Kafka in the open-data "
+            "store, upserted by natural key. Undecodable messages go to the dead-letter "
+            "topic with their original bytes; the worker keeps going."
+        ),
+        epilog=(
+            "Per batch: decode → dead-letter flush → store transaction commit → Kafka "
+            "offset commit. A crash before the offset commit replays the batch as a no-op, "
+            "so the worker can be killed at any time. SIGINT/SIGTERM stop it after the "
+            "current batch."
+        ),
+    )
+    parser.add_argument(
+        "--bootstrap",
+        default=env.get("CIVIC_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers (env CIVIC_KAFKA_BOOTSTRAP; default %(default)s)",
+    )
+    parser.add_argument(
+        "--store",
+        default=env.get("CIVIC_STORE_URL", default_store_url()),
+        help=(
+            "store URL: sqlite:///relative.db, sqlite:////absolute.db "
+            "(env CIVIC_STORE_URL; default %(default)s)"
+        ),
+    )
+    parser.add_argument(
+        "--prefix",
+        default=env.get("CIVIC_TOPIC_PREFIX", ""),
+        help="replay namespace prefixed to every topic (env CIVIC_TOPIC_PREFIX; default none)",
+    )
+    parser.add_argument(
+        "--group",
+        default=None,
+        help="Kafka consumer group (default: PREFIX + civicstream-sink)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=2000,
+        help="most records per poll, store transaction and offset commit (default %(default)s)",
+    )
+    parser.add_argument(
+        "--session-timeout-ms",
+        type=_positive_int,
+        default=None,
+        help=(
+            "how long the group waits for a silent (e.g. killed) worker before its "
+            "partitions move (default: the Kafka client's, 45000)"
+        ),
+    )
+    parser.add_argument(
+        "--log-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between progress lines (default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env.get("CIVIC_SINK_METRICS_PORT", "0")),
+        help="serve Prometheus /metrics on this port; 0 = off (env CIVIC_SINK_METRICS_PORT)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env.get("CIVIC_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (env CIVIC_LOG_LEVEL; default %(default)s)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sink worker until SIGINT/SIGTERM; 0 on a clean stop, 1 on an error."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    group = args.group if args.group is not None else f"{args.prefix}civicstream-sink"
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping after the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    log.info(
+        "sink: %s topics %r, %r → %s, group %s",
+        args.bootstrap,
+        Topics(args.prefix).aqi_hourly,
+        Topics(args.prefix).enriched_air_quality,
+        args.store,
+        group,
+    )
+    try:
+        worker = SinkWorker(
+            args.bootstrap,
+            Topics(args.prefix),
+            args.store,
+            group_id=group,
+            batch_size=args.batch_size,
+            session_timeout_ms=args.session_timeout_ms,
+        )
+        worker.run(stop, log_every_s=args.log_every)
+    except Exception:
+        log.exception("sink worker failed; uncommitted batches will be replayed on restart")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,345 @@
+"""The open-data store: idempotent upserts, deterministic rows, one transaction per batch."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import schemas
+from sinks.exceptions import InvalidRecord, StoreError, UnsupportedStoreURL
+from sinks.store import Store, default_store_url, open_store
+
+H0 = datetime(2026, 1, 1, 2, tzinfo=UTC)
+
+
+def aqi(station: str = "dongsi", hour: int = 0, **changes: Any) -> dict[str, Any]:
+    """An hourly AQI record exactly as `schemas.decode` returns it."""
+    record: dict[str, Any] = {
+        "station_id": station,
+        "hour_start": H0 + timedelta(hours=hour),
+        "aqi": 57,
+        "category": "Moderate",
+        "main_pollutant": "pm25_nowcast",
+        "sub_indices": {"pm25_nowcast": 57, "o3_8h": 20, "no2_1h": 9},
+        "concentrations": {"pm25_nowcast": 12.3, "o3_8h": 0.031, "no2_1h": 9.0},
+        "hourly_means": {"pm25": 12.25, "o3": 0.0305},
+        "reading_count": 12,
+        "reason": None,
+        "aqi_version": "EPA-454/B-24-002",
+    }
+    record.update(changes)
+    return schemas.decode(schemas.encode("aqi_hourly", record))
+
+
+def reading(
+    station: str = "dongsi", pollutant: str = "pm25", minute: int = 0, **changes: Any
+) -> dict[str, Any]:
+    """An enriched reading exactly as `schemas.decode` returns it."""
+    ts = H0 + timedelta(minutes=minute, milliseconds=123)
+    record: dict[str, Any] = {
+        "station_id": station,
+        "sensor_id": f"{station}-{pollutant}-1",
+        "pollutant": pollutant,
+        "ts": ts,
+        "hour_start": ts.replace(minute=0, second=0, microsecond=0),
+        "value": 12.5,
+        "unit": "ug/m3",
+        "value_epa": 12.5,
+        "unit_epa": "ug/m3",
+        "mean_1h": 11.75,
+        "mean_8h": None,
+        "mean_24h": None,
+        "lat": 39.929,
+        "lon": 116.417,
+        "flags": ["spike", "calibration_due"],
+        "anomaly_score": 0.1,
+    }
+    record.update(changes)
+    return schemas.decode(schemas.encode("enriched_reading", record))
+
+
+@pytest.fixture(params=["memory", "file"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = "sqlite:///:memory:" if request.param == "memory" else f"sqlite:///{tmp_path}/s.db"
+    with open_store(url) as opened:
+        yield opened
+
+
+def snapshot(store: Store) -> dict[str, list[dict[str, Any]]]:
+    return {name: store.fetch(name) for name in ("aqi_hourly", "readings")}
+
+
+# --- opening --------------------------------------------------------------------------------
+
+
+def test_default_url_is_a_file_under_data() -> None:
+    assert default_store_url() == "sqlite:///data/civicstream.db"
+
+
+def test_relative_url_creates_parent_folders_under_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///deep/er/civic.db") as store:
+        store.write_batch([aqi()], [])
+    assert (tmp_path / "deep" / "er" / "civic.db").is_file()
+
+
+def test_absolute_url_with_four_slashes(tmp_path: Path) -> None:
+    path = tmp_path / "abs" / "civic.db"
+    with open_store(f"sqlite:///{path}") as store:
+        assert store.count("aqi_hourly") == 0
+    assert str(path).startswith("/")
+    assert path.is_file()
+
+
+def test_file_store_is_wal_and_synchronous_full(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path}/s.db") as store:
+        assert isinstance(store, Store)
+        db = store._conn()  # type: ignore[attr-defined]
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("postgresql://civic@localhost/civic", "PostgreSQL store is not implemented"),
+        ("mysql://localhost/civic", "unsupported store URL"),
+        ("data/civicstream.db", "unsupported store URL"),
+        ("sqlite://relative.db", "malformed sqlite store URL"),
+        ("sqlite:///", "without a path"),
+        ("sqlite:///x.db?mode=ro", "options are not supported"),
+    ],
+)
+def test_unsupported_urls_are_refused_clearly(url: str, match: str) -> None:
+    with pytest.raises(UnsupportedStoreURL, match=match):
+        open_store(url)
+
+
+def test_reopening_is_idempotent_and_records_the_schema_version(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    with open_store(url) as store:
+        store.write_batch([aqi()], [reading()])
+    with open_store(url) as store:
+        assert store.count("aqi_hourly") == 1
+        assert store.count("readings") == 1
+    db = sqlite3.connect(tmp_path / "s.db")
+    assert [row[0] for row in db.execute("SELECT version FROM schema_version")] == [1]
+    db.close()
+
+
+def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    open_store(url).close()
+    db = sqlite3.connect(tmp_path / "s.db")
+    db.execute("INSERT INTO schema_version VALUES (99, '2030-01-01T00:00:00+00:00')")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        open_store(url)
+
+
+# --- upserts --------------------------------------------------------------------------------
+
+
+def test_writing_the_same_batch_twice_is_a_no_op(store: Store) -> None:
+    batch_aqi = [aqi(hour=h) for h in range(3)] + [aqi("guanyuan", h) for h in range(3)]
+    batch_readings = [reading(pollutant=p, minute=m) for p in ("pm25", "o3") for m in (0, 5)]
+    store.write_batch(batch_aqi, batch_readings)
+    first = snapshot(store)
+    store.write_batch(batch_aqi, batch_readings)
+    assert snapshot(store) == first
+    assert store.count("aqi_hourly") == 6
+    assert store.count("readings") == 4
+
+
+def test_a_later_record_for_the_same_key_replaces_the_earlier(store: Store) -> None:
+    store.write_batch([aqi(aqi=57)], [reading(value=12.5, flags=[])])
+    store.write_batch(
+        [aqi(aqi=None, category=None, main_pollutant=None, reason="insufficient_data")],
+        [reading(value=99.0, sensor_id=None, flags=["spike"])],
+    )
+    (row,) = store.fetch("aqi_hourly")
+    assert (row["aqi"], row["category"], row["reason"]) == (None, None, "insufficient_data")
+    (r,) = store.fetch("readings")
+    assert (r["value"], r["sensor_id"], r["flags"]) == (99.0, None, '["spike"]')
+
+
+def test_within_a_batch_the_last_record_of_a_key_wins(store: Store) -> None:
+    store.write_batch(
+        [aqi(aqi=1), aqi(hour=1, aqi=5), aqi(aqi=2), aqi(aqi=3)],
+        [reading(value=1.0), reading(value=2.0)],
+    )
+    assert [row["aqi"] for row in store.fetch("aqi_hourly")] == [3, 5]
+    assert [row["value"] for row in store.fetch("readings")] == [2.0]
+
+
+def test_an_empty_batch_writes_nothing(store: Store) -> None:
+    store.write_batch([], [])
+    store.write_batch()
+    assert store.count("aqi_hourly") == store.count("readings") == 0
+
+
+# --- serialisation --------------------------------------------------------------------------
+
+
+def test_aqi_row_is_rendered_exactly(store: Store) -> None:
+    store.write_batch([aqi()], [])
+    assert store.fetch("aqi_hourly") == [
+        {
+            "station_id": "dongsi",
+            "hour_start": "2026-01-01T02:00:00Z",
+            "aqi": 57,
+            "category": "Moderate",
+            "main_pollutant": "pm25_nowcast",
+            "sub_indices": '{"no2_1h":9,"o3_8h":20,"pm25_nowcast":57}',
+            "concentrations": '{"no2_1h":9.0,"o3_8h":0.031,"pm25_nowcast":12.3}',
+            "hourly_means": '{"o3":0.0305,"pm25":12.25}',
+            "reading_count": 12,
+            "reason": None,
+            "aqi_version": "EPA-454/B-24-002",
+        }
+    ]
+
+
+def test_reading_row_is_rendered_exactly(store: Store) -> None:
+    store.write_batch([], [reading(minute=7)])
+    assert store.fetch("readings") == [
+        {
+            "station_id": "dongsi",
+            "pollutant": "pm25",
+            "ts": "2026-01-01T02:07:00.123Z",
+            "hour_start": "2026-01-01T02:00:00Z",
+            "sensor_id": "dongsi-pm25-1",
+            "value": 12.5,
+            "unit": "ug/m3",
+            "value_epa": 12.5,
+            "unit_epa": "ug/m3",
+            "mean_1h": 11.75,
+            "mean_8h": None,
+            "mean_24h": None,
+            "lat": 39.929,
+            "lon": 116.417,
+            "flags": '["spike","calibration_due"]',
+            "anomaly_score": 0.1,
+        }
+    ]
+
+
+def test_json_columns_do_not_depend_on_insertion_order(store: Store) -> None:
+    one = aqi(sub_indices={"a": 1, "b": 2, "c": 3}, concentrations={"x": 0.1, "y": 1e-7})
+    other = aqi(
+        station="other", sub_indices={"c": 3, "a": 1, "b": 2}, concentrations={"y": 1e-7, "x": 0.1}
+    )
+    store.write_batch([one, other], [])
+    rows = store.fetch("aqi_hourly")
+    assert rows[0]["sub_indices"] == rows[1]["sub_indices"] == '{"a":1,"b":2,"c":3}'
+    # floats are written as Python's repr: they read back to the same double
+    assert rows[0]["concentrations"] == '{"x":0.1,"y":1e-07}'
+    assert json.loads(rows[0]["concentrations"]) == {"x": 0.1, "y": 1e-7}
+
+
+def test_timestamps_in_other_zones_are_stored_as_utc(store: Store) -> None:
+    beijing = timezone(timedelta(hours=8))
+    record = reading()
+    record["ts"] = datetime(2026, 1, 1, 10, 7, 0, 123000, tzinfo=beijing)
+    record["hour_start"] = datetime(2026, 1, 1, 10, tzinfo=beijing)
+    store.write_batch([], [record])
+    (row,) = store.fetch("readings")
+    assert (row["ts"], row["hour_start"]) == ("2026-01-01T02:07:00.123Z", "2026-01-01T02:00:00Z")
+
+
+def test_iso_text_sorts_in_time_order(store: Store) -> None:
+    minutes = [59, 0, 30, 1]
+    store.write_batch([], [reading(minute=m) for m in minutes])
+    stamps = [row["ts"] for row in store.fetch("readings", order_by=["ts"])]
+    assert stamps == sorted(stamps)
+    assert [int(s[14:16]) for s in stamps] == sorted(minutes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"ts": datetime(2026, 1, 1, 2)}, "naive datetime"),  # noqa: DTZ001 - on purpose
+        ({"value": float("nan")}, "finite"),
+        ({"value_epa": float("inf")}, "finite"),
+        ({"flags": ["ok", float("nan")]}, "JSON"),
+        ({"pollutant": 25}, "expected a string"),
+        ({"hour_start": H0 + timedelta(milliseconds=1)}, "whole second"),
+    ],
+)
+def test_records_that_cannot_be_rows_are_refused_before_writing(
+    store: Store, changes: dict[str, Any], match: str
+) -> None:
+    bad = {**reading(minute=1), **changes}
+    with pytest.raises(InvalidRecord, match=match):
+        store.write_batch([aqi()], [reading(), bad])
+    assert snapshot(store) == {"aqi_hourly": [], "readings": []}
+
+
+# --- transactions ---------------------------------------------------------------------------
+
+
+def test_a_failure_mid_batch_leaves_both_datasets_unchanged(store: Store) -> None:
+    store.write_batch([aqi(aqi=1)], [reading(value=1.0)])
+    before = snapshot(store)
+    violates_not_null = {**reading(minute=9), "value": None}
+    with pytest.raises(StoreError, match="rolled back"):
+        # aqi_hourly is written first in the transaction, the readings fail on their 3rd row
+        store.write_batch(
+            [aqi(aqi=2), aqi(hour=1)],
+            [reading(value=2.0), reading(minute=5), violates_not_null, reading(minute=10)],
+        )
+    assert snapshot(store) == before
+    # the store is usable after the rollback
+    store.write_batch([aqi(aqi=3)], [])
+    assert [row["aqi"] for row in store.fetch("aqi_hourly")] == [3]
+
+
+def test_a_reader_never_sees_half_a_batch(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    with open_store(url) as writer, open_store(url) as reader:
+        writer.write_batch([aqi(hour=h) for h in range(5)], [reading(minute=m) for m in range(5)])
+        with pytest.raises(StoreError):
+            writer.write_batch([aqi(hour=9)], [{**reading(minute=30), "unit": None}])
+        assert reader.count("aqi_hourly") == 5
+        assert reader.count("readings") == 5
+
+
+# --- reading back ---------------------------------------------------------------------------
+
+
+def test_fetch_filters_by_equality_with_record_values(store: Store) -> None:
+    store.write_batch(
+        [aqi(hour=h) for h in range(3)] + [aqi("guanyuan", 1)],
+        [reading(sensor_id=None), reading(minute=1)],
+    )
+    rows = store.fetch("aqi_hourly", where={"hour_start": H0 + timedelta(hours=1)})
+    assert [row["station_id"] for row in rows] == ["dongsi", "guanyuan"]
+    assert len(store.fetch("readings", where={"sensor_id": None})) == 1
+    newest_first = store.fetch("aqi_hourly", {"station_id": "dongsi"}, order_by=["hour_start DESC"])
+    assert newest_first[0]["hour_start"] == "2026-01-01T04:00:00Z"
+
+
+def test_fetch_and_count_refuse_unknown_names(store: Store) -> None:
+    with pytest.raises(StoreError, match="unknown dataset"):
+        store.count("aqi_daily; DROP TABLE readings")
+    with pytest.raises(StoreError, match="no column"):
+        store.fetch("readings", where={"1=1 OR station_id": "x"})
+    with pytest.raises(StoreError, match="no column"):
+        store.fetch("readings", order_by=["random()"])
+
+
+def test_a_closed_store_says_so(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.count("readings")
