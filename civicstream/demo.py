@@ -19,15 +19,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO
 
-from kafka import KafkaAdminClient
-
 from civicstream.produce import produce
 from civicstream.progress import Progress
 from civicstream.settings import Settings
 from civicstream.sources import open_sources
 from civicstream.status import PipelineStatus, wait_until_caught_up
 from schemas import Topics
-from streams.admin import delete_topics, end_offsets, ensure_topics, wait_for_broker
+from streams.admin import delete_groups, delete_topics, end_offsets, ensure_topics, wait_for_broker
 
 __all__ = ["run_demo"]
 
@@ -107,14 +105,7 @@ def _store_counts(store_url: str) -> tuple[int, int]:
 
 def _reset(settings: Settings, topics: Topics) -> None:
     delete_topics(settings.kafka_bootstrap, [*topics.all(), *topics.internal])
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        existing = {group for group, *_ in admin.list_consumer_groups()}
-        stale = [g for g in (topics.worker_group, topics.sink_group) if g in existing]
-        if stale:
-            admin.delete_consumer_groups(stale)
-    finally:
-        admin.close()
+    delete_groups(settings.kafka_bootstrap, [topics.worker_group, topics.sink_group])
     if settings.store_url.startswith("sqlite:///") and ":memory:" not in settings.store_url:
         path = Path(settings.store_url.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):

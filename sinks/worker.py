@@ -439,10 +439,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--session-timeout-ms",
         type=_positive_int,
-        default=None,
+        default=10_000,
         help=(
             "how long the group waits for a silent (e.g. killed) worker before its "
-            "partitions move (default: the Kafka client's, 45000)"
+            "partitions move (default %(default)s)"
         ),
     )
     parser.add_argument(
@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    group = args.group if args.group is not None else f"{args.prefix}civicstream-sink"
+    group = args.group if args.group is not None else Topics(args.prefix).sink_group
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

@@ -12,6 +12,7 @@ from kafka.structs import TopicPartition
 
 __all__ = [
     "committed_offsets",
+    "delete_groups",
     "delete_topics",
     "end_offsets",
     "ensure_topics",
@@ -119,7 +120,7 @@ def committed_offsets(bootstrap: str, group: str) -> dict[str, int]:
     """Records a consumer group has committed, per topic (sum over partitions)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        offsets = admin.list_consumer_group_offsets(group)
+        offsets = admin.list_group_offsets(group).get(group, {})
     except KafkaError:
         return {}
     finally:
@@ -129,3 +130,12 @@ def committed_offsets(bootstrap: str, group: str) -> dict[str, int]:
         if meta.offset >= 0:
             totals[tp.topic] = totals.get(tp.topic, 0) + meta.offset
     return totals
+
+
+def delete_groups(bootstrap: str, groups: Iterable[str]) -> None:
+    """Delete consumer groups (their committed offsets); groups that do not exist are fine."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.delete_groups(list(groups))
+    finally:
+        admin.close()

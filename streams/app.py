@@ -84,6 +84,9 @@ def create_app(
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # A killed worker's partitions move to its replacement after this long.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
         web_enabled=False,
     )
     raw_topic = app.topic(

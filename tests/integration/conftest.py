@@ -15,7 +15,8 @@ def pipeline_factory(kafka_bootstrap, topic_prefix, tmp_path):
     def make(name: str = "p", **options) -> PipelineUnderTest:
         workdir = tmp_path / name
         workdir.mkdir()
-        pipeline = PipelineUnderTest(kafka_bootstrap, f"{topic_prefix}{name}.", workdir, **options)
+        prefix = topic_prefix() if callable(topic_prefix) else topic_prefix
+        pipeline = PipelineUnderTest(kafka_bootstrap, f"{prefix}{name}.", workdir, **options)
         made.append(pipeline)
         return pipeline
 
