@@ -252,6 +252,11 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> dict[s
         "log.cleaner.enable": "true",
         "log.cleaner.dedupe.buffer.size": "16777216",
         "num.recovery.threads.per.data.dir": "1",
+        # After a crash (SIGKILL) the restarted controller still holds the dead incarnation's
+        # registration and unfences the new one only when that session expires: 9 s by
+        # default, 4 s here, which keeps crash/restart tests short.
+        "broker.heartbeat.interval.ms": "1000",
+        "broker.session.timeout.ms": "4000",
     }
 
 
