@@ -748,7 +748,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"process {handle.pid} runs but {handle.bootstrap} does not answer: {exc}")
         return 3
     print(
-        f"running at {handle.bootstrap} (pid {handle.pid}, brokers {brokers}, "
+        f"running at {handle.bootstrap} (pid {handle.pid}, metadata lists "
+        f"{', '.join(f'node {b.node_id} at {b.host}:{b.port}' for b in brokers)}, "
         f"log {handle.log_file})"
     )
     return 0
