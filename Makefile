@@ -73,8 +73,9 @@ kafka-status: ## is the local broker running and answering?
 # ---------------------------------------------------------------- checks
 
 # The test session starts its own broker on free ports, unless CIVIC_TEST_KAFKA_BOOTSTRAP
-# names one to use; only then are Java and Maven not needed.
-test: $(VENV_STAMP) $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,sys-java) ## install, then run pytest (the session starts its own broker)
+# names one to use; only then are Java, Maven and the jars not needed. The jars are fetched
+# here rather than inside pytest so that a first download (or its failure) is visible.
+test: $(VENV_STAMP) $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check
