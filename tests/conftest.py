@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -66,17 +66,21 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
-@pytest.fixture
-def topic_prefix(request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """Factory for topic (and group) names unique to this test: ``t-<test>-<uuid8>.<name>``.
+class TopicPrefix(str):
+    """A test's unique prefix (``t-<test>-<uuid8>.``) that is also a factory of names.
 
-    ``topic_prefix("readings")`` gives e.g. ``t-test-roundtrip-3f2a9c1e.readings``;
-    ``topic_prefix()`` gives the bare prefix ``t-test-roundtrip-3f2a9c1e.``.
+    ``topic_prefix("readings")`` -> ``t-test-roundtrip-3f2a9c1e.readings``;
+    ``topic_prefix()``, ``str(topic_prefix)`` and ``f"{topic_prefix}x"`` give the bare prefix.
     """
+
+    __slots__ = ()
+
+    def __call__(self, name: str = "") -> str:
+        return f"{self}{name}"
+
+
+@pytest.fixture
+def topic_prefix(request: pytest.FixtureRequest) -> TopicPrefix:
+    """Unique topic (and group) name prefix for this test; call it to make names."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
-    prefix = f"t-{slug}-{uuid.uuid4().hex[:8]}."
-
-    def make(name: str = "") -> str:
-        return prefix + name
-
-    return make
+    return TopicPrefix(f"t-{slug}-{uuid.uuid4().hex[:8]}.")
