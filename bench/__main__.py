@@ -26,13 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sinks.store import open_store
 
 from civicstream.produce import produce
 from civicstream.simulate import simulate_readings
 from civicstream.sources import open_sources
 from civicstream.status import pipeline_status
 from schemas import Topics
+from sinks.store import open_store
 from streams.admin import ensure_topics
 from streams.air_quality import AirQualityPipeline, SourceRecord
 from streams.time import HourlyWindows
@@ -165,9 +165,6 @@ class _DictStates(dict):
     def load(self, key):
         return self.get(key)
 
-    def save(self, key, partition, data):
-        self[key] = data
-
 
 def _in_process(records: list, batch: int = 2000) -> dict:
     pipeline = AirQualityPipeline(Topics(), HourlyWindows(600_000))
@@ -176,7 +173,9 @@ def _in_process(records: list, batch: int = 2000) -> dict:
     started = time.perf_counter()
     outputs = 0
     for start in range(0, len(source), batch):
-        outputs += len(pipeline.process(source[start : start + batch], states).outputs)
+        result = pipeline.process(source[start : start + batch], states)
+        states.update((u.station_id, u.data) for u in result.state_updates)
+        outputs += len(result.outputs)
     elapsed = time.perf_counter() - started
     return {
         "records": len(records),

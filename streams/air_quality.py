@@ -19,7 +19,14 @@ from schemas.raw import RawReading
 from streams.station import AcceptedReading, StationState
 from streams.time import HourlyWindows
 
-__all__ = ["AirQualityPipeline", "BatchResult", "Output", "SourceRecord", "StateStore"]
+__all__ = [
+    "AirQualityPipeline",
+    "BatchResult",
+    "Output",
+    "SourceRecord",
+    "StateStore",
+    "StateUpdate",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +54,27 @@ class StateStore(Protocol):
 
     def load(self, station_id: str) -> bytes | None: ...
 
-    def save(self, station_id: str, partition: int, data: bytes) -> None: ...
+
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """A station's new state and the partition its records (and so its changelog) live in."""
+
+    station_id: str
+    partition: int
+    data: bytes
 
 
 @dataclass
 class BatchResult:
-    """What one batch produced, for the agent to send and for metrics and progress."""
+    """What one batch produced, for the agent to send and for metrics and progress.
+
+    `outputs` must be durable before `state_updates` are written: a state remembers the
+    source offsets it has applied, and re-delivered records are skipped on that basis, so
+    a state must never be durable ahead of the outputs those records produced.
+    """
 
     outputs: list[Output] = field(default_factory=list)
+    state_updates: list[StateUpdate] = field(default_factory=list)
     accepted: int = 0
     redelivered: int = 0
     hours_closed: int = 0
@@ -83,7 +103,10 @@ class AirQualityPipeline:
         self.coordinates = coordinates or {}
 
     def process(self, records: Sequence[SourceRecord], store: StateStore) -> BatchResult:
-        """Apply a batch in order; return outputs in the order they must be produced."""
+        """Apply a batch in order; return outputs in produce order, then the new states.
+
+        `store` is only read; the caller writes `state_updates` once the outputs are durable.
+        """
         result = BatchResult()
         touched: dict[str, tuple[StationState, int]] = {}
         for record in records:
@@ -124,7 +147,7 @@ class AirQualityPipeline:
                 result.outputs.append(
                     Output(self.topics.aqi_hourly, key, encode("aqi_hourly", closed.aqi_record))
                 )
-            store.save(station_id, partition, encode_state(state))
+            result.state_updates.append(StateUpdate(station_id, partition, encode_state(state)))
         return result
 
     def _parse(

@@ -5,15 +5,16 @@ Faust stays at this edge. The agent takes raw records in batches, hands them to
 states to a changelog-backed table.
 
 Commit order, per batch (at-least-once, idempotent by construction):
-  1. outputs (enriched readings, hourly AQI, dead letters) and station-state changelog
-     records are handed to the producer, in that order;
-  2. the batch's events are acked when the loop body returns;
-  3. Faust's commit flushes the producer (every output and changelog record is durable)
-     and only then commits the consumer offsets.
-A crash before step 3 re-delivers the batch. Each station state remembers the last
-source offset it applied, so re-delivered records change nothing; outputs that were
-already durable are produced again with identical content and keys, and the sinks'
-upserts by natural key make that a no-op.
+  1. outputs (enriched readings, hourly AQI, dead letters) are produced and flushed:
+     durable (acks=all) before anything else happens;
+  2. the touched station states are written to the table's changelog and flushed;
+  3. the batch's events are acked when the loop body returns;
+  4. Faust commits the consumer offsets of acked events (every 1 s).
+A crash anywhere re-delivers the records after the last committed offset. A state that
+became durable in step 2 remembers the source offsets it applied, so those records are
+skipped; its outputs were already durable (step 1 precedes step 2). A state that did not
+become durable is recomputed from the re-delivered records and produces the same outputs
+again, identical in content and key, which the sinks' upserts by natural key absorb.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import faust
 from prometheus_client import start_http_server
 
 from schemas import Topics
-from streams.air_quality import AirQualityPipeline, SourceRecord
+from streams.air_quality import AirQualityPipeline, SourceRecord, StateUpdate
 from streams.metrics import WorkerMetrics
 from streams.time import HourlyWindows
 
@@ -42,9 +43,12 @@ _PROGRESS_EVERY_SECONDS = 10.0
 class TableStateStore:
     """Station states in a Faust table, written to the partition of the station's events.
 
-    Faust would pick the changelog partition from the "current event", which in a batch is
-    just the last one taken; writing explicitly keeps each station's state co-partitioned
-    with its raw records, so recovery after a rebalance restores it where it is used.
+    Two Faust habits are avoided on purpose. `table[key] = value` picks the changelog
+    partition from the "current event", which in a batch is just the last one taken; and
+    it queues the changelog record in Faust's own buffer, which a commit may not have
+    drained (its flush gives up after 0.1 s of silence), so offsets could be committed
+    ahead of the state. Here the record goes straight to the producer, to the partition
+    of the station's raw records, and the agent flushes before it acks.
     """
 
     def __init__(self, table: Any) -> None:
@@ -54,10 +58,12 @@ class TableStateStore:
         value = self.table.data.get(station_id.encode())
         return bytes(value) if value is not None else None
 
-    def save(self, station_id: str, partition: int, data: bytes) -> None:
-        key = station_id.encode()
-        self.table.send_changelog(partition, key, data)
-        self.table.data[key] = data
+    async def save(self, update: StateUpdate) -> None:
+        key = update.station_id.encode()
+        await self.table.changelog_topic.send(
+            key=key, value=update.data, partition=update.partition
+        )
+        self.table.data[key] = update.data
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -104,9 +110,9 @@ def create_app(
     table = app.Table(
         "station-state",
         partitions=partitions,
-        schema=faust.Schema(
-            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
+        # bytes in, bytes out: Faust then uses the raw codec for the changelog as well.
+        key_type=bytes,
+        value_type=bytes,
     )
     pipeline = AirQualityPipeline(topics, windows, coordinates)
     metrics = WorkerMetrics.create()
@@ -131,6 +137,11 @@ def create_app(
             result = pipeline.process(records, store)
             for output in result.outputs:
                 await output_topics[output.topic].send(key=output.key, value=output.value)
+            if result.outputs:
+                await app.producer.flush()
+            for update in result.state_updates:
+                await store.save(update)
+            await app.producer.flush()
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.records.labels("accepted").inc(result.accepted)
             metrics.records.labels("redelivered").inc(result.redelivered)

@@ -33,9 +33,14 @@ class MemoryStates(dict[str, bytes]):
     def load(self, station_id: str) -> bytes | None:
         return self.get(station_id)
 
-    def save(self, station_id: str, partition: int, data: bytes) -> None:
-        self[station_id] = data
-        self.partitions[station_id] = partition
+
+def process(pipeline: AirQualityPipeline, records, states: MemoryStates):
+    """One batch as the worker runs it: outputs first, then the new states."""
+    result = pipeline.process(records, states)
+    for update in result.state_updates:
+        states[update.station_id] = update.data
+        states.partitions[update.station_id] = update.partition
+    return result
 
 
 def reading(
@@ -91,12 +96,12 @@ class TestFinalHours:
         self, pipeline, make_records
     ):
         states = MemoryStates()
-        first = pipeline.process(make_records([reading(T0 + 30 * MINUTE)]), states)
+        first = process(pipeline, make_records([reading(T0 + 30 * MINUTE)]), states)
         assert hourly(first.outputs) == []
         just_before = T0 + HOUR_MS + LATENESS - 1
-        second = pipeline.process(make_records([reading(just_before)]), states)
+        second = process(pipeline, make_records([reading(just_before)]), states)
         assert hourly(second.outputs) == []
-        third = pipeline.process(make_records([reading(T0 + HOUR_MS + LATENESS)]), states)
+        third = process(pipeline, make_records([reading(T0 + HOUR_MS + LATENESS)]), states)
         records = hourly(third.outputs)
         assert [r["hour_start"].timestamp() * 1000 for r in records] == [T0]
         assert third.hours_closed == 1
@@ -104,7 +109,7 @@ class TestFinalHours:
     def test_the_hourly_record_carries_the_epa_aqi_of_the_nowcast(self, pipeline, make_records):
         values = [reading(T0 + h * HOUR_MS, value=35.9) for h in range(3)]
         values.append(reading(T0 + 3 * HOUR_MS + LATENESS))
-        result = pipeline.process(make_records(values), MemoryStates())
+        result = process(pipeline, make_records(values), MemoryStates())
         last = hourly(result.outputs)[-1]
         assert last["station_id"] == "dongsi"
         assert last["aqi"] == 102
@@ -117,7 +122,7 @@ class TestFinalHours:
 
     def test_an_hour_with_one_reading_has_no_nowcast_yet(self, pipeline, make_records):
         values = [reading(T0), reading(T0 + HOUR_MS + LATENESS)]
-        result = pipeline.process(make_records(values), MemoryStates())
+        result = process(pipeline, make_records(values), MemoryStates())
         (record,) = hourly(result.outputs)
         assert record["aqi"] is None
         assert record["reason"] == "insufficient_data"
@@ -128,7 +133,7 @@ class TestFinalHours:
             reading(T0 + 40 * MINUTE, "no2", 0.05, unit="ppm"),
             reading(T0 + HOUR_MS + LATENESS),
         ]
-        result = pipeline.process(make_records(values), MemoryStates())
+        result = process(pipeline, make_records(values), MemoryStates())
         (record,) = hourly(result.outputs)
         mean = (Decimal(100) * Decimal("24.45") / Decimal("46.01") + 50) / 2
         assert record["hourly_means"]["no2"] == pytest.approx(float(mean))
@@ -137,7 +142,7 @@ class TestFinalHours:
     def test_enriched_readings_follow_their_hour_with_rolling_means(self, pipeline, make_records):
         values = [reading(T0 + h * HOUR_MS, "pm10", 10 * (h + 1)) for h in range(8)]
         values.append(reading(T0 + 8 * HOUR_MS + LATENESS, "pm10", 1))
-        result = pipeline.process(make_records(values), MemoryStates())
+        result = process(pipeline, make_records(values), MemoryStates())
         enriched = of_topic(result.outputs, "civic.enriched.air-quality")
         assert len(enriched) == 8
         last = enriched[-1]
@@ -152,7 +157,7 @@ class TestFinalHours:
         states = MemoryStates()
         values = [reading(T0, station="a"), reading(T0 + 5 * HOUR_MS, station="b")]
         records = [*make_records(values[:1], key=b"a"), *make_records(values[1:], key=b"b")]
-        result = pipeline.process(records, states)
+        result = process(pipeline, records, states)
         assert hourly(result.outputs) == []  # b's progress does not close a's hour
 
 
@@ -189,7 +194,7 @@ class TestDeadLetters:
     ):
         good = reading(T0)
         records = make_records([value, good])
-        result = pipeline.process(records, MemoryStates())
+        result = process(pipeline, records, MemoryStates())
         (letter,) = dead(result.outputs)
         assert letter["reason"] == reason
         assert letter["value"] == value
@@ -203,12 +208,12 @@ class TestDeadLetters:
         assert result.accepted == 1
 
     def test_a_key_other_than_the_station_id_is_rejected(self, pipeline, make_records):
-        result = pipeline.process(make_records([reading(T0)], key=None), MemoryStates())
+        result = process(pipeline, make_records([reading(T0)], key=None), MemoryStates())
         assert [d["reason"] for d in dead(result.outputs)] == ["wrong_key"]
 
     def test_a_late_event_is_dead_lettered_with_its_event_time(self, pipeline, make_records):
         values = [reading(T0 + HOUR_MS + LATENESS), reading(T0 + 59 * MINUTE)]
-        result = pipeline.process(make_records(values), MemoryStates())
+        result = process(pipeline, make_records(values), MemoryStates())
         (letter,) = dead(result.outputs)
         assert letter["reason"] == "late"
         assert letter["value"] == values[1]
@@ -216,20 +221,20 @@ class TestDeadLetters:
 
     def test_an_event_within_the_lateness_is_accepted(self, pipeline, make_records):
         values = [reading(T0 + HOUR_MS + LATENESS - 1), reading(T0 + 59 * MINUTE)]
-        result = pipeline.process(make_records(values), MemoryStates())
+        result = process(pipeline, make_records(values), MemoryStates())
         assert dead(result.outputs) == []
         assert result.accepted == 2
 
     def test_a_second_reading_for_the_same_time_is_a_duplicate(self, pipeline, make_records):
         values = [reading(T0, value=10), reading(T0, value=11)]
-        result = pipeline.process(make_records(values), MemoryStates())
+        result = process(pipeline, make_records(values), MemoryStates())
         assert [d["reason"] for d in dead(result.outputs)] == ["duplicate"]
 
     def test_avro_input_is_accepted_like_json(self, pipeline, make_records):
         avro = reading_to_avro(
             RawReading("dongsi", None, "pm25", Decimal("35.9"), "ug/m3", T0, None, None)
         )
-        result = pipeline.process(make_records([avro]), MemoryStates())
+        result = process(pipeline, make_records([avro]), MemoryStates())
         assert result.accepted == 1 and dead(result.outputs) == []
 
 
@@ -254,7 +259,7 @@ def _run(pipeline, values: list[bytes], batch: int) -> list[Output]:
     records = [SourceRecord(RAW, 0, i, b"dongsi", v) for i, v in enumerate(values)]
     outputs: list[Output] = []
     for start in range(0, len(records), batch):
-        outputs.extend(pipeline.process(records[start : start + batch], states).outputs)
+        outputs.extend(process(pipeline, records[start : start + batch], states).outputs)
     return outputs
 
 
@@ -288,14 +293,14 @@ class TestDeterminism:
         values = _day_of_readings(3)
         states = MemoryStates()
         records = [SourceRecord(RAW, 0, i, b"dongsi", v) for i, v in enumerate(values)]
-        first = pipeline.process(records, states)
+        first = process(pipeline, records, states)
         assert first.outputs
-        again = pipeline.process(records, states)
+        again = process(pipeline, records, states)
         assert again.outputs == [] and again.redelivered == len(records)
 
     def test_state_snapshot_round_trips(self, pipeline, make_records):
         states = MemoryStates()
-        pipeline.process(make_records(_day_of_readings(4)), states)
+        process(pipeline, make_records(_day_of_readings(4)), states)
         from streams.air_quality import decode_state, encode_state
 
         state = decode_state(states["dongsi"])
@@ -306,5 +311,5 @@ class TestDeterminism:
         self, pipeline, make_records
     ):
         states = MemoryStates()
-        pipeline.process(make_records([reading(T0)], partition=2), states)
+        process(pipeline, make_records([reading(T0)], partition=2), states)
         assert states.partitions == {"dongsi": 2}
