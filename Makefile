@@ -83,11 +83,13 @@ lint: $(VENV_STAMP) ## ruff check
 
 # ---------------------------------------------------------------- running
 
-run: $(VENV_STAMP) ## install, then run the civicstream pipeline
-	$(VENV)/bin/civicstream run
+ARGS ?=
 
-bench: $(VENV_STAMP) ## install, then run the benchmarks
-	$(VENV)/bin/python -m bench
+run: $(VENV_STAMP) kafka-jars ## install, start the broker, worker and sink, replay a month of Beijing data (ARGS="--all", "--exit-when-done", ...)
+	$(VENV)/bin/civicstream run $(ARGS)
+
+bench: $(VENV_STAMP) kafka-jars ## install, then run the benchmarks (ARGS="--days 30 ...")
+	$(VENV)/bin/python -m bench $(ARGS)
 
 # ---------------------------------------------------------------- cleaning
 

@@ -77,6 +77,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--months", type=int, default=1, help="months to replay from 2013-03-01 [%(default)s]"
     )
     run.add_argument(
+        "--until",
+        type=_timestamp,
+        help="replay up to this event time instead (ISO 8601, e.g. 2013-03-08)",
+    )
+    run.add_argument(
         "--speed",
         type=float,
         default=0.0,

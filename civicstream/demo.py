@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 from typing import IO
@@ -31,7 +31,8 @@ __all__ = ["run_demo"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_KAFKA = PROJECT_ROOT / "deploy" / "local-kafka" / "localkafka.py"
-DEMO_START = datetime(2013, 3, 1, tzinfo=UTC)
+# The first hour of the Beijing files: 2013-03-01 00:00 Beijing time (UTC+8).
+DEMO_START = datetime(2013, 3, 1, tzinfo=timezone(timedelta(hours=8)))
 
 
 def _local_kafka() -> ModuleType:
@@ -151,7 +152,10 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         _say(f"• worker and sink started (logs: {worker_log}, {sink_log})")
         # 4. Replay.
         since = DEMO_START
-        until = None if args.all else _month_after(DEMO_START, args.months)
+        if args.until is not None:
+            until = datetime.fromtimestamp(args.until / 1000, tz=UTC)
+        else:
+            until = None if args.all else _month_after(DEMO_START, args.months)
         span = "all four years" if until is None else f"{since:%Y-%m-%d} .. {until:%Y-%m-%d}"
         coordinates = {s.station_id: (s.lat, s.lon) for s in settings.city().stations.values()}
         records = open_sources(

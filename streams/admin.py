@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterable
 
@@ -21,7 +22,7 @@ __all__ = [
 ]
 
 
-def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
+def wait_for_broker(bootstrap: str, timeout_s: float = 10.0) -> None:
     """Return once the broker answers; raise ConnectionError with the address otherwise."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
@@ -29,6 +30,12 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         except Exception as error:  # kafka-python raises several types here
+            if last_error is None and timeout_s > 3:
+                print(
+                    f"waiting up to {timeout_s:.0f} s for Kafka at {bootstrap} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
             last_error = error
             time.sleep(0.5)
             continue
