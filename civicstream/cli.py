@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return sink_main(args_list[1:])
     args = _build_parser().parse_args(args_list)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # its warnings are about our own choices
     try:
         settings = Settings.from_env()
         return _dispatch(args, settings)

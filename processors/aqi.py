@@ -366,6 +366,16 @@ class HourlyAqi:
     """None when ``aqi`` is set, else one of :data:`REASONS`."""
 
 
+def _hourly_series(pollutant: str, hourly: Sequence[Number | None]) -> list[Decimal | None]:
+    """Validated Decimals; the error message is built only when a value is bad (hot path)."""
+    numbers = [None if value is None else to_decimal(value) for value in hourly]
+    for position, number in enumerate(numbers):
+        if number is not None and number < 0:
+            msg = f"{pollutant} hour {position}: a concentration cannot be negative, got {number}"
+            raise InvalidValue(msg)
+    return numbers
+
+
 def _current(hourly: Sequence[Decimal | None]) -> Decimal | None:
     return hourly[-1] if hourly else None
 
@@ -384,10 +394,7 @@ def hourly_aqi(hourly_means: Mapping[str, Sequence[Number | None]]) -> HourlyAqi
         if pollutant not in POLLUTANTS:
             msg = f"unknown pollutant {pollutant!r}; expected one of {', '.join(POLLUTANTS)}"
             raise UnknownKey(msg)
-        series[pollutant] = [
-            None if value is None else _non_negative(value, f"{pollutant} hour {position}")
-            for position, value in enumerate(hourly[-24:])
-        ]
+        series[pollutant] = _hourly_series(pollutant, hourly[-24:])
 
     eight_hours, eight_valid = ROLLING_WINDOWS["8h"]
     day_hours, day_valid = ROLLING_WINDOWS["24h"]

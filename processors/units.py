@@ -63,6 +63,8 @@ def to_decimal(value: Number) -> Decimal:
     Floats go through ``repr()`` (the shortest text that round-trips), so ``35.2`` becomes
     ``Decimal("35.2")`` and not ``Decimal("35.2000000000000028421709430404007434844970703125")``.
     """
+    if type(value) is Decimal and value.is_finite():  # the hot path: already exact
+        return value
     if isinstance(value, bool):
         msg = f"a concentration must be a number, got the bool {value!r}"
         raise InvalidValue(msg)

@@ -19,7 +19,7 @@ again, identical in content and key, which the sinks' upserts by natural key abs
 
 from __future__ import annotations
 
-import logging
+import sys
 import time
 from typing import Any
 
@@ -32,8 +32,6 @@ from streams.metrics import WorkerMetrics
 from streams.time import HourlyWindows
 
 __all__ = ["create_app"]
-
-log = logging.getLogger("civicstream.worker")
 
 BATCH_MAX = 2000
 BATCH_WITHIN_SECONDS = 0.25
@@ -51,8 +49,9 @@ class TableStateStore:
     of the station's raw records, and the agent flushes before it acks.
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, producer: Any) -> None:
         self.table = table
+        self.producer = producer
 
     def load(self, station_id: str) -> bytes | None:
         value = self.table.data.get(station_id.encode())
@@ -88,6 +87,8 @@ def create_app(
         topic_partitions=partitions,
         topic_replication_factor=replication_factor,
         producer_acks=-1,
+        producer_linger=0.005,
+        producer_max_batch_size=512 * 1024,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         # A killed worker's partitions move to its replacement after this long.
@@ -103,10 +104,6 @@ def create_app(
         value_serializer="raw",
         partitions=partitions,
     )
-    output_topics = {
-        name: app.topic(name, key_serializer="raw", value_serializer="raw")
-        for name in (topics.enriched_air_quality, topics.aqi_hourly, topics.deadletter)
-    }
     table = app.Table(
         "station-state",
         partitions=partitions,
@@ -116,7 +113,7 @@ def create_app(
     )
     pipeline = AirQualityPipeline(topics, windows, coordinates)
     metrics = WorkerMetrics.create()
-    store = TableStateStore(table)
+    store = TableStateStore(table, app.producer)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
 
     @app.agent(raw_topic)
@@ -136,7 +133,7 @@ def create_app(
             ]
             result = pipeline.process(records, store)
             for output in result.outputs:
-                await output_topics[output.topic].send(key=output.key, value=output.value)
+                await app.producer.send(output.topic, output.key, output.value, None, None, None)
             if result.outputs:
                 await app.producer.flush()
             for update in result.state_updates:
@@ -155,10 +152,11 @@ def create_app(
             totals["hours"] += result.hours_closed
             if time.monotonic() - last_report >= _PROGRESS_EVERY_SECONDS:
                 last_report = time.monotonic()
-                log.warning(
-                    "worker: %(records)d records, %(accepted)d accepted, "
-                    "%(dead_letters)d dead letters, %(hours)d station-hours published",
-                    totals,
+                print(
+                    "worker: {records:,} records, {accepted:,} accepted, {dead_letters:,} "
+                    "dead letters, {hours:,} station-hours published".format(**totals),
+                    file=sys.stderr,
+                    flush=True,
                 )
 
     if metrics_port:
@@ -166,6 +164,6 @@ def create_app(
         @app.task
         async def serve_metrics() -> None:
             start_http_server(metrics_port)
-            log.warning("worker: metrics on http://127.0.0.1:%d/metrics", metrics_port)
+            print(f"worker: metrics on http://127.0.0.1:{metrics_port}/metrics", file=sys.stderr)
 
     return app

@@ -22,6 +22,10 @@ _SNAPSHOT_VERSION = 1
 _HISTORY_HOURS = 24  # the longest look-back: 24 h rolling means (NowCast needs 12)
 
 
+def _as_float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True, slots=True)
 class AcceptedReading:
     """A validated reading waiting for its hour to become final."""
@@ -138,21 +142,30 @@ class StationState:
             "reason": result.reason,
             "aqi_version": aqi.AQI_VERSION,
         }
-        enriched = [self._enriched(r, hour_ms, series[r.pollutant], coordinates) for r in ordered]
+        rolling_means = {
+            p: (
+                _as_float(hourly_means[p]),
+                _as_float(rolling.rolling_mean(series[p], 8, 6)),
+                _as_float(rolling.rolling_mean(series[p], 24, 18)),
+            )
+            for p in hourly_means
+        }
+        enriched = [
+            self._enriched(r, hour_ms, rolling_means[r.pollutant], coordinates) for r in ordered
+        ]
         return ClosedHour(aqi_record, enriched)
 
     def _enriched(
         self,
         reading: AcceptedReading,
         hour_ms: int,
-        series: list[Decimal | None],
+        means: tuple[float | None, float | None, float | None],
         coordinates: tuple[float, float] | None,
     ) -> dict[str, Any]:
         lat, lon = reading.lat, reading.lon
         if lat is None and lon is None and coordinates is not None:
             lat, lon = coordinates
-        mean_8h = rolling.rolling_mean(series, 8, 6)
-        mean_24h = rolling.rolling_mean(series, 24, 18)
+        mean_1h, mean_8h, mean_24h = means
         return {
             "station_id": self.station_id,
             "sensor_id": reading.sensor_id,
@@ -163,9 +176,9 @@ class StationState:
             "unit": reading.unit,
             "value_epa": float(reading.value_epa),
             "unit_epa": EPA_UNITS[reading.pollutant],
-            "mean_1h": float(series[-1]) if series[-1] is not None else None,
-            "mean_8h": float(mean_8h) if mean_8h is not None else None,
-            "mean_24h": float(mean_24h) if mean_24h is not None else None,
+            "mean_1h": mean_1h,
+            "mean_8h": mean_8h,
+            "mean_24h": mean_24h,
             "lat": lat,
             "lon": lon,
             "flags": [],
