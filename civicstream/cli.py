@@ -141,6 +141,24 @@ def _build_parser() -> argparse.ArgumentParser:
         help="wire format of the readings [%(default)s]",
     )
 
+    tail = commands.add_parser(
+        "tail",
+        help="print a topic's records as JSON lines (decodes Avro and JSON)",
+        description=(
+            "Print the newest records of a topic as JSON lines. TOPIC is a full name or one "
+            "of raw, enriched, aqi, deadletter (in the CIVIC_TOPIC_PREFIX namespace)."
+        ),
+    )
+    tail.add_argument("topic", metavar="TOPIC")
+    tail.add_argument(
+        "-n",
+        "--last",
+        type=int,
+        default=10,
+        help="records per partition to start from [%(default)s]",
+    )
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+
     sim = commands.add_parser(
         "simulate",
         help="synthetic stations for load tests",
@@ -203,6 +221,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return commands.replay_file(settings, args)
         case "simulate":
             return commands.simulate(settings, args)
+        case "tail":
+            return commands.tail(settings, args)
     msg = f"unknown command {args.command}"
     raise AssertionError(msg)
 

@@ -8,7 +8,7 @@ import sys
 from civicstream.settings import Settings
 from schemas import Topics
 
-__all__ = ["replay_file", "run", "simulate", "topics", "worker"]
+__all__ = ["replay_file", "run", "simulate", "tail", "topics", "worker"]
 
 
 def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
@@ -56,7 +56,9 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    faust.Worker(app, loglevel=args.loglevel.upper()).execute_from_commandline()
+    faust.Worker(
+        app, loglevel=args.loglevel.upper(), quiet=True, redirect_stdouts=False
+    ).execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits
 
 
@@ -127,3 +129,19 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from civicstream.demo import run_demo
 
     return run_demo(settings, args)
+
+
+def tail(settings: Settings, args: argparse.Namespace) -> int:
+    from civicstream.tail import tail as tail_topic
+    from streams.admin import wait_for_broker
+
+    names = Topics(settings.topic_prefix)
+    shortcuts = {
+        "raw": names.raw_air_quality,
+        "enriched": names.enriched_air_quality,
+        "aqi": names.aqi_hourly,
+        "deadletter": names.deadletter,
+    }
+    wait_for_broker(settings.kafka_bootstrap)
+    topic = shortcuts.get(args.topic, args.topic)
+    return tail_topic(settings.kafka_bootstrap, topic, last=args.last, follow=args.follow)

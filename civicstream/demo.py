@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
@@ -147,6 +148,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         children = Children(Path("data") / "logs")
         cleanup.callback(children.stop)
         env_python = [sys.executable, "-m", "civicstream"]
+        workers_started = time.monotonic()
         worker_log = children.start("worker", [*env_python, "worker"])
         sink_log = children.start("sink", [*env_python, "sink"])
         _say(f"• worker and sink started (logs: {worker_log}, {sink_log})")
@@ -176,7 +178,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         progress.close()
         # 5. Wait until the worker and the sink have caught up.
         _say("• processing (stream worker → topics → sink → store)")
-        _wait_until_drained(settings, topics, children, sent.records)
+        _wait_until_drained(settings, topics, children, sent.records, workers_started)
         elapsed = time.monotonic() - started
         _summary(settings, topics, sent.records, elapsed)
         if args.exit_when_done:
@@ -194,9 +196,11 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_until_drained(settings: Settings, topics: Topics, children: Children, sent: int) -> None:
+def _wait_until_drained(
+    settings: Settings, topics: Topics, children: Children, sent: int, started: float
+) -> None:
+    """Show progress until everything is stored; rates count from `started` (worker start)."""
     tty = sys.stderr.isatty()
-    started = time.monotonic()
     last_line = [0.0]
 
     def show(status: PipelineStatus, final: bool = False) -> None:
@@ -226,6 +230,15 @@ def _wait_until_drained(settings: Settings, topics: Topics, children: Children, 
     show(status, final=True)
 
 
+def _command() -> str:
+    """How the user can call civicstream again: the script they ran, relative if close by."""
+    script = Path(sys.argv[0])
+    if script.name == "civicstream" and script.exists():
+        relative = os.path.relpath(script)
+        return relative if not relative.startswith("..") else str(script)
+    return "civicstream"
+
+
 def _summary(settings: Settings, topics: Topics, sent: int, elapsed: float) -> None:
     hourly_rows, reading_rows = _store_counts(settings.store_url)
     dead = end_offsets(settings.kafka_bootstrap, [topics.deadletter])[topics.deadletter]
@@ -234,12 +247,13 @@ def _summary(settings: Settings, topics: Topics, sent: int, elapsed: float) -> N
     _say(
         f"\nDone in {elapsed:.1f}s: {sent:,} readings → {hourly_rows:,} hourly AQI rows and "
         f"{reading_rows:,} enriched readings in the store; {dead:,} dead letters.\n"
-        "The newest hour of each station stays open until later readings arrive (event time).\n\n"
+        "The newest hours of each station stay open until later readings close them (event "
+        "time).\n\n"
         "Where the open data is:\n"
         f"  store      {path}  (datasets aqi_hourly, readings)\n"
         f'             sqlite3 {path} "SELECT station_id, hour_start, aqi, category, '
         'main_pollutant FROM aqi_hourly ORDER BY hour_start DESC LIMIT 10"\n'
         f"  topics     {', '.join(topics.all())} on {settings.kafka_bootstrap}\n"
-        f'  decode     python -c "import schemas; ...schemas.decode(message_bytes)"\n'
+        f"  read them  {_command()} tail aqi -n 3   (also enriched, deadletter, raw; -f follows)\n"
         f"  logs       data/logs/worker.log, data/logs/sink.log"
     )

@@ -26,7 +26,7 @@ class Progress:
         self.event_time_ms: int | None = None
         self.started = time.monotonic()
         self._tty = self.stream.isatty()
-        self._last = 0.0
+        self._last = self.started  # the first line after one interval, not at once
         self._interval = 0.5 if self._tty else 5.0
 
     def update(self, count: int = 1, event_time_ms: int | None = None) -> None:

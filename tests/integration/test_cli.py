@@ -119,3 +119,15 @@ def test_replay_file_sends_json_lines_byte_for_byte(kafka_bootstrap, topic_prefi
     received = {(m.key, m.value) for m in consumer}
     consumer.close()
     assert received == {(b"a", lines[0]), (None, lines[1])}
+
+    tailed = subprocess.run(
+        [sys.executable, "-m", "civicstream", "tail", "raw", "-n", "5"],
+        env=_env(kafka_bootstrap, str(topic_prefix), tmp_path / "s.db"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    values = [json.loads(line)["value"] for line in tailed.stdout.splitlines()]
+    assert sorted(map(str, values)) == sorted([str(json.loads(lines[0])), "{not a reading"])

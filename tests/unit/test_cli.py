@@ -39,7 +39,7 @@ def test_help_lists_every_command_and_the_configuration():
 
 
 def test_each_command_has_its_own_help():
-    for command in ("run", "worker", "sink", "topics", "replay-file", "simulate"):
+    for command in ("run", "worker", "sink", "topics", "replay-file", "simulate", "tail"):
         result = civicstream(command, "--help")
         assert result.returncode == 0, command
         assert "usage:" in result.stdout
