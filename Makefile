@@ -78,8 +78,10 @@ kafka-status: ## is the local broker running and answering?
 test: $(VENV_STAMP) $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: $(VENV_STAMP) ## ruff check
+lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # ---------------------------------------------------------------- running
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,50 @@ def test_replay_file_sends_json_lines_byte_for_byte(kafka_bootstrap, topic_prefi
     assert tailed.returncode == 0, tailed.stderr
     values = [json.loads(line)["value"] for line in tailed.stdout.splitlines()]
     assert sorted(map(str, values)) == sorted([str(json.loads(lines[0])), "{not a reading"])
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs whose environment contains `marker` (the test's unique topic prefix)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_ctrl_c_stops_everything_run_started(kafka_bootstrap, topic_prefix, tmp_path):
+    marker = f"CIVIC_TOPIC_PREFIX={topic_prefix}"
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "civicstream",
+            "run",
+            "--until",
+            "2013-03-01T06:00:00+08:00",
+            "--data-dir",
+            str(DATA),
+        ],
+        cwd=tmp_path,
+        env=_env(kafka_bootstrap, str(topic_prefix), tmp_path / "store.db"),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        seen = []
+        for line in run.stderr:
+            seen.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        assert any("stays live" in line for line in seen), "".join(seen)
+        assert len(_processes_with(marker)) == 3  # run, worker, sink
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=60) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert _processes_with(marker) == []

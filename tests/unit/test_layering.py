@@ -1,0 +1,46 @@
+"""Dependencies point one way: streams → processors, schemas; sinks → schemas; Faust and
+Kafka stay at the edges."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# package -> project packages and frameworks it must never import
+FORBIDDEN = {
+    "processors": {"streams", "sinks", "schemas", "civicstream", "faust", "kafka", "aiokafka"},
+    "schemas": {"streams", "sinks", "processors", "civicstream", "faust", "kafka", "aiokafka"},
+    "sinks": {"streams", "processors", "civicstream", "faust", "aiokafka"},
+    "streams": {"sinks", "civicstream"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for package in FORBIDDEN for p in sorted((ROOT / package).rglob("*.py"))],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_module_respects_the_dependency_direction(path: Path) -> None:
+    package = path.relative_to(ROOT).parts[0]
+    assert not _imports(path) & FORBIDDEN[package]
+
+
+def test_only_the_worker_module_imports_faust() -> None:
+    importers = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "streams").rglob("*.py") if "faust" in _imports(p)
+    )
+    assert importers == ["streams/app.py"]
