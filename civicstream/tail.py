@@ -74,7 +74,7 @@ def tail(bootstrap: str, topic: str, *, last: int, follow: bool, out: TextIO = s
             caught_up = all(consumer.position(tp) >= ends[tp] for tp in tps)
             if caught_up and not follow:
                 return 0
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, or `| head` has read enough
         return 0
     finally:
         consumer.close()

@@ -14,10 +14,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
-from sinks.store import open_store
 
 from civicstream.status import PipelineStatus, wait_until_caught_up
 from schemas import Topics, decode
+from sinks.store import open_store
 from streams.admin import end_offsets, ensure_topics
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -117,40 +117,33 @@ class PipelineUnderTest:
 
     def read_topic(self, topic: str) -> list[tuple[bytes | None, dict[str, Any], int, int]]:
         """Every record of `topic`: (key, decoded value, partition, offset), by partition."""
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        try:
-            partitions = sorted(consumer.partitions_for_topic(topic) or [])
-            tps = [TopicPartition(topic, p) for p in partitions]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            ends = consumer.end_offsets(tps)
-            records = []
-            while any(consumer.position(tp) < ends[tp] for tp in tps):
-                for batch in consumer.poll(timeout_ms=1000).values():
-                    records.extend((r.key, decode(r.value), r.partition, r.offset) for r in batch)
-            return sorted(records, key=lambda r: (r[2], r[3]))
-        finally:
-            consumer.close()
-
-    def rows(self, dataset: str) -> list[dict[str, Any]]:
-        with open_store(self.store_url) as store:
-            return store.fetch(dataset)
+        return [
+            (record.key, decode(record.value), record.partition, record.offset)
+            for record in self._consume_all(topic)
+        ]
 
     def read_topic_raw(self, topic: str) -> dict[tuple[int, int], bytes | None]:
         """Every record's value bytes by (partition, offset)."""
+        return {(r.partition, r.offset): r.value for r in self._consume_all(topic)}
+
+    def _consume_all(self, topic: str) -> list[Any]:
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         try:
             tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
             consumer.assign(tps)
             consumer.seek_to_beginning(*tps)
             ends = consumer.end_offsets(tps)
-            values: dict[tuple[int, int], bytes | None] = {}
+            records = []
             while any(consumer.position(tp) < ends[tp] for tp in tps):
                 for batch in consumer.poll(timeout_ms=1000).values():
-                    values.update(((r.partition, r.offset), r.value) for r in batch)
-            return values
+                    records.extend(batch)
+            return sorted(records, key=lambda r: (r.partition, r.offset))
         finally:
             consumer.close()
+
+    def rows(self, dataset: str) -> list[dict[str, Any]]:
+        with open_store(self.store_url) as store:
+            return store.fetch(dataset)
 
     def wait_until_hourly_output(self, minimum: int, timeout_s: float = 120) -> None:
         """Poll until the worker has produced at least `minimum` hourly records."""

@@ -32,6 +32,17 @@ def _env(bootstrap: str, prefix: str, store: Path) -> dict[str, str]:
     )
 
 
+def _civicstream(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "civicstream", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def _final_station_hours(since_ms: int, until_ms: int) -> int:
     """Independent count: station-hours with data whose end + lateness the station reached."""
     hours: dict[bytes, set[int]] = {}
