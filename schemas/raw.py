@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -20,6 +20,7 @@ __all__ = ["RawReading", "parse_raw_reading", "parse_timestamp_ms", "reading_to_
 
 _MAX_ID_LENGTH = 128
 _MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ def parse_timestamp_ms(value: Any) -> int:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidInput(Reason.INVALID_TIMESTAMP, "ts has no time zone")
-        millis = int(value.timestamp() * 1000)
+        millis = (value - _EPOCH) // timedelta(milliseconds=1)  # exact, no float
     elif isinstance(value, int):
         millis = value
     elif isinstance(value, str):
@@ -59,8 +60,7 @@ def parse_timestamp_ms(value: Any) -> int:
             raise InvalidInput(
                 Reason.INVALID_TIMESTAMP, f"ts {value!r} has no UTC offset; event time needs a zone"
             )
-        delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
-        millis = (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+        millis = (parsed - _EPOCH) // timedelta(milliseconds=1)
     else:
         raise InvalidInput(Reason.INVALID_TIMESTAMP, "ts must be ISO 8601 or epoch milliseconds")
     if not 0 <= millis <= _MAX_TS_MS:
@@ -74,8 +74,13 @@ def _text(record: dict[str, Any], field: str, *, required: bool) -> str | None:
         if required:
             raise InvalidInput(Reason.MISSING_FIELD, f"{field} is missing")
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID_LENGTH:
-        raise InvalidInput(Reason.INVALID_FIELD, f"{field} must be a non-empty string")
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > _MAX_ID_LENGTH
+        or not value.isprintable()
+    ):
+        raise InvalidInput(Reason.INVALID_FIELD, f"{field} must be a printable, non-empty string")
     return value
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "SourceRecord",
     "StateStore",
     "StateUpdate",
+    "progress_key",
 ]
 
 
@@ -71,14 +72,36 @@ class BatchResult:
     `outputs` must be durable before `state_updates` are written: a state remembers the
     source offsets it has applied, and re-delivered records are skipped on that basis, so
     a state must never be durable ahead of the outputs those records produced.
+    `rewinds` maps a partition to the offset the consumer must seek back to: records after
+    a gap were not applied and must be delivered again.
     """
 
     outputs: list[Output] = field(default_factory=list)
     state_updates: list[StateUpdate] = field(default_factory=list)
+    rewinds: dict[int, int] = field(default_factory=dict)
     accepted: int = 0
     redelivered: int = 0
+    skipped: int = 0
     hours_closed: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
+
+
+_PROGRESS_PREFIX = "\x00progress/"  # station ids cannot contain control characters
+
+
+def progress_key(partition: int) -> str:
+    """The state-table key of a raw partition's progress (next offset to apply).
+
+    Source progress lives with the state, in the same changelog partition, instead of in
+    the consumer group's committed offsets: Faust can commit past records it never
+    delivered (around rebalances), so the committed offset is only a starting hint.
+    """
+    return f"{_PROGRESS_PREFIX}{partition}"
+
+
+def load_progress(store: StateStore, partition: int) -> int | None:
+    data = store.load(progress_key(partition))
+    return int(json.loads(data)["next_offset"]) if data else None
 
 
 def encode_state(state: StationState) -> bytes:
@@ -109,7 +132,22 @@ class AirQualityPipeline:
         """
         result = BatchResult()
         touched: dict[str, tuple[StationState, int]] = {}
+        next_offsets: dict[int, int | None] = {}
         for record in records:
+            partition = record.partition
+            if partition not in next_offsets:
+                next_offsets[partition] = load_progress(store, partition)
+            expected = next_offsets[partition]
+            if expected is not None and record.offset < expected:
+                result.redelivered += 1  # applied by an earlier batch
+                continue
+            if expected is not None and record.offset > expected:
+                # The consumer skipped records (Faust can, around rebalances): apply nothing
+                # of this partition until it has been rewound to the first one not applied.
+                result.rewinds.setdefault(partition, expected)
+                result.skipped += 1
+                continue
+            next_offsets[partition] = record.offset + 1
             reading = self._parse(record, result)
             if reading is None:
                 continue
@@ -148,6 +186,12 @@ class AirQualityPipeline:
                     Output(self.topics.aqi_hourly, key, encode("aqi_hourly", closed.aqi_record))
                 )
             result.state_updates.append(StateUpdate(station_id, partition, encode_state(state)))
+        # Progress last: a crash before it leaves station states ahead of it, and their own
+        # source offsets make the re-delivered records no-ops.
+        for partition, next_offset in sorted(next_offsets.items()):
+            if next_offset is not None:
+                data = json.dumps({"next_offset": next_offset}).encode()
+                result.state_updates.append(StateUpdate(progress_key(partition), partition, data))
         return result
 
     def _parse(

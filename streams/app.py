@@ -10,6 +10,11 @@ Commit order, per batch (at-least-once, idempotent by construction):
   2. the touched station states are written to the table's changelog and flushed;
   3. the batch's events are acked when the loop body returns;
   4. Faust commits the consumer offsets of acked events (every 1 s).
+Which raw records are applied is decided by the state, not by those commits: each raw
+partition's next offset is kept in the same table (written last, in step 2). A record
+below it is a re-delivery and is skipped; a record above it means the consumer skipped
+some (Faust can ack and commit unprocessed records around rebalances), so nothing more
+of that partition is applied until the consumer is rewound to the first missing one.
 A crash anywhere re-delivers the records after the last committed offset. A state that
 became durable in step 2 remembers the source offsets it applied, so those records are
 skipped; its outputs were already durable (step 1 precedes step 2). A state that did not
@@ -24,6 +29,7 @@ import time
 from typing import Any
 
 import faust
+from faust.types import TP
 from prometheus_client import start_http_server
 
 from schemas import Topics
@@ -63,6 +69,33 @@ class TableStateStore:
             key=key, value=update.data, partition=update.partition
         )
         self.table.data[key] = update.data
+
+
+class Rewinder:
+    """Seeks a raw partition back to the first record not applied yet.
+
+    Records that arrive after a gap keep coming from the fetcher's buffer for a moment
+    after a seek; they would ask for the same seek again. One seek per partition and
+    offset every few seconds is enough.
+    """
+
+    def __init__(self, app: faust.App, every_seconds: float = 5.0) -> None:
+        self.app = app
+        self.every_seconds = every_seconds
+        self.last: dict[TP, tuple[int, float]] = {}
+
+    async def rewind(self, tp: TP, offset: int) -> None:
+        previous = self.last.get(tp)
+        now = time.monotonic()
+        if previous and previous[0] == offset and now - previous[1] < self.every_seconds:
+            return
+        self.last[tp] = (offset, now)
+        print(
+            f"worker: {tp.topic}[{tp.partition}] skipped records; rewinding to {offset}",
+            file=sys.stderr,
+            flush=True,
+        )
+        await self.app.consumer.seek(tp, offset)
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -112,6 +145,7 @@ def create_app(
         value_type=bytes,
     )
     pipeline = AirQualityPipeline(topics, windows, coordinates)
+    rewinder = Rewinder(app)
     metrics = WorkerMetrics.create()
     store = TableStateStore(table, app.producer)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
@@ -139,9 +173,12 @@ def create_app(
             for update in result.state_updates:
                 await store.save(update)
             await app.producer.flush()
+            for partition, offset in result.rewinds.items():
+                await rewinder.rewind(TP(topics.raw_air_quality, partition), offset)
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.records.labels("accepted").inc(result.accepted)
             metrics.records.labels("redelivered").inc(result.redelivered)
+            metrics.records.labels("skipped").inc(result.skipped)
             metrics.hours_closed.inc(result.hours_closed)
             for reason, count in result.dead_letters.items():
                 metrics.records.labels("dead_letter").inc(count)

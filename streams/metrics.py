@@ -23,7 +23,7 @@ class WorkerMetrics:
         return cls(
             records=Counter(
                 "civicstream_worker_records_total",
-                "Raw records consumed, by outcome (accepted, dead_letter, redelivered).",
+                "Raw records consumed, by outcome (accepted, dead_letter, redelivered, skipped).",
                 ["outcome"],
                 registry=registry,
             ),

@@ -251,11 +251,11 @@ def test_a_worker_killed_mid_stream_resumes_to_the_same_store(pipeline_factory):
 
     steady.wait_until_caught_up(len(messages), timeout_s=180)
     crashy.wait_until_caught_up(len(messages), timeout_s=180)
+    assert crashy.read_topic(crashy.topics.deadletter) == []
     expected_hours = steady.rows("aqi_hourly")
     assert len(expected_hours) == station_hours_with_data(messages) - OPEN_AT_END
     assert crashy.rows("aqi_hourly") == expected_hours
     assert crashy.rows("readings") == steady.rows("readings")
-    assert crashy.read_topic(crashy.topics.deadletter) == []
 
 
 def test_a_crash_between_state_write_and_commit_is_not_double_counted(pipeline_factory):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from processors import aqi
 from schemas import Topics, decode
 from schemas.raw import RawReading, reading_to_avro
-from streams.air_quality import AirQualityPipeline, Output, SourceRecord
+from streams.air_quality import AirQualityPipeline, Output, SourceRecord, progress_key
 from streams.time import HOUR_MS, HourlyWindows
 
 RAW = "civic.raw.air-quality"
@@ -312,4 +312,66 @@ class TestDeterminism:
     ):
         states = MemoryStates()
         process(pipeline, make_records([reading(T0)], partition=2), states)
-        assert states.partitions == {"dongsi": 2}
+        assert states.partitions == {"dongsi": 2, progress_key(2): 2}
+
+
+class TestSourceProgress:
+    """Which raw records are applied is decided by the state, whatever the consumer does."""
+
+    def _records(self, values, partition=0, start=0):
+        return [SourceRecord(RAW, partition, start + i, b"dongsi", v) for i, v in enumerate(values)]
+
+    def test_a_gap_in_offsets_applies_nothing_more_and_asks_for_a_rewind(self, pipeline):
+        values = _day_of_readings(5)[:40]
+        states = MemoryStates()
+        process(pipeline, self._records(values[:10]), states)
+        after_gap = self._records(values[12:20], start=12)  # offsets 10 and 11 never came
+        result = process(pipeline, after_gap, states)
+        assert result.rewinds == {0: 10}
+        assert result.accepted == 0 and result.outputs == [] and result.skipped == 8
+
+    def test_rewinding_gives_exactly_the_results_of_a_gapless_run(self, pipeline):
+        values = _day_of_readings(6)
+        gapless = _run(pipeline, values, 25)
+        states = MemoryStates()
+        records = self._records(values)
+        outputs = list(process(pipeline, records[:30], states).outputs)
+        skipped = process(pipeline, records[35:60], states)  # a consumer that skipped 30..34
+        assert skipped.rewinds == {0: 30}
+        outputs += skipped.outputs
+        for start in range(30, len(records), 25):  # after the seek back to 30
+            outputs += process(pipeline, records[start : start + 25], states).outputs
+        assert outputs == gapless
+
+    def test_other_partitions_carry_on_during_a_rewind(self, pipeline):
+        states = MemoryStates()
+        a = [SourceRecord(RAW, 0, 0, b"a", reading(T0, station="a"))]
+        b = [SourceRecord(RAW, 1, 0, b"b", reading(T0, station="b"))]
+        process(pipeline, [*a, *b], states)
+        gap = [
+            SourceRecord(RAW, 0, 5, b"a", reading(T0 + MINUTE, station="a")),
+            SourceRecord(RAW, 1, 1, b"b", reading(T0 + MINUTE, station="b")),
+        ]
+        result = process(pipeline, gap, states)
+        assert result.rewinds == {0: 1}
+        assert result.accepted == 1
+
+    def test_station_states_ahead_of_the_progress_record_are_not_applied_twice(self, pipeline):
+        values = _day_of_readings(7)
+        records = self._records(values)
+        states = MemoryStates()
+        first = pipeline.process(records, states)
+        for update in first.state_updates:  # a crash after the station states were written
+            if not update.station_id.startswith("\x00"):
+                states[update.station_id] = update.data
+        again = pipeline.process(records, states)
+        assert again.accepted == 0 and again.outputs == []
+        assert again.redelivered == len(records)
+
+    def test_a_station_id_with_control_characters_is_refused(self, pipeline, make_records):
+        result = process(
+            pipeline,
+            make_records([reading(T0, station="\x00progress/0")], key=b"\x00progress/0"),
+            MemoryStates(),
+        )
+        assert [d["reason"] for d in dead(result.outputs)] == ["invalid_field"]
