@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterable, Iterator
 
 from civicstream.settings import Settings
+from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
 __all__ = ["replay_file", "run", "simulate", "tail", "topics", "worker"]
@@ -93,14 +95,17 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_avro(records):  # type: ignore[no-untyped-def]
-    from civicstream.sources.base import SourceRecord
+def _as_avro(records: Iterable[SourceRecord]) -> Iterator[SourceRecord]:
+    """Readings re-encoded as Avro; what is not a reading passes as is, to be dead-lettered."""
+    from schemas import InvalidInput
     from schemas.raw import parse_raw_reading, reading_to_avro
 
     for record in records:
-        yield SourceRecord(
-            record.ts_ms, record.key, reading_to_avro(parse_raw_reading(record.value))
-        )
+        try:
+            value = reading_to_avro(parse_raw_reading(record.value))
+        except InvalidInput:
+            value = record.value
+        yield SourceRecord(record.ts_ms, record.key, value)
 
 
 def simulate(settings: Settings, args: argparse.Namespace) -> int:

@@ -65,9 +65,8 @@ class TableStateStore:
 
     async def save(self, update: StateUpdate) -> None:
         key = update.station_id.encode()
-        await self.table.changelog_topic.send(
-            key=key, value=update.data, partition=update.partition
-        )
+        topic = self.table.changelog_topic.get_topic_name()
+        await self.producer.send(topic, key, update.data, update.partition, None, None)
         self.table.data[key] = update.data
 
 
