@@ -57,3 +57,14 @@ def test_an_unreachable_broker_is_named(tmp_path):
     assert result.returncode == 3
     assert "127.0.0.1:1" in result.stderr
     assert "make kafka-up" in result.stderr
+
+
+def test_replay_as_avro_re_encodes_readings_and_passes_the_rest_through():
+    from civicstream.commands import _as_avro
+    from civicstream.sources.base import SourceRecord
+    from schemas import decode
+
+    good = b'{"station_id":"a","pollutant":"pm25","value":1.5,"unit":"ug/m3","ts":1000}'
+    out = list(_as_avro([SourceRecord(1000, b"a", good), SourceRecord(0, None, b"{broken")]))
+    assert decode(out[0].value)["value"] == 1.5
+    assert out[1].value == b"{broken"
