@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from civicstream.produce import ProduceError
 from civicstream.settings import ConfigError, Settings
 
 __all__ = ["main"]
@@ -203,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConnectionError as error:
         print(f"civicstream: {error}", file=sys.stderr)
         return 3
+    except ProduceError as error:
+        print(f"civicstream: {error}", file=sys.stderr)
+        return 4
     except KeyboardInterrupt:
         return 130
 

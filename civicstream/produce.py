@@ -11,7 +11,11 @@ from kafka import KafkaProducer
 from civicstream.progress import Progress
 from civicstream.sources.base import SourceRecord
 
-__all__ = ["ProduceStats", "produce"]
+__all__ = ["ProduceError", "ProduceStats", "produce"]
+
+
+class ProduceError(RuntimeError):
+    """Kafka refused some records (too large, not authorised, timed out)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ def produce(
     started = time.monotonic()
     first_ts: int | None = None
     sent = 0
+    failures: list[BaseException] = []
     try:
         for record in records:
             if speed > 0 and record.ts_ms:
@@ -57,13 +62,17 @@ def produce(
                 _sleep_until(due)
             elif rate > 0:
                 _sleep_until(started + sent / rate)
-            producer.send(topic, key=record.key, value=record.value)
+            future = producer.send(topic, key=record.key, value=record.value)
+            future.add_errback(failures.append)
             sent += 1
             if progress is not None:
                 progress.update(1, record.ts_ms or None)
         producer.flush()
     finally:
         producer.close()
+    if failures:
+        msg = f"{len(failures)} of {sent} records were not accepted by Kafka; first: {failures[0]}"
+        raise ProduceError(msg)
     return ProduceStats(sent, time.monotonic() - started)
 
 

@@ -24,6 +24,9 @@ PLAUSIBLE_MAX: dict[str, Decimal] = {
 }
 
 
+_LARGEST_INPUT = Decimal("1e12")
+
+
 class InvalidReading(ProcessorError):
     """A reading the domain rejects; `reason` is a dead-letter reason code."""
 
@@ -42,7 +45,10 @@ def check_reading(pollutant: str, value: Decimal, unit: str) -> Decimal:
         reason, detail = "unknown_unit", f"{unit!r} is not one of {', '.join(UNITS)}"
         raise InvalidReading(reason, detail)
     if not value.is_finite() or value < 0:
-        reason, detail = "invalid_value", f"{pollutant} concentration {value} is negative"
+        reason, detail = "invalid_value", f"{pollutant} concentration {value} is not >= 0"
+        raise InvalidReading(reason, detail)
+    if value > _LARGEST_INPUT:  # far beyond any unit's physical limit; keeps Decimal in range
+        reason, detail = "invalid_value", f"{pollutant} concentration {value} is absurdly large"
         raise InvalidReading(reason, detail)
     try:
         epa_value = to_epa_units(pollutant, value, unit)

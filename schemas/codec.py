@@ -102,7 +102,7 @@ def decode_as(data: bytes) -> tuple[str, dict[str, Any]]:
     body.seek(_HEADER_LEN)
     try:
         record = fastavro.schemaless_reader(body, schema(name), None)
-    except (EOFError, ValueError, TypeError, UnicodeDecodeError, IndexError) as error:
+    except (EOFError, ValueError, TypeError, IndexError, OverflowError, MemoryError) as error:
         msg = f"corrupt {name} body: {error}"
         raise SchemaError(msg) from error
     if body.tell() != len(data):

@@ -20,6 +20,7 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     LATE = "late"
     DUPLICATE = "duplicate"
+    UNPROCESSABLE = "unprocessable"  # an unexpected error; the detail names it
 
 
 class SchemaError(ValueError):

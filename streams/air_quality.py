@@ -22,11 +22,13 @@ from streams.time import HourlyWindows
 __all__ = [
     "AirQualityPipeline",
     "BatchResult",
+    "Gap",
     "Output",
     "SourceRecord",
     "StateStore",
     "StateUpdate",
     "progress_key",
+    "progress_update",
 ]
 
 
@@ -65,6 +67,14 @@ class StateUpdate:
     data: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Offsets `expected` .. `first_seen` - 1 of a partition were never delivered."""
+
+    expected: int
+    first_seen: int
+
+
 @dataclass
 class BatchResult:
     """What one batch produced, for the agent to send and for metrics and progress.
@@ -72,13 +82,13 @@ class BatchResult:
     `outputs` must be durable before `state_updates` are written: a state remembers the
     source offsets it has applied, and re-delivered records are skipped on that basis, so
     a state must never be durable ahead of the outputs those records produced.
-    `rewinds` maps a partition to the offset the consumer must seek back to: records after
-    a gap were not applied and must be delivered again.
+    `gaps` holds, per partition, the next offset to apply and the first offset seen beyond
+    it: records after a gap were not applied and must be delivered again (streams.gaps).
     """
 
     outputs: list[Output] = field(default_factory=list)
     state_updates: list[StateUpdate] = field(default_factory=list)
-    rewinds: dict[int, int] = field(default_factory=dict)
+    gaps: dict[int, Gap] = field(default_factory=dict)
     accepted: int = 0
     redelivered: int = 0
     skipped: int = 0
@@ -102,6 +112,12 @@ def progress_key(partition: int) -> str:
 def load_progress(store: StateStore, partition: int) -> int | None:
     data = store.load(progress_key(partition))
     return int(json.loads(data)["next_offset"]) if data else None
+
+
+def progress_update(partition: int, next_offset: int) -> StateUpdate:
+    """The state-table write that records a partition's next offset to apply."""
+    data = json.dumps({"next_offset": next_offset}).encode()
+    return StateUpdate(progress_key(partition), partition, data)
 
 
 def encode_state(state: StationState) -> bytes:
@@ -144,11 +160,18 @@ class AirQualityPipeline:
             if expected is not None and record.offset > expected:
                 # The consumer skipped records (Faust can, around rebalances): apply nothing
                 # of this partition until it has been rewound to the first one not applied.
-                result.rewinds.setdefault(partition, expected)
+                gap = result.gaps.get(partition)
+                if gap is None or record.offset < gap.first_seen:
+                    result.gaps[partition] = Gap(expected, record.offset)
                 result.skipped += 1
                 continue
             next_offsets[partition] = record.offset + 1
-            reading = self._parse(record, result)
+            try:
+                reading = self._parse(record, result)
+            except Exception as error:  # a gap in validation must not stop the worker
+                detail = f"{type(error).__name__}: {error}"
+                self._dead_letter(record, Reason.UNPROCESSABLE, detail, result)
+                continue
             if reading is None:
                 continue
             raw, accepted = reading
@@ -190,8 +213,7 @@ class AirQualityPipeline:
         # source offsets make the re-delivered records no-ops.
         for partition, next_offset in sorted(next_offsets.items()):
             if next_offset is not None:
-                data = json.dumps({"next_offset": next_offset}).encode()
-                result.state_updates.append(StateUpdate(progress_key(partition), partition, data))
+                result.state_updates.append(progress_update(partition, next_offset))
         return result
 
     def _parse(

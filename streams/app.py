@@ -14,7 +14,8 @@ Which raw records are applied is decided by the state, not by those commits: eac
 partition's next offset is kept in the same table (written last, in step 2). A record
 below it is a re-delivery and is skipped; a record above it means the consumer skipped
 some (Faust can ack and commit unprocessed records around rebalances), so nothing more
-of that partition is applied until the consumer is rewound to the first missing one.
+of that partition is applied until the consumer is rewound to the first missing one
+(or, if that offset holds no record for good, the gap is accepted: streams.gaps).
 A crash anywhere re-delivers the records after the last committed offset. A state that
 became durable in step 2 remembers the source offsets it applied, so those records are
 skipped; its outputs were already durable (step 1 precedes step 2). A state that did not
@@ -33,7 +34,14 @@ from faust.types import TP
 from prometheus_client import start_http_server
 
 from schemas import Topics
-from streams.air_quality import AirQualityPipeline, SourceRecord, StateUpdate
+from streams.air_quality import (
+    AirQualityPipeline,
+    Gap,
+    SourceRecord,
+    StateUpdate,
+    progress_update,
+)
+from streams.gaps import GapPolicy
 from streams.metrics import WorkerMetrics
 from streams.time import HourlyWindows
 
@@ -71,30 +79,30 @@ class TableStateStore:
 
 
 class Rewinder:
-    """Seeks a raw partition back to the first record not applied yet.
+    """Acts on gaps in raw offsets as streams.gaps decides: seek back, or accept and move on."""
 
-    Records that arrive after a gap keep coming from the fetcher's buffer for a moment
-    after a seek; they would ask for the same seek again. One seek per partition and
-    offset every few seconds is enough.
-    """
-
-    def __init__(self, app: faust.App, every_seconds: float = 5.0) -> None:
+    def __init__(self, app: faust.App, store: TableStateStore, topic: str) -> None:
         self.app = app
-        self.every_seconds = every_seconds
-        self.last: dict[TP, tuple[int, float]] = {}
+        self.store = store
+        self.topic = topic
+        self.policy = GapPolicy()
 
-    async def rewind(self, tp: TP, offset: int) -> None:
-        previous = self.last.get(tp)
-        now = time.monotonic()
-        if previous and previous[0] == offset and now - previous[1] < self.every_seconds:
-            return
-        self.last[tp] = (offset, now)
-        print(
-            f"worker: {tp.topic}[{tp.partition}] skipped records; rewinding to {offset}",
-            file=sys.stderr,
-            flush=True,
+    async def handle(self, partition: int, gap: Gap) -> None:
+        tp = TP(self.topic, partition)
+        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp)
+        decision = self.policy.decide(
+            partition, gap.expected, gap.first_seen, earliest, time.monotonic()
         )
-        await self.app.consumer.seek(tp, offset)
+        if decision.action == "wait":
+            return
+        if decision.action == "accept":
+            await self.store.save(progress_update(partition, decision.offset))
+            await self.app.producer.flush()
+            message = f"offsets {gap.expected}..{decision.offset - 1} hold no records; moving on"
+        else:
+            message = f"skipped records; rewinding to {decision.offset}"
+        print(f"worker: {self.topic}[{partition}] {message}", file=sys.stderr, flush=True)
+        await self.app.consumer.seek(tp, decision.offset)
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -144,9 +152,9 @@ def create_app(
         value_type=bytes,
     )
     pipeline = AirQualityPipeline(topics, windows, coordinates)
-    rewinder = Rewinder(app)
     metrics = WorkerMetrics.create()
     store = TableStateStore(table, app.producer)
+    rewinder = Rewinder(app, store, topics.raw_air_quality)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
 
     @app.agent(raw_topic)
@@ -172,8 +180,8 @@ def create_app(
             for update in result.state_updates:
                 await store.save(update)
             await app.producer.flush()
-            for partition, offset in result.rewinds.items():
-                await rewinder.rewind(TP(topics.raw_air_quality, partition), offset)
+            for partition, gap in result.gaps.items():
+                await rewinder.handle(partition, gap)
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.records.labels("accepted").inc(result.accepted)
             metrics.records.labels("redelivered").inc(result.redelivered)

@@ -98,13 +98,12 @@ class PipelineUnderTest:
     # -- data -----------------------------------------------------------------------------
     def send(self, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-        sent = 0
-        for key, value in messages:
-            producer.send(self.topics.raw_air_quality, key=key, value=value)
-            sent += 1
+        futures = [producer.send(self.topics.raw_air_quality, key=k, value=v) for k, v in messages]
         producer.flush()
         producer.close()
-        return sent
+        for future in futures:
+            future.get(timeout=0)  # raises if Kafka refused it
+        return len(futures)
 
     def wait_until_caught_up(self, expected_raw: int, timeout_s: float = 120) -> PipelineStatus:
         return wait_until_caught_up(

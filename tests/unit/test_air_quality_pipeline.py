@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors import aqi
-from schemas import Topics, decode
+from schemas import Topics, decode, encode
 from schemas.raw import RawReading, reading_to_avro
-from streams.air_quality import AirQualityPipeline, Output, SourceRecord, progress_key
+from streams.air_quality import AirQualityPipeline, Gap, Output, SourceRecord, progress_key
 from streams.time import HOUR_MS, HourlyWindows
 
 RAW = "civic.raw.air-quality"
@@ -187,6 +187,26 @@ class TestDeadLetters:
                 "invalid_timestamp",
             ),
             (b"\xc3\x01" + b"\x00" * 8 + b"junk", "invalid_avro"),
+            (
+                b'{"station_id":"dongsi","pollutant":"o3","value":1e999999999,"unit":"ppb","ts":1}',
+                "invalid_value",
+            ),
+            (
+                encode(
+                    "raw_reading",
+                    {
+                        "station_id": "dongsi",
+                        "sensor_id": None,
+                        "lat": None,
+                        "lon": None,
+                        "pollutant": "pm25",
+                        "value": 1.0,
+                        "unit": "ug/m3",
+                        "ts": 2**62,
+                    },
+                ),
+                "invalid_avro",
+            ),
         ],
     )
     def test_bad_input_is_dead_lettered_with_its_bytes_and_the_worker_carries_on(
@@ -206,6 +226,17 @@ class TestDeadLetters:
         )
         assert letter["detail"]
         assert result.accepted == 1
+
+    def test_an_unexpected_error_dead_letters_the_record_instead_of_stopping(
+        self, pipeline, make_records, monkeypatch
+    ):
+        def broken(record, result):
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(pipeline, "_parse", broken)
+        result = process(pipeline, make_records([reading(T0)]), MemoryStates())
+        (letter,) = dead(result.outputs)
+        assert (letter["reason"], letter["detail"]) == ("unprocessable", "RuntimeError: a bug")
 
     def test_a_key_other_than_the_station_id_is_rejected(self, pipeline, make_records):
         result = process(pipeline, make_records([reading(T0)], key=None), MemoryStates())
@@ -327,7 +358,7 @@ class TestSourceProgress:
         process(pipeline, self._records(values[:10]), states)
         after_gap = self._records(values[12:20], start=12)  # offsets 10 and 11 never came
         result = process(pipeline, after_gap, states)
-        assert result.rewinds == {0: 10}
+        assert result.gaps == {0: Gap(10, 12)}
         assert result.accepted == 0 and result.outputs == [] and result.skipped == 8
 
     def test_rewinding_gives_exactly_the_results_of_a_gapless_run(self, pipeline):
@@ -337,7 +368,7 @@ class TestSourceProgress:
         records = self._records(values)
         outputs = list(process(pipeline, records[:30], states).outputs)
         skipped = process(pipeline, records[35:60], states)  # a consumer that skipped 30..34
-        assert skipped.rewinds == {0: 30}
+        assert skipped.gaps == {0: Gap(30, 35)}
         outputs += skipped.outputs
         for start in range(30, len(records), 25):  # after the seek back to 30
             outputs += process(pipeline, records[start : start + 25], states).outputs
@@ -353,7 +384,7 @@ class TestSourceProgress:
             SourceRecord(RAW, 1, 1, b"b", reading(T0 + MINUTE, station="b")),
         ]
         result = process(pipeline, gap, states)
-        assert result.rewinds == {0: 1}
+        assert result.gaps == {0: Gap(1, 5)}
         assert result.accepted == 1
 
     def test_station_states_ahead_of_the_progress_record_are_not_applied_twice(self, pipeline):
