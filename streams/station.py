@@ -7,7 +7,6 @@ the last durable write left it. Nothing here touches Kafka or a clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -20,6 +19,7 @@ __all__ = ["AcceptedReading", "ClosedHour", "StationState"]
 
 _SNAPSHOT_VERSION = 1
 _HISTORY_HOURS = 24  # the longest look-back: 24 h rolling means (NowCast needs 12)
+_SPAN_MS = (_HISTORY_HOURS - 1) * HOUR_MS
 
 
 def _as_float(value: Decimal | None) -> float | None:
@@ -127,7 +127,7 @@ class StationState:
         self.closed_through_ms = hour_ms
         self._prune_history(hour_ms)
 
-        series = {p: list(self._series(p, hour_ms)) for p in self.history}
+        series = {p: self._series(p, hour_ms) for p in self.history}
         result = aqi.hourly_aqi(series)
         aqi_record = {
             "station_id": self.station_id,
@@ -185,11 +185,10 @@ class StationState:
             "anomaly_score": None,
         }
 
-    def _series(self, pollutant: str, hour_ms: int) -> Iterator[Decimal | None]:
+    def _series(self, pollutant: str, hour_ms: int) -> list[Decimal | None]:
         """Hourly means of the 24 hours ending with `hour_ms`, oldest first."""
-        means = self.history.get(pollutant, {})
-        for offset in range(_HISTORY_HOURS - 1, -1, -1):
-            yield means.get(hour_ms - offset * HOUR_MS)
+        get = self.history.get(pollutant, {}).get
+        return [get(hour) for hour in range(hour_ms - _SPAN_MS, hour_ms + 1, HOUR_MS)]
 
     def _prune_history(self, newest_ms: int) -> None:
         oldest_kept = newest_ms - (_HISTORY_HOURS - 1) * HOUR_MS
