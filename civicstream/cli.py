@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -214,21 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from civicstream import commands
 
-    match args.command:
-        case "run":
-            return commands.run(settings, args)
-        case "worker":
-            return commands.worker(settings, args)
-        case "topics":
-            return commands.topics(settings, args)
-        case "replay-file":
-            return commands.replay_file(settings, args)
-        case "simulate":
-            return commands.simulate(settings, args)
-        case "tail":
-            return commands.tail(settings, args)
-    msg = f"unknown command {args.command}"
-    raise AssertionError(msg)
+    handler: Callable[[Settings, argparse.Namespace], int] = getattr(
+        commands, args.command.replace("-", "_")
+    )
+    return handler(settings, args)
 
 
 if __name__ == "__main__":
