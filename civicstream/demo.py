@@ -183,11 +183,11 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         _summary(settings, topics, sent.records, elapsed)
         if args.exit_when_done:
             return 0
-        _say(
-            "\nThe pipeline stays live: send readings to "
-            f"{topics.raw_air_quality} (key = station_id). Ctrl-C stops everything."
-        )
-        try:
+        try:  # from the moment the user is told, Ctrl-C is the normal way out (exit 0)
+            _say(
+                "\nThe pipeline stays live: send readings to "
+                f"{topics.raw_air_quality} (key = station_id). Ctrl-C stops everything."
+            )
             while True:
                 children.check()
                 time.sleep(1)
