@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from civicstream.localbroker import load_local_kafka
 from civicstream.produce import produce
 from civicstream.simulate import simulate_readings
 from civicstream.sources import open_sources
@@ -40,15 +40,6 @@ from streams.time import HourlyWindows
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "airquality"
 BEIJING_START_MS = 1_362_067_200_000  # 2013-03-01 00:00 Beijing
-
-
-def _load_local_kafka():
-    path = ROOT / "deploy" / "local-kafka" / "localkafka.py"
-    spec = importlib.util.spec_from_file_location("localkafka", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["localkafka"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def workload(name: str, days: int, count: int) -> list:
@@ -210,7 +201,7 @@ def main() -> int:
     if args.bootstrap:
         bootstrap = args.bootstrap
     else:
-        local = _load_local_kafka()
+        local = load_local_kafka()
         started = time.perf_counter()
         broker = local.start(workroot / "kafka", local.free_port(), local.free_port())
         bootstrap = broker.bootstrap

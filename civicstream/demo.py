@@ -8,7 +8,6 @@ result is in the open-data store. Ctrl-C stops everything this command started.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import signal
 import subprocess
@@ -17,9 +16,9 @@ import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from types import ModuleType
 from typing import IO
 
+from civicstream.localbroker import load_local_kafka
 from civicstream.produce import produce
 from civicstream.progress import Progress
 from civicstream.settings import Settings
@@ -31,20 +30,8 @@ from streams.admin import delete_groups, delete_topics, end_offsets, ensure_topi
 __all__ = ["run_demo"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_KAFKA = PROJECT_ROOT / "deploy" / "local-kafka" / "localkafka.py"
 # The first hour of the Beijing files: 2013-03-01 00:00 Beijing time (UTC+8).
 DEMO_START = datetime(2013, 3, 1, tzinfo=timezone(timedelta(hours=8)))
-
-
-def _local_kafka() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("localkafka", LOCAL_KAFKA)
-    if spec is None or spec.loader is None:
-        msg = f"cannot load {LOCAL_KAFKA}"
-        raise ConnectionError(msg)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["localkafka"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _month_after(start: datetime, months: int) -> datetime:
@@ -135,7 +122,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             if settings.kafka_bootstrap != "127.0.0.1:9092":
                 raise
             _say("• Kafka: starting the local broker (deploy/local-kafka) ...")
-            local = _local_kafka()
+            local = load_local_kafka()
             broker = local.start(PROJECT_ROOT / ".kafka", 9092, 9093)
             cleanup.callback(broker.stop)
             broker_started = True

@@ -71,7 +71,6 @@ class StationState:
 
     station_id: str
     stream_time_ms: int | None = None
-    closed_through_ms: int | None = None
     source_partition: int | None = None
     source_offset: int = -1
     open_hours: dict[int, dict[tuple[str, int], AcceptedReading]] = field(default_factory=dict)
@@ -124,7 +123,6 @@ class StationState:
         hourly_means = {p: rolling.mean(values) for p, values in by_pollutant.items()}
         for pollutant, hourly_mean in hourly_means.items():
             self.history.setdefault(pollutant, {})[hour_ms] = hourly_mean
-        self.closed_through_ms = hour_ms
         self._prune_history(hour_ms)
 
         series = {p: self._series(p, hour_ms) for p in self.history}
@@ -206,7 +204,6 @@ class StationState:
             "v": _SNAPSHOT_VERSION,
             "station_id": self.station_id,
             "stream_time_ms": self.stream_time_ms,
-            "closed_through_ms": self.closed_through_ms,
             "source_partition": self.source_partition,
             "source_offset": self.source_offset,
             "open_hours": {
@@ -231,7 +228,6 @@ class StationState:
         return cls(
             station_id=snapshot["station_id"],
             stream_time_ms=snapshot["stream_time_ms"],
-            closed_through_ms=snapshot["closed_through_ms"],
             source_partition=snapshot["source_partition"],
             source_offset=snapshot["source_offset"],
             open_hours=open_hours,

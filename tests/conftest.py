@@ -8,10 +8,8 @@ already running (e.g. the one from ``make kafka-up``) instead.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,23 +17,10 @@ from types import ModuleType
 
 import pytest
 
+from civicstream.localbroker import load_local_kafka
+
 ROOT = Path(__file__).resolve().parents[1]
-LOCALKAFKA_PATH = ROOT / "deploy" / "local-kafka" / "localkafka.py"
 BOOTSTRAP_ENV = "CIVIC_TEST_KAFKA_BOOTSTRAP"
-
-
-def load_localkafka() -> ModuleType:
-    """Import deploy/local-kafka/localkafka.py by file path (it is not part of a package)."""
-    name = "civicstream_localkafka"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, LOCALKAFKA_PATH)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {LOCALKAFKA_PATH}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def localkafka() -> ModuleType:
     """The localkafka module, for tests that run brokers of their own (restarts, crashes)."""
-    return load_localkafka()
+    return load_local_kafka()
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +42,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    localkafka = load_localkafka()
+    localkafka = load_local_kafka()
     port, controller_port = localkafka.free_ports(2)
     broker = localkafka.start(tmp_path_factory.mktemp("kafka"), port, controller_port)
     try:
