@@ -15,7 +15,7 @@ partition's next offset is kept in the same table (written last, in step 2). A r
 below it is a re-delivery and is skipped; a record above it means the consumer skipped
 some (Faust can ack and commit unprocessed records around rebalances), so nothing more
 of that partition is applied until the consumer is rewound to the first missing one
-(or, if that offset holds no record for good, the gap is accepted: streams.gaps).
+(or, if the broker shows that offset holds no record, progress moves on: streams.gaps).
 A crash anywhere re-delivers the records after the last committed offset. A state that
 became durable in step 2 remembers the source offsets it applied, so those records are
 skipped; its outputs were already durable (step 1 precedes step 2). A state that did not
@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 from prometheus_client import start_http_server
 
@@ -79,22 +80,20 @@ class TableStateStore:
 
 
 class Rewinder:
-    """Acts on gaps in raw offsets as streams.gaps decides: seek back, or accept and move on."""
+    """Acts on gaps in raw offsets as streams.gaps decides: seek back, or move on."""
 
-    def __init__(self, app: faust.App, store: TableStateStore, topic: str) -> None:
+    def __init__(self, app: faust.App, store: TableStateStore, topic: str, bootstrap: str):
         self.app = app
         self.store = store
         self.topic = topic
+        self.bootstrap = bootstrap
         self.policy = GapPolicy()
 
     async def handle(self, partition: int, gap: Gap) -> None:
-        tp = TP(self.topic, partition)
-        earliest = (await self.app.consumer.earliest_offsets(tp)).get(tp)
-        decision = self.policy.decide(
-            partition, gap.expected, gap.first_seen, earliest, time.monotonic()
-        )
-        if decision.action == "wait":
+        if not self.policy.due(partition, gap.expected, time.monotonic()):
             return
+        tp = TP(self.topic, partition)
+        decision = GapPolicy.resolve(gap.expected, await self._first_offset_from(tp, gap.expected))
         if decision.action == "accept":
             await self.store.save(progress_update(partition, decision.offset))
             await self.app.producer.flush()
@@ -103,6 +102,25 @@ class Rewinder:
             message = f"skipped records; rewinding to {decision.offset}"
         print(f"worker: {self.topic}[{partition}] {message}", file=sys.stderr, flush=True)
         await self.app.consumer.seek(tp, decision.offset)
+
+    async def _first_offset_from(self, tp: TP, offset: int) -> int | None:
+        """Offset of the first record at or after `offset` (the earliest one if `offset`
+        was deleted); None when the broker did not answer in time."""
+        probe = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await probe.start()
+        try:
+            partition = TopicPartition(tp.topic, tp.partition)
+            probe.assign([partition])
+            probe.seek(partition, offset)
+            batches = await probe.getmany(partition, timeout_ms=5000, max_records=1)
+            records = batches.get(partition, [])
+            return records[0].offset if records else None
+        finally:
+            await probe.stop()
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -154,7 +172,7 @@ def create_app(
     pipeline = AirQualityPipeline(topics, windows, coordinates)
     metrics = WorkerMetrics.create()
     store = TableStateStore(table, app.producer)
-    rewinder = Rewinder(app, store, topics.raw_air_quality)
+    rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
 
     @app.agent(raw_topic)

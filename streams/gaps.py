@@ -3,10 +3,13 @@
 Two causes look alike. Faust can skip records around a rebalance (acking ones it never
 delivered): seeking back brings them again. But offsets can also be missing for good —
 transaction markers, compaction, or retention that deleted records a stopped worker never
-applied — and then no seek brings them back. The policy seeks back a few times, and
-accepts the gap when the missing offset has not come back after `attempts` seeks over at
-least `patience_s` seconds; records older than the partition's earliest offset are
-accepted as gone at once. The clock is passed in, so the policy is tested without one.
+applied — and then no seek brings them back. The worker tells them apart by asking the
+broker for the first record at or after the missing offset (a probe with its own
+consumer): if that is the missing offset itself, the records exist and the partition is
+rewound; if it is later, the offsets in between hold no record and progress moves on.
+Nothing is ever skipped on a guess. Records still buffered from before a seek would ask
+for the same seek again, so one action per partition and offset is taken every few
+seconds. The clock is passed in, so the policy is tested without one.
 """
 
 from __future__ import annotations
@@ -19,35 +22,28 @@ __all__ = ["GapDecision", "GapPolicy"]
 
 @dataclass(frozen=True)
 class GapDecision:
-    """`seek`: rewind to `offset`; `accept`: move progress to `offset`, then seek there;
-    `wait`: a seek is already under way."""
+    """`seek`: rewind to `offset`; `accept`: move progress to `offset`, then seek there."""
 
-    action: Literal["seek", "accept", "wait"]
+    action: Literal["seek", "accept"]
     offset: int
 
 
 @dataclass
 class GapPolicy:
-    attempts: int = 3
-    patience_s: float = 10.0
     reseek_after_s: float = 3.0
-    _tries: dict[int, tuple[int, int, float, float]] = field(default_factory=dict)
+    _last: dict[int, tuple[int, float]] = field(default_factory=dict)
 
-    def decide(
-        self, partition: int, expected: int, first_seen: int, earliest: int | None, now: float
-    ) -> GapDecision:
-        if earliest is not None and expected < earliest:
-            self._tries.pop(partition, None)
-            return GapDecision("accept", earliest)
-        tried = self._tries.get(partition)
-        if tried is None or tried[0] != expected:
-            self._tries[partition] = (expected, 1, now, now)
-            return GapDecision("seek", expected)
-        _, tries, first, last = tried
-        if tries >= self.attempts and now - first >= self.patience_s:
-            self._tries.pop(partition, None)
-            return GapDecision("accept", first_seen)
-        if now - last >= self.reseek_after_s:
-            self._tries[partition] = (expected, tries + 1, first, now)
-            return GapDecision("seek", expected)
-        return GapDecision("wait", expected)
+    def due(self, partition: int, expected: int, now: float) -> bool:
+        """True unless the same gap was acted on less than `reseek_after_s` ago."""
+        last = self._last.get(partition)
+        if last is not None and last[0] == expected and now - last[1] < self.reseek_after_s:
+            return False
+        self._last[partition] = (expected, now)
+        return True
+
+    @staticmethod
+    def resolve(expected: int, first_existing: int | None) -> GapDecision:
+        """Decide from the probe: the first record at or after `expected`, if any."""
+        if first_existing is not None and first_existing > expected:
+            return GapDecision("accept", first_existing)
+        return GapDecision("seek", expected)

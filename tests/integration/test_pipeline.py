@@ -295,3 +295,33 @@ def test_a_worker_killed_while_it_works_publishes_what_an_unbroken_run_would(pip
     }
     assert published == _reference_hours(messages)
     assert len(pipeline.rows("aqi_hourly")) == len(published)
+
+
+def test_records_deleted_while_the_worker_was_down_are_moved_past(pipeline_factory):
+    """Retention removed records the worker never applied: it goes on from the earliest."""
+    from kafka import KafkaAdminClient
+    from kafka.structs import TopicPartition
+
+    messages = beijing_days(2)
+    pipeline = pipeline_factory("retention", partitions=1).start_all()
+    first = len(messages) // 3
+    pipeline.send(messages[:first])
+    pipeline.wait_until_caught_up(first)
+    pipeline.kill("worker")
+    pipeline.send(messages[first:])
+    deleted_before = first + 60
+    admin = KafkaAdminClient(bootstrap_servers=pipeline.bootstrap)
+    admin.delete_records({TopicPartition(pipeline.topics.raw_air_quality, 0): deleted_before})
+    admin.close()
+    pipeline.start("worker")
+    pipeline.wait_until_caught_up(len(messages), timeout_s=180)
+    assert f"offsets {first}..{deleted_before - 1} hold no records" in pipeline.log("worker")
+    applied = {(k, json.loads(v)["pollutant"], json.loads(v)["ts"]) for k, v in messages}
+    published = {
+        (v["station_id"].encode(), v["pollutant"], v["ts"])
+        for _, v, *_ in pipeline.read_topic(pipeline.topics.enriched_air_quality)
+    }
+    assert len(published) == len(pipeline.rows("readings"))
+    kept = [m for i, m in enumerate(messages) if i < first or i >= deleted_before]
+    assert len(published) > len(kept) - 6 * 3 * 3  # all but the still-open hours
+    assert len(applied) > len(published)  # the deleted readings are not there
