@@ -97,6 +97,9 @@ class Rewinder:
         if decision.action == "accept":
             await self.store.save(progress_update(partition, decision.offset))
             await self.app.producer.flush()
+            # Faust commits only consecutive acked offsets: tell it these will never come,
+            # or the group's committed offset (and so its lag) would stay behind for good.
+            await self.app.consumer._add_gap(tp, gap.expected, decision.offset - 1)
             message = f"offsets {gap.expected}..{decision.offset - 1} hold no records; moving on"
         else:
             message = f"skipped records; rewinding to {decision.offset}"
