@@ -23,6 +23,11 @@ class Topics:
         return f"{self.prefix}civic.raw.air-quality"
 
     @property
+    def raw_incidents(self) -> str:
+        """Raw incident reports, JSON or Avro; key incident_id."""
+        return f"{self.prefix}civic.raw.incidents"
+
+    @property
     def enriched_air_quality(self) -> str:
         """Enriched readings (Avro); key station_id."""
         return f"{self.prefix}civic.enriched.air-quality"
@@ -31,6 +36,26 @@ class Topics:
     def aqi_hourly(self) -> str:
         """Hourly AQI records (Avro), emitted once when final; key station_id."""
         return f"{self.prefix}civic.aqi.hourly"
+
+    @property
+    def aqi_daily(self) -> str:
+        """Daily AQI records (Avro), a higher revision on correction; key station_id."""
+        return f"{self.prefix}civic.aqi.daily"
+
+    @property
+    def anomalies(self) -> str:
+        """Anomaly events: faulty readings, unusual air, stale sensors (Avro); key station_id."""
+        return f"{self.prefix}civic.anomalies"
+
+    @property
+    def incidents_published(self) -> str:
+        """Privacy-safe incidents (Avro); key incident_id."""
+        return f"{self.prefix}civic.incidents.published"
+
+    @property
+    def incidents_stats(self) -> str:
+        """Daily incident counts per district and category, revised on correction; key district."""
+        return f"{self.prefix}civic.incidents.stats"
 
     @property
     def deadletter(self) -> str:
@@ -53,6 +78,23 @@ class Topics:
         app_id = self.worker_group
         return (f"{app_id}-station-state-changelog", f"{app_id}-__assignor-__leader")
 
+    @property
+    def raw(self) -> tuple[str, ...]:
+        """The topics that carry input from outside (what the archive keeps)."""
+        return (self.raw_air_quality, self.raw_incidents)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The topics the stream worker publishes (what the sink stores), dead letters aside."""
+        return (
+            self.enriched_air_quality,
+            self.aqi_hourly,
+            self.aqi_daily,
+            self.anomalies,
+            self.incidents_published,
+            self.incidents_stats,
+        )
+
     def all(self) -> tuple[str, ...]:
-        """Every topic the air-quality pipeline uses, raw first."""
-        return (self.raw_air_quality, self.enriched_air_quality, self.aqi_hourly, self.deadletter)
+        """Every public topic of the namespace, raw first, dead letters last."""
+        return (*self.raw, *self.outputs, self.deadletter)

@@ -122,12 +122,19 @@ class Column:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A table of the open-data store, filled from one Avro contract."""
+    """A table of the open-data store, filled from one Avro contract on one topic.
+
+    `topic` names the `schemas.Topics` property of the topic the sink reads it from.
+    `revision`, when set, names an integer column: a row is replaced only by a record with
+    a revision at least as high, so a late re-delivery of an old revision never wins.
+    """
 
     name: str
     contract: str
+    topic: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]
+    revision: str | None = None
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -154,6 +161,7 @@ class Dataset:
 AQI_HOURLY = Dataset(
     name="aqi_hourly",
     contract="aqi_hourly",
+    topic="aqi_hourly",
     columns=(
         Column("station_id", "text"),
         Column("hour_start", "hour"),
@@ -173,6 +181,7 @@ AQI_HOURLY = Dataset(
 READINGS = Dataset(
     name="readings",
     contract="enriched_reading",
+    topic="enriched_air_quality",
     columns=(
         Column("station_id", "text"),
         Column("pollutant", "text"),
@@ -194,7 +203,9 @@ READINGS = Dataset(
     key=("station_id", "pollutant", "ts"),
 )
 
-DATASETS: dict[str, Dataset] = {AQI_HOURLY.name: AQI_HOURLY, READINGS.name: READINGS}
+DATASETS: dict[str, Dataset] = {ds.name: ds for ds in (AQI_HOURLY, READINGS)}
+"""Every dataset of the store, by name. A new dataset is one entry here, one migration in
+each backend, and its contract in schemas/."""
 
 
 def get_dataset(name: str) -> Dataset:

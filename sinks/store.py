@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sinks._datasets import AQI_HOURLY, DATASETS, READINGS, Dataset, get_dataset
+from sinks._datasets import DATASETS, Dataset, get_dataset
 from sinks.exceptions import StoreError, UnsupportedStoreURL
 
 __all__ = ["SQLiteStore", "Store", "default_store_url", "open_store"]
@@ -45,13 +45,13 @@ class Store(ABC):
         return tuple(DATASETS)
 
     @abstractmethod
-    def write_batch(
-        self, aqi_hourly: Sequence[Record] = (), readings: Sequence[Record] = ()
-    ) -> None:
-        """Upsert decoded records into their datasets, all in ONE transaction.
+    def write_batch(self, batches: Mapping[str, Sequence[Record]]) -> None:
+        """Upsert decoded records into their datasets (by name), all in ONE transaction.
 
-        Within the batch, a later record for a natural key replaces an earlier one. When
-        this returns, the transaction is durable; when it raises, nothing was written.
+        Within the batch, a later record for a natural key replaces an earlier one (for a
+        dataset with a revision column, the one with the highest revision wins, and a
+        stored row is only replaced by an equal or higher revision). When this returns,
+        the transaction is durable; when it raises, nothing was written.
         Raises `sinks.exceptions.InvalidRecord` (before any write) or `StoreError`.
         """
 
@@ -90,14 +90,27 @@ class Store(ABC):
 
 
 def _rows(ds: Dataset, records: Sequence[Record]) -> list[tuple[Any, ...]]:
-    """Rows for `records`, one per natural key, the last record of a key winning."""
+    """Rows for `records`, one per natural key: the last record of a key wins, or, for a
+    dataset with a revision, the last of those with the highest revision."""
     rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    at = ds.column_names.index(ds.revision) if ds.revision else -1
     for record in records:
         row = ds.to_row(record)
         key = ds.key_of(row)
-        rows.pop(key, None)  # a replaced key moves to its latest position
+        earlier = rows.pop(key, None)  # a replaced key moves to its latest position
+        if earlier is not None and at >= 0 and earlier[at] > row[at]:
+            row = earlier
         rows[key] = row
     return list(rows.values())
+
+
+def _batches(batches: Mapping[str, Sequence[Record]]) -> list[tuple[Dataset, list[Any]]]:
+    """(dataset, rows) for every non-empty batch, in `DATASETS` order; converts first, so
+    an invalid record fails the whole batch before anything is written."""
+    for name in batches:
+        get_dataset(name)
+    converted = [(ds, _rows(ds, batches.get(name, ()))) for name, ds in DATASETS.items()]
+    return [(ds, rows) for ds, rows in converted if rows]
 
 
 def _order_term(ds: Dataset, term: str) -> str:
@@ -179,11 +192,14 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
 def _upsert_sql(ds: Dataset) -> str:
     names = ds.column_names
     updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in ds.key)
-    return (
+    sql = (
         f"INSERT INTO {ds.name} ({', '.join(names)}) "
         f"VALUES ({', '.join('?' for _ in names)}) "
         f"ON CONFLICT ({', '.join(ds.key)}) DO UPDATE SET {updates}"
     )
+    if ds.revision:
+        sql += f" WHERE excluded.{ds.revision} >= {ds.name}.{ds.revision}"
+    return sql
 
 
 class SQLiteStore(Store):
@@ -247,22 +263,16 @@ class SQLiteStore(Store):
                     (version, datetime.now(UTC).isoformat(timespec="seconds")),
                 )
 
-    def write_batch(
-        self, aqi_hourly: Sequence[Record] = (), readings: Sequence[Record] = ()
-    ) -> None:
-        batches = [
-            (AQI_HOURLY, _rows(AQI_HOURLY, aqi_hourly)),
-            (READINGS, _rows(READINGS, readings)),
-        ]
-        if not any(rows for _, rows in batches):
+    def write_batch(self, batches: Mapping[str, Sequence[Record]]) -> None:
+        converted = _batches(batches)
+        if not converted:
             return
         with self._lock:
             db = self._conn()
             try:
                 with _transaction(db):
-                    for ds, rows in batches:
-                        if rows:
-                            db.executemany(self._upserts[ds.name], rows)
+                    for ds, rows in converted:
+                        db.executemany(self._upserts[ds.name], rows)
             except sqlite3.Error as error:
                 msg = f"batch not written to {self._path!r} (rolled back): {error}"
                 raise StoreError(msg) from error

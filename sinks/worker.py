@@ -25,7 +25,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 
 from schemas import Reason, Topics, encode
 from schemas.codec import decode_as
-from sinks._datasets import AQI_HOURLY, READINGS, Dataset
+from sinks._datasets import DATASETS, Dataset
 from sinks.exceptions import InvalidRecord
 from sinks.store import Store, default_store_url, open_store
 
@@ -34,7 +34,7 @@ __all__ = ["BatchStats", "SinkWorker", "main"]
 log = logging.getLogger(__name__)
 
 # Contract name -> the dataset its records go to.
-_ROUTES: dict[str, Dataset] = {AQI_HOURLY.contract: AQI_HOURLY, READINGS.contract: READINGS}
+_ROUTES: dict[str, Dataset] = {ds.contract: ds for ds in DATASETS.values()}
 
 _DEADLETTER_TIMEOUT_S = 30.0
 _COMMIT_TIMEOUT_MS = 30_000
@@ -178,7 +178,9 @@ class SinkWorker:
                 max_poll_records=batch_size,
                 **liveness,
             )
-            self._consumer.subscribe([topics.aqi_hourly, topics.enriched_air_quality])
+            self._consumer.subscribe(
+                sorted({getattr(topics, ds.topic) for ds in DATASETS.values()})
+            )
         except BaseException:
             self._store.close()
             raise
@@ -248,7 +250,7 @@ class SinkWorker:
             self._send_dead_letters(dead)
             self._metrics.deadletters.inc(len(dead))
         # 3. one store transaction
-        self._store.write_batch(records[AQI_HOURLY.name], records[READINGS.name])
+        self._store.write_batch(records)
         for name, rows in records.items():
             self._metrics.records.labels(dataset=name).inc(len(rows))
         # 4. exactly the offsets consumed
@@ -485,18 +487,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     if args.metrics_port:
         start_http_server(args.metrics_port)
+    topics = Topics(args.prefix)
     log.info(
-        "sink: %s topics %r, %r → %s, group %s",
+        "sink: %s topics %s → %s, group %s",
         args.bootstrap,
-        Topics(args.prefix).aqi_hourly,
-        Topics(args.prefix).enriched_air_quality,
+        ", ".join(sorted({getattr(topics, ds.topic) for ds in DATASETS.values()})),
         args.store,
         group,
     )
     try:
         worker = SinkWorker(
             args.bootstrap,
-            Topics(args.prefix),
+            topics,
             args.store,
             group_id=group,
             batch_size=args.batch_size,

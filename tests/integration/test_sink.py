@@ -175,9 +175,9 @@ def expected_rows(
     """The rows a correct sink ends with: the records upserted in production order."""
     with open_store("sqlite:///:memory:") as model:
         for record in aqi_records:
-            model.write_batch([record], [])
+            model.write_batch({"aqi_hourly": [record]})
         for record in readings:
-            model.write_batch([], [record])
+            model.write_batch({"readings": [record]})
         return snapshot(model)
 
 

@@ -87,7 +87,7 @@ def test_relative_url_creates_parent_folders_under_cwd(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with open_store("sqlite:///deep/er/civic.db") as store:
-        store.write_batch([aqi()], [])
+        store.write_batch({"aqi_hourly": [aqi()]})
     assert (tmp_path / "deep" / "er" / "civic.db").is_file()
 
 
@@ -126,7 +126,7 @@ def test_unsupported_urls_are_refused_clearly(url: str, match: str) -> None:
 def test_reopening_is_idempotent_and_records_the_schema_version(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     with open_store(url) as store:
-        store.write_batch([aqi()], [reading()])
+        store.write_batch({"aqi_hourly": [aqi()], "readings": [reading()]})
     with open_store(url) as store:
         assert store.count("aqi_hourly") == 1
         assert store.count("readings") == 1
@@ -152,19 +152,23 @@ def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
 def test_writing_the_same_batch_twice_is_a_no_op(store: Store) -> None:
     batch_aqi = [aqi(hour=h) for h in range(3)] + [aqi("guanyuan", h) for h in range(3)]
     batch_readings = [reading(pollutant=p, minute=m) for p in ("pm25", "o3") for m in (0, 5)]
-    store.write_batch(batch_aqi, batch_readings)
+    store.write_batch({"aqi_hourly": batch_aqi, "readings": batch_readings})
     first = snapshot(store)
-    store.write_batch(batch_aqi, batch_readings)
+    store.write_batch({"aqi_hourly": batch_aqi, "readings": batch_readings})
     assert snapshot(store) == first
     assert store.count("aqi_hourly") == 6
     assert store.count("readings") == 4
 
 
 def test_a_later_record_for_the_same_key_replaces_the_earlier(store: Store) -> None:
-    store.write_batch([aqi(aqi=57)], [reading(value=12.5, flags=[])])
+    store.write_batch({"aqi_hourly": [aqi(aqi=57)], "readings": [reading(value=12.5, flags=[])]})
     store.write_batch(
-        [aqi(aqi=None, category=None, main_pollutant=None, reason="insufficient_data")],
-        [reading(value=99.0, sensor_id=None, flags=["spike"])],
+        {
+            "aqi_hourly": [
+                aqi(aqi=None, category=None, main_pollutant=None, reason="insufficient_data")
+            ],
+            "readings": [reading(value=99.0, sensor_id=None, flags=["spike"])],
+        }
     )
     (row,) = store.fetch("aqi_hourly")
     assert (row["aqi"], row["category"], row["reason"]) == (None, None, "insufficient_data")
@@ -174,16 +178,18 @@ def test_a_later_record_for_the_same_key_replaces_the_earlier(store: Store) -> N
 
 def test_within_a_batch_the_last_record_of_a_key_wins(store: Store) -> None:
     store.write_batch(
-        [aqi(aqi=1), aqi(hour=1, aqi=5), aqi(aqi=2), aqi(aqi=3)],
-        [reading(value=1.0), reading(value=2.0)],
+        {
+            "aqi_hourly": [aqi(aqi=1), aqi(hour=1, aqi=5), aqi(aqi=2), aqi(aqi=3)],
+            "readings": [reading(value=1.0), reading(value=2.0)],
+        }
     )
     assert [row["aqi"] for row in store.fetch("aqi_hourly")] == [3, 5]
     assert [row["value"] for row in store.fetch("readings")] == [2.0]
 
 
 def test_an_empty_batch_writes_nothing(store: Store) -> None:
-    store.write_batch([], [])
-    store.write_batch()
+    store.write_batch({})
+    store.write_batch({})
     assert store.count("aqi_hourly") == store.count("readings") == 0
 
 
@@ -191,7 +197,7 @@ def test_an_empty_batch_writes_nothing(store: Store) -> None:
 
 
 def test_aqi_row_is_rendered_exactly(store: Store) -> None:
-    store.write_batch([aqi()], [])
+    store.write_batch({"aqi_hourly": [aqi()]})
     assert store.fetch("aqi_hourly") == [
         {
             "station_id": "dongsi",
@@ -210,7 +216,7 @@ def test_aqi_row_is_rendered_exactly(store: Store) -> None:
 
 
 def test_reading_row_is_rendered_exactly(store: Store) -> None:
-    store.write_batch([], [reading(minute=7)])
+    store.write_batch({"readings": [reading(minute=7)]})
     assert store.fetch("readings") == [
         {
             "station_id": "dongsi",
@@ -238,7 +244,7 @@ def test_json_columns_do_not_depend_on_insertion_order(store: Store) -> None:
     other = aqi(
         station="other", sub_indices={"c": 3, "a": 1, "b": 2}, concentrations={"y": 1e-7, "x": 0.1}
     )
-    store.write_batch([one, other], [])
+    store.write_batch({"aqi_hourly": [one, other]})
     rows = store.fetch("aqi_hourly")
     assert rows[0]["sub_indices"] == rows[1]["sub_indices"] == '{"a":1,"b":2,"c":3}'
     # floats are written as Python's repr: they read back to the same double
@@ -251,14 +257,14 @@ def test_timestamps_in_other_zones_are_stored_as_utc(store: Store) -> None:
     record = reading()
     record["ts"] = datetime(2026, 1, 1, 10, 7, 0, 123000, tzinfo=beijing)
     record["hour_start"] = datetime(2026, 1, 1, 10, tzinfo=beijing)
-    store.write_batch([], [record])
+    store.write_batch({"readings": [record]})
     (row,) = store.fetch("readings")
     assert (row["ts"], row["hour_start"]) == ("2026-01-01T02:07:00.123Z", "2026-01-01T02:00:00Z")
 
 
 def test_iso_text_sorts_in_time_order(store: Store) -> None:
     minutes = [59, 0, 30, 1]
-    store.write_batch([], [reading(minute=m) for m in minutes])
+    store.write_batch({"readings": [reading(minute=m) for m in minutes]})
     stamps = [row["ts"] for row in store.fetch("readings", order_by=["ts"])]
     assert stamps == sorted(stamps)
     assert [int(s[14:16]) for s in stamps] == sorted(minutes)
@@ -280,7 +286,7 @@ def test_records_that_cannot_be_rows_are_refused_before_writing(
 ) -> None:
     bad = {**reading(minute=1), **changes}
     with pytest.raises(InvalidRecord, match=match):
-        store.write_batch([aqi()], [reading(), bad])
+        store.write_batch({"aqi_hourly": [aqi()], "readings": [reading(), bad]})
     assert snapshot(store) == {"aqi_hourly": [], "readings": []}
 
 
@@ -288,27 +294,41 @@ def test_records_that_cannot_be_rows_are_refused_before_writing(
 
 
 def test_a_failure_mid_batch_leaves_both_datasets_unchanged(store: Store) -> None:
-    store.write_batch([aqi(aqi=1)], [reading(value=1.0)])
+    store.write_batch({"aqi_hourly": [aqi(aqi=1)], "readings": [reading(value=1.0)]})
     before = snapshot(store)
     violates_not_null = {**reading(minute=9), "value": None}
     with pytest.raises(StoreError, match="rolled back"):
         # aqi_hourly is written first in the transaction, the readings fail on their 3rd row
         store.write_batch(
-            [aqi(aqi=2), aqi(hour=1)],
-            [reading(value=2.0), reading(minute=5), violates_not_null, reading(minute=10)],
+            {
+                "aqi_hourly": [aqi(aqi=2), aqi(hour=1)],
+                "readings": [
+                    reading(value=2.0),
+                    reading(minute=5),
+                    violates_not_null,
+                    reading(minute=10),
+                ],
+            }
         )
     assert snapshot(store) == before
     # the store is usable after the rollback
-    store.write_batch([aqi(aqi=3)], [])
+    store.write_batch({"aqi_hourly": [aqi(aqi=3)]})
     assert [row["aqi"] for row in store.fetch("aqi_hourly")] == [3]
 
 
 def test_a_reader_never_sees_half_a_batch(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/s.db"
     with open_store(url) as writer, open_store(url) as reader:
-        writer.write_batch([aqi(hour=h) for h in range(5)], [reading(minute=m) for m in range(5)])
+        writer.write_batch(
+            {
+                "aqi_hourly": [aqi(hour=h) for h in range(5)],
+                "readings": [reading(minute=m) for m in range(5)],
+            }
+        )
         with pytest.raises(StoreError):
-            writer.write_batch([aqi(hour=9)], [{**reading(minute=30), "unit": None}])
+            writer.write_batch(
+                {"aqi_hourly": [aqi(hour=9)], "readings": [{**reading(minute=30), "unit": None}]}
+            )
         assert reader.count("aqi_hourly") == 5
         assert reader.count("readings") == 5
 
@@ -318,8 +338,10 @@ def test_a_reader_never_sees_half_a_batch(tmp_path: Path) -> None:
 
 def test_fetch_filters_by_equality_with_record_values(store: Store) -> None:
     store.write_batch(
-        [aqi(hour=h) for h in range(3)] + [aqi("guanyuan", 1)],
-        [reading(sensor_id=None), reading(minute=1)],
+        {
+            "aqi_hourly": [aqi(hour=h) for h in range(3)] + [aqi("guanyuan", 1)],
+            "readings": [reading(sensor_id=None), reading(minute=1)],
+        }
     )
     rows = store.fetch("aqi_hourly", where={"hour_start": H0 + timedelta(hours=1)})
     assert [row["station_id"] for row in rows] == ["dongsi", "guanyuan"]
@@ -343,3 +365,9 @@ def test_a_closed_store_says_so(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.count("readings")
+
+
+def test_a_batch_naming_an_unknown_dataset_is_refused_before_any_write(store: Store) -> None:
+    with pytest.raises(StoreError, match="unknown dataset 'weather'"):
+        store.write_batch({"aqi_hourly": [aqi()], "weather": [{"t": 1}]})
+    assert store.count("aqi_hourly") == 0
