@@ -26,6 +26,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 
 from schemas import Reason, Topics, encode
 from schemas.codec import decode_as
+from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from sinks._datasets import DATASETS, Dataset, get_dataset
 from sinks.ckan import CkanClient, CkanTarget
 from sinks.exceptions import InvalidRecord, StoreError
@@ -300,6 +301,7 @@ class SinkWorker:
                 bootstrap_servers=self._bootstrap,
                 client_id=f"{self._client_id}-deadletter",
                 acks="all",
+                max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
             )
         futures = []
         for message, reason, detail in dead:
