@@ -32,7 +32,6 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
-from prometheus_client import start_http_server
 
 from schemas import Topics
 from streams.air_quality import (
@@ -45,12 +44,14 @@ from streams.air_quality import (
 from streams.gaps import GapPolicy
 from streams.metrics import WorkerMetrics
 from streams.time import HourlyWindows
+from telemetry import serve
 
 __all__ = ["create_app"]
 
 BATCH_MAX = 2000
 BATCH_WITHIN_SECONDS = 0.25
 _PROGRESS_EVERY_SECONDS = 10.0
+_LAG_EVERY_SECONDS = 5.0
 
 
 class TableStateStore:
@@ -139,8 +140,12 @@ def create_app(
     coordinates: dict[str, tuple[float, float]] | None = None,
     replication_factor: int = 1,
     metrics_port: int = 0,
+    stale_after_ms: int | None = None,
 ) -> faust.App:
-    """Build the worker app for one namespace; `partitions` must match the raw topic."""
+    """Build the worker app for one namespace; `partitions` must match the raw topic.
+
+    With `metrics_port` 0 no metric is kept at all (the benchmark's baseline).
+    """
     app = faust.App(
         topics.worker_group,
         broker=_broker_urls(bootstrap),
@@ -173,7 +178,11 @@ def create_app(
         value_type=bytes,
     )
     pipeline = AirQualityPipeline(topics, windows, coordinates)
-    metrics = WorkerMetrics.create()
+    metrics = WorkerMetrics.of() if metrics_port else None
+    if metrics is not None:
+        metrics.faust.bind(app.monitor)
+        if stale_after_ms is not None:
+            metrics.sensors.stale_after_ms = stale_after_ms
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
@@ -198,19 +207,21 @@ def create_app(
                 await app.producer.send(output.topic, output.key, output.value, None, None, None)
             if result.outputs:
                 await app.producer.flush()
+            durable_at = time.monotonic()
             for update in result.state_updates:
                 await store.save(update)
             await app.producer.flush()
             for partition, gap in result.gaps.items():
                 await rewinder.handle(partition, gap)
-            metrics.batch_seconds.observe(time.perf_counter() - started)
-            metrics.records.labels("accepted").inc(result.accepted)
-            metrics.records.labels("redelivered").inc(result.redelivered)
-            metrics.records.labels("skipped").inc(result.skipped)
-            metrics.hours_closed.inc(result.hours_closed)
-            for reason, count in result.dead_letters.items():
-                metrics.records.labels("dead_letter").inc(count)
-                metrics.dead_letters.labels(reason).inc(count)
+            if metrics is not None:
+                metrics.record_batch(
+                    records,
+                    result,
+                    # Faust's monitor stamps each message when it arrives (monotonic clock).
+                    [event.message.time_in for event in events],
+                    durable_at,
+                    time.perf_counter() - started,
+                )
             totals["records"] += len(records)
             totals["accepted"] += result.accepted
             totals["dead_letters"] += sum(result.dead_letters.values())
@@ -224,11 +235,28 @@ def create_app(
                     flush=True,
                 )
 
-    if metrics_port:
+    if metrics is not None:
 
         @app.task
         async def serve_metrics() -> None:
-            start_http_server(metrics_port)
+            serve(metrics_port)
             print(f"worker: metrics on http://127.0.0.1:{metrics_port}/metrics", file=sys.stderr)
+
+        @app.timer(interval=_LAG_EVERY_SECONDS)
+        async def measure_consumer_lag() -> None:
+            """End offsets from the broker, not from fetches: a stuck worker's lag grows."""
+            owned = [tp for tp in app.consumer.assignment() if tp.topic == topics.raw_air_quality]
+            if not owned:
+                return  # not assigned (yet), or rebalancing: keep the last values
+            try:
+                ends = await app.consumer.highwaters(*owned)
+            except Exception as error:  # the next tick tries again
+                print(f"worker: end offsets not read: {error!r}", file=sys.stderr)
+                return
+            committed = app.consumer._committed_offset  # read at assignment, then per commit
+            metrics.update_consumer_lag(
+                {(tp.topic, tp.partition): end for tp, end in ends.items()},
+                {(tp.topic, tp.partition): committed.get(tp) for tp in owned},
+            )
 
     return app
