@@ -69,8 +69,9 @@ class SensorClock:
         last, stale, count = self._families()
         for (station, pollutant), is_stale in self.stale().items():
             last.add_metric([station, pollutant], newest[(station, pollutant)] / 1000)
-            stale.add_metric([station, pollutant], 1.0 if is_stale else 0.0)
-        count.add_metric([], sum(s.value for s in stale.samples))
+            if is_stale:  # only stale sensors: a series per sensor costs every scrape
+                stale.add_metric([station, pollutant], 1.0)
+        count.add_metric([], len(stale.samples))
         yield from (last, stale, count)
 
     @staticmethod
@@ -84,8 +85,8 @@ class SensorClock:
             ),
             GaugeMetricFamily(
                 "civicstream_sensor_stale",
-                "1 when the sensor sent nothing for longer than CIVIC_STALE_AFTER of stream "
-                "time (the newest event time of this worker), else 0.",
+                "1 for each sensor that sent nothing for longer than CIVIC_STALE_AFTER of "
+                "stream time (the newest event time of this worker); absent otherwise.",
                 labels=labels,
             ),
             GaugeMetricFamily(
@@ -177,7 +178,8 @@ class WorkerMetrics(MetricSet):
         )
         self.aqi_category = Gauge(
             "civicstream_aqi_category",
-            "1 for the EPA category of the station's newest final hour, 0 for the others.",
+            "1 for the EPA category of the station's newest final hour (one series per "
+            "station; absent while that hour has no index).",
             ["station", "category"],
             registry=registry,
         )
@@ -197,7 +199,8 @@ class WorkerMetrics(MetricSet):
         self._positions: dict[TopicPartition, int] = {}
         self._station_partitions: dict[str, int] = {}
         self._open_windows: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._categories: dict[str, str | None] = {}
+        self._lock = threading.RLock()
 
     def record_batch(
         self,
@@ -258,8 +261,15 @@ class WorkerMetrics(MetricSet):
 
     def _set_aqi(self, station: str, aqi: int | None, category: str | None) -> None:
         self.aqi.labels(station).set(float("nan") if aqi is None else aqi)
-        for name in CATEGORIES:
-            self.aqi_category.labels(station, name).set(1.0 if name == category else 0.0)
+        if category not in CATEGORIES:
+            category = None
+        with self._lock:
+            previous = self._categories.get(station)
+            if previous is not None and previous != category:
+                self.aqi_category.remove(station, previous)
+            if category is not None:
+                self.aqi_category.labels(station, category).set(1.0)
+            self._categories[station] = category
 
     def update_consumer_lag(
         self, end_offsets: Mapping[TopicPartition, int], committed: Mapping[Any, int | None]
@@ -288,6 +298,7 @@ class WorkerMetrics(MetricSet):
                 self._open_windows.pop(station, None)
                 self.aqi.remove(station)
                 self.aqi_category.remove_by_labels({"station": station})
+                self._categories.pop(station, None)
             kept = set(self._station_partitions)
             self.windows_open.labels(HOUR_WINDOW).set(sum(self._open_windows.values()))
         self.sensors.retain(kept)

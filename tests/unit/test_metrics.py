@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from processors import aqi
 from schemas import Topics, decode
 from sinks.metrics import SinkMetrics
-from streams.air_quality import AirQualityPipeline, SourceRecord
+from streams.air_quality import AirQualityPipeline, BatchResult, SourceRecord
 from streams.metrics import WorkerMetrics
 from streams.time import HourlyWindows
 from telemetry import ConsumerMetrics, EventTimeLag, metric_names, new_registry
@@ -99,7 +99,7 @@ def test_a_batch_shows_as_events_dead_letters_windows_and_the_newest_aqi_per_sta
         gauge = value(registry, "civicstream_aqi", station=station)
         assert gauge == newest["aqi"] or (newest["aqi"] is None and math.isnan(gauge))
         for category in aqi.CATEGORIES:
-            expected = 1.0 if category == newest["category"] else 0.0
+            expected = 1.0 if category == newest["category"] else None
             assert (
                 value(registry, "civicstream_aqi_category", station=station, category=category)
                 == expected
@@ -113,6 +113,25 @@ def test_a_batch_shows_as_events_dead_letters_windows_and_the_newest_aqi_per_sta
     assert lag == pytest.approx(time.time() - (T0 + 4 * HOUR + 10 * MINUTE) / 1000, abs=60)
 
 
+def test_a_station_shows_one_category_series_the_current_one(registry):
+    metrics = WorkerMetrics.of(registry)
+
+    def newest_hour(aqi_value, category):
+        result = BatchResult(latest_aqi={"dongsi": {"aqi": aqi_value, "category": category}})
+        metrics.record_batch([], result, [], time.monotonic(), 0.0)
+        return {
+            s.labels["category"]: s.value
+            for family in registry.collect()
+            if family.name == "civicstream_aqi_category"
+            for s in family.samples
+        }
+
+    assert newest_hour(160, "Unhealthy") == {"Unhealthy": 1.0}
+    assert newest_hour(70, "Moderate") == {"Moderate": 1.0}
+    assert newest_hour(None, None) == {}
+    assert math.isnan(value(registry, "civicstream_aqi", station="dongsi"))
+
+
 def test_a_sensor_is_stale_after_stale_after_of_stream_time_without_readings(registry):
     worker = Worker(registry)
     worker.metrics.sensors.stale_after_ms = 2 * HOUR
@@ -120,12 +139,12 @@ def test_a_sensor_is_stale_after_stale_after_of_stream_time_without_readings(reg
         [(0, b"dongsi", raw(T0, 10.0, pollutant="no2")), (0, b"dongsi", raw(T0, 10.0))]
         + [(0, b"dongsi", raw(T0 + h * HOUR, 10.0)) for h in range(1, 3)]
     )
-    assert value(registry, "civicstream_sensor_stale", station="dongsi", pollutant="no2") == 0
+    assert value(registry, "civicstream_sensor_stale", station="dongsi", pollutant="no2") is None
     assert value(registry, "civicstream_sensors_stale") == 0
 
     worker.batch([(0, b"dongsi", raw(T0 + 2 * HOUR + 1, 10.0))])  # 2 h + 1 ms after the NO2
     assert value(registry, "civicstream_sensor_stale", station="dongsi", pollutant="no2") == 1
-    assert value(registry, "civicstream_sensor_stale", station="dongsi", pollutant="pm25") == 0
+    assert value(registry, "civicstream_sensor_stale", station="dongsi", pollutant="pm25") is None
     assert value(registry, "civicstream_sensors_stale") == 1
     assert (
         value(
@@ -155,7 +174,9 @@ def test_consumer_lag_counts_from_the_last_processed_offset_and_forgets_partitio
     assert value(registry, "civicstream_consumer_lag_offsets", topic=RAW, partition="1") is None
     assert value(registry, "civicstream_event_time_lag_seconds", topic=RAW, partition="1") is None
     assert value(registry, "civicstream_aqi", station="tiantan") is None
-    assert value(registry, "civicstream_sensor_stale", station="tiantan", pollutant="pm25") is None
+    last_event = "civicstream_sensor_last_event_timestamp_seconds"
+    assert value(registry, last_event, station="tiantan", pollutant="pm25") is None
+    assert value(registry, last_event, station="dongsi", pollutant="pm25") is not None
     assert value(registry, "civicstream_aqi", station="dongsi") is not None
 
 
