@@ -22,7 +22,7 @@ class SinkMetrics(MetricSet):
         self.consumer = ConsumerMetrics.of(registry)
         self.rows_written = Counter(
             "civicstream_sink_rows_written",
-            "Records upserted into the open-data store, per dataset (a re-delivered record "
+            "Records upserted into the store (or portal), per dataset (a re-delivered record "
             "counts again; the upsert by natural key makes it a no-op).",
             ["dataset"],
             registry=registry,
