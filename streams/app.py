@@ -8,7 +8,8 @@ Commit order, per batch (at-least-once, idempotent by construction):
   1. outputs (enriched readings, hourly AQI, dead letters) are produced and flushed:
      durable (acks=all) before anything else happens;
   2. the touched station states are written to the table's changelog and flushed;
-  3. the batch's events are acked when the loop body returns;
+  3. the batch's events are acked when the loop body returns, except those skipped above
+     a gap (below), which are kept from Faust's acking so no commit passes them;
   4. Faust commits the consumer offsets of acked events (every 1 s).
 Which raw records are applied is decided by the state, not by those commits: each raw
 partition's next offset is kept in the same table (written last, in step 2). A record
@@ -16,6 +17,8 @@ below it is a re-delivery and is skipped; a record above it means the consumer s
 some (Faust can ack and commit unprocessed records around rebalances), so nothing more
 of that partition is applied until the consumer is rewound to the first missing one
 (or, if the broker shows that offset holds no record, progress moves on: streams.gaps).
+A watchdog also rewinds a partition whose committed offset is ahead of the records applied
+with no progress for a few seconds: the case where no later record arrives to show a gap.
 A crash anywhere re-delivers the records after the last committed offset. A state that
 became durable in step 2 remembers the source offsets it applied, so those records are
 skipped; its outputs were already durable (step 1 precedes step 2). A state that did not
@@ -39,6 +42,7 @@ from streams.air_quality import (
     Gap,
     SourceRecord,
     StateUpdate,
+    load_progress,
     progress_update,
 )
 from streams.gaps import GapPolicy
@@ -51,6 +55,7 @@ __all__ = ["create_app"]
 BATCH_MAX = 2000
 BATCH_WITHIN_SECONDS = 0.25
 _PROGRESS_EVERY_SECONDS = 10.0
+_WATCHDOG_EVERY_SECONDS = 2.0
 _LAG_EVERY_SECONDS = 5.0
 
 
@@ -213,6 +218,13 @@ def create_app(
             await app.producer.flush()
             for partition, gap in result.gaps.items():
                 await rewinder.handle(partition, gap)
+            # Records skipped above a gap were not applied: take them out of Faust's acking
+            # (a message already marked acked is never registered as done), so no commit
+            # passes them and whoever owns the partition next starts at the first one.
+            for event in events:
+                gap = result.gaps.get(event.message.partition)
+                if gap is not None and event.message.offset >= gap.first_seen:
+                    event.message.acked = True
             if metrics is not None:
                 metrics.record_batch(
                     records,
@@ -234,6 +246,40 @@ def create_app(
                     file=sys.stderr,
                     flush=True,
                 )
+
+    stuck_at: dict[TP, int] = {}
+
+    @app.timer(interval=_WATCHDOG_EVERY_SECONDS)
+    async def rewind_acked_but_unapplied() -> None:
+        """Rewind a partition whose committed offset ran ahead of the records applied.
+
+        The agent acks the records of a batch it skipped (above a gap, waiting for the
+        rewind), so Faust may commit past them; if a rebalance then comes before the rewind
+        is served, the partition's next owner starts at that committed offset. When later
+        records follow, the pipeline sees the gap; when none do, only this check does:
+        committed > applied, with no progress over two ticks, means records were skipped.
+        """
+        if app.rebalancing:
+            return
+        committed = app.consumer._committed_offset  # read at assignment, then per commit
+        for tp in app.consumer.assignment():
+            if tp.topic != topics.raw_air_quality:
+                continue
+            applied = load_progress(store, tp.partition)
+            ahead = committed.get(tp)
+            if applied is None or ahead is None or ahead <= applied:
+                stuck_at.pop(tp, None)
+            elif stuck_at.get(tp) != applied:
+                stuck_at[tp] = applied  # first sighting: the agent may be just behind
+            else:
+                del stuck_at[tp]
+                print(
+                    f"worker: {tp.topic}[{tp.partition}] committed {ahead} but applied only "
+                    f"up to {applied}; rewinding to {applied}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await app.consumer.seek(tp, applied)
 
     if metrics is not None:
 
