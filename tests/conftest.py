@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
@@ -93,17 +93,31 @@ def postgres_server() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A new, empty database of its own for this test; dropped afterwards."""
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: str) -> Iterator[Callable[[], str]]:
+    """A factory of new, empty databases on the session's server (URLs); all are dropped
+    when the session ends."""
     import psycopg
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return urlsplit(postgres_server)._replace(path=f"/{name}").geturl()
+
+    yield create
     with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield urlsplit(postgres_server)._replace(path=f"/{name}").geturl()
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in created:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_database: Callable[[], str]) -> str:
+    """A new, empty database of its own for this test."""
+    return postgres_database()
 
 
 @pytest.fixture(params=BACKENDS)

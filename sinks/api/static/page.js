@@ -28,6 +28,12 @@
     return node;
   }
 
+  function cell(label, text, className) {
+    const node = el("td", text, className);
+    node.dataset.label = label;
+    return node;
+  }
+
   function pollutantName(key) {
     return key ? POLLUTANTS[key] || key : "—";
   }
@@ -58,27 +64,26 @@
       L.tileLayer(data.map.tiles, { attribution: data.map.attribution || "" }).addTo(map);
       map._civicTiles = true;
     }
+    const placed = data.stations.filter((station) => station.lat !== null && station.lon !== null);
+    const points = placed.map((station) => [station.lat, station.lon]);
+    if (!fitted) {  // a view first: markers get their elements only on a map with a view
+      if (points.length) map.fitBounds(points, { padding: [40, 40], maxZoom: 12 });
+      else map.setView([0, 0], 1);
+      fitted = points.length > 0;
+    }
     markers.clearLayers();
-    const points = [];
-    for (const station of data.stations) {
-      if (station.lat === null || station.lon === null) continue;
+    for (const station of placed) {
       const icon = L.divIcon({ className: "station", html: "", iconSize: null });
       const marker = L.marker([station.lat, station.lon], {
         icon: icon, interactive: false, keyboard: false,
       }).addTo(markers);
       const root = marker.getElement();
+      if (!root) continue;
       const pin = el("div", station.aqi === null ? "–" : station.aqi, "pin");
       pin.style.backgroundColor = station.color;
       pin.style.color = station.text_color;
       root.appendChild(pin);
       root.appendChild(el("div", station.name, "pin-name"));
-      points.push([station.lat, station.lon]);
-    }
-    if (points.length && !fitted) {
-      map.fitBounds(points, { padding: [40, 40], maxZoom: 12 });
-      fitted = true;
-    } else if (!points.length && !fitted) {
-      map.setView([0, 0], 1);
     }
   }
 
@@ -92,16 +97,16 @@
       const name = el("th", station.name);
       name.scope = "row";
       row.appendChild(name);
-      row.appendChild(el("td", station.aqi === null ? "no index" : station.aqi, "aqi"));
-      const category = el("td", null, "category");
+      row.appendChild(cell("AQI", station.aqi === null ? "no index" : station.aqi, "aqi"));
+      const category = cell("Category", null, "category");
       const label = el("span", station.category || "No index");
       label.style.backgroundColor = station.color;
       label.style.color = station.text_color;
       category.appendChild(label);
       row.appendChild(category);
-      row.appendChild(el("td", pollutantName(station.main_pollutant)));
-      row.appendChild(el("td", hourText(station.hour_start, data.timezone)));
-      row.appendChild(el("td", station.health_message || station.guidance, "guidance"));
+      row.appendChild(cell("Main pollutant", pollutantName(station.main_pollutant)));
+      row.appendChild(cell("Hour", hourText(station.hour_start, data.timezone)));
+      row.appendChild(cell("What it means", station.health_message || station.guidance, "guidance"));
       rows.push(row);
     }
     if (!rows.length) {
