@@ -212,7 +212,7 @@ def test_copy_and_executemany_batches_store_the_same_rows(postgres_database: Any
                 0
             ]["aqi"]
             == 499
-        )  # noqa: E501
+        )
 
 
 def test_text_sorts_bytewise_even_in_a_database_with_a_natural_language_collation(
