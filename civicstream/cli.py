@@ -96,6 +96,11 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop everything once the data is processed instead of staying live",
     )
+    run.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="do not start the API and residents' page (civicstream serve) alongside",
+    )
 
     worker = commands.add_parser(
         "worker",

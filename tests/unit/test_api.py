@@ -16,7 +16,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -662,4 +661,3 @@ def test_hour_filters_accept_times_in_any_zone(client: Client) -> None:
     other = client.records("aqi_hourly", {"hour_start": "2026-01-01T02:00:00Z"})["records"]
     assert one == other and len(one) == len(STATIONS)
     assert all(r["hour_start"] == "2026-01-01T02:00:00Z" for r in one)
-    _ = timedelta  # keep the import for readers of the time helpers above

@@ -156,8 +156,10 @@
 
   async function refreshAirQuality() {
     const data = await getJSON("/api/air-quality/now");
-    pollSeconds = Math.max(5, data.poll_seconds || 60);
+    pollSeconds = Math.max(1, data.poll_seconds || 60);
     document.getElementById("city").textContent = data.city;
+    document.querySelector("#stations caption").textContent =
+      `The latest hourly US EPA Air Quality Index (AQI) of each station; hours in ${data.timezone} time`;
     document.title = `${data.city}: air quality now`;
     drawLegend(data.categories);
     drawTable(data);
