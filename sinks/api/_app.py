@@ -89,10 +89,14 @@ class Api:
         self._csp = self._content_security_policy()
 
     def _content_security_policy(self) -> str:
+        """Everything from this server; map tiles also from the configured tile host."""
         images = "'self' data:"
         if self.site.map_tiles:
-            parts = urlsplit(self.site.map_tiles.replace("{s}", "a"))
-            images += f" {parts.scheme}://{parts.netloc.replace('a.', '*.', 1)}"
+            parts = urlsplit(self.site.map_tiles)
+            host = parts.netloc
+            if host.startswith("{s}."):  # Leaflet's subdomain placeholder
+                host = "*." + host.removeprefix("{s}.")
+            images += f" {parts.scheme}://{host}"
         return (
             "default-src 'self'; img-src " + images + "; style-src 'self'; "
             "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -223,9 +227,20 @@ class Api:
     ) -> web.StreamResponse:
         fmt = FORMATS[name]
         chunks: Iterator[list[Row]] = self.store.stream(query, self.chunk_rows)
+        first = [True]
+
+        def next_bytes() -> bytes | None:
+            """The next chunk, fetched and encoded in a worker thread (off the event loop)."""
+            rows = next(chunks, None)
+            if rows is None:
+                return None
+            text = fmt.chunk(encoder, rows, first[0])
+            first[0] = False
+            return text.encode()
+
         try:
             # The first chunk before the headers: a store that cannot answer gets a 503.
-            chunk = await self._run(next, chunks, None)
+            data = await self._run(next_bytes)
             response = web.StreamResponse(
                 headers={
                     "Content-Type": f"{fmt.media_type}; charset=utf-8",
@@ -236,11 +251,9 @@ class Api:
             )
             await response.prepare(request)
             await response.write(fmt.start(encoder).encode())
-            first = True
-            while chunk is not None:
-                await response.write(fmt.chunk(encoder, chunk, first).encode())
-                first = False
-                chunk = await self._run(next, chunks, None)
+            while data is not None:
+                await response.write(data)
+                data = await self._run(next_bytes)
             if fmt.end:
                 await response.write(fmt.end.encode())
             await response.write_eof()

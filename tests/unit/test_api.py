@@ -661,3 +661,17 @@ def test_hour_filters_accept_times_in_any_zone(client: Client) -> None:
     other = client.records("aqi_hourly", {"hour_start": "2026-01-01T02:00:00Z"})["records"]
     assert one == other and len(one) == len(STATIONS)
     assert all(r["hour_start"] == "2026-01-01T02:00:00Z" for r in one)
+
+
+def test_a_tile_server_in_the_city_file_is_the_only_other_host_the_page_may_load_from() -> None:
+    from sinks.api._app import Api
+
+    with open_store("sqlite:///:memory:") as store:
+        plain = Api(store, Site())
+        tiles = Api(store, Site(map_tiles="https://{s}.tile.example.org/{z}/{x}/{y}.png"))
+        try:
+            assert "img-src 'self' data:;" in plain._csp
+            assert "img-src 'self' data: https://*.tile.example.org;" in tiles._csp
+        finally:
+            plain.close()
+            tiles.close()
