@@ -39,7 +39,7 @@ from sinks.store import (
 
 __all__ = ["DEFAULT_COPY_THRESHOLD", "PostgreSQLStore"]
 
-DEFAULT_COPY_THRESHOLD = 2000
+DEFAULT_COPY_THRESHOLD = 1000
 """Rows of one dataset in one batch from which COPY beats executemany (bench/store.py)."""
 
 _MIGRATION_LOCK = 0x63697669  # "civi": pg_advisory_xact_lock key of schema migrations
