@@ -5,6 +5,7 @@ deterministic function, so every backend stores the same text for the same recor
 
 - timestamps become ISO 8601 UTC text: ``2026-01-01T02:00:00Z`` for hour starts, and
   ``2026-01-01T02:03:04.567Z`` (milliseconds) for event times; both sort as they read;
+- calendar dates (local days) become ISO 8601 dates, ``2026-01-01``;
 - maps and arrays become compact JSON with sorted keys, floats written as Python's ``repr``;
 - non-finite floats and naive datetimes are refused (`InvalidRecord`), never stored.
 
@@ -17,14 +18,22 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from sinks.exceptions import InvalidRecord, StoreError
 
-__all__ = ["AQI_HOURLY", "DATASETS", "READINGS", "Column", "Dataset", "get_dataset"]
+__all__ = [
+    "AQI_DAILY",
+    "AQI_HOURLY",
+    "DATASETS",
+    "READINGS",
+    "Column",
+    "Dataset",
+    "get_dataset",
+]
 
-Kind = Literal["text", "int", "real", "hour", "millis", "json"]
+Kind = Literal["text", "int", "real", "hour", "millis", "date", "json"]
 
 
 def _text(value: Any) -> str:
@@ -74,6 +83,13 @@ def _millis(value: Any) -> str:
     return _utc(value).isoformat(timespec="milliseconds") + "Z"
 
 
+def _date(value: Any) -> str:
+    if isinstance(value, datetime) or not isinstance(value, date):
+        msg = f"expected a date, got {type(value).__name__}"
+        raise InvalidRecord(msg)
+    return value.isoformat()
+
+
 def _json(value: Any) -> str:
     if not isinstance(value, Mapping | list | tuple):
         msg = f"expected a map or an array, got {type(value).__name__}"
@@ -97,6 +113,7 @@ _CONVERTERS: dict[Kind, Callable[[Any], Any]] = {
     "real": _real,
     "hour": _hour,
     "millis": _millis,
+    "date": _date,
     "json": _json,
 }
 
@@ -174,6 +191,7 @@ AQI_HOURLY = Dataset(
         Column("reading_count", "int"),
         Column("reason", "text", nullable=True),
         Column("aqi_version", "text"),
+        Column("health_message", "text", nullable=True),
     ),
     key=("station_id", "hour_start"),
 )
@@ -199,11 +217,37 @@ READINGS = Dataset(
         Column("lon", "real", nullable=True),
         Column("flags", "json"),
         Column("anomaly_score", "real", nullable=True),
+        Column("correction", "text", nullable=True),
     ),
     key=("station_id", "pollutant", "ts"),
 )
 
-DATASETS: dict[str, Dataset] = {ds.name: ds for ds in (AQI_HOURLY, READINGS)}
+AQI_DAILY = Dataset(
+    name="aqi_daily",
+    contract="aqi_daily",
+    topic="aqi_daily",
+    columns=(
+        Column("station_id", "text"),
+        Column("day", "date"),
+        Column("day_start", "hour"),
+        Column("utc_offset_minutes", "int"),
+        Column("revision", "int"),
+        Column("aqi", "int", nullable=True),
+        Column("category", "text", nullable=True),
+        Column("main_pollutant", "text", nullable=True),
+        Column("sub_indices", "json"),
+        Column("concentrations", "json"),
+        Column("completeness", "json"),
+        Column("reasons", "json"),
+        Column("reason", "text", nullable=True),
+        Column("health_message", "text", nullable=True),
+        Column("aqi_version", "text"),
+    ),
+    key=("station_id", "day"),
+    revision="revision",
+)
+
+DATASETS: dict[str, Dataset] = {ds.name: ds for ds in (AQI_HOURLY, READINGS, AQI_DAILY)}
 """Every dataset of the store, by name. A new dataset is one entry here, one migration in
 each backend, and its contract in schemas/."""
 

@@ -171,6 +171,37 @@ _SQLITE_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX readings_hour ON readings (hour_start, station_id)",
         ),
     ),
+    (
+        2,
+        (
+            # The daily AQI (issue 3): one row per station and local standard-time day, the
+            # highest revision kept; health messages on hourly rows, the correction model
+            # (PurpleAir) on readings. Added columns are nullable: old rows stay valid.
+            """
+            CREATE TABLE aqi_daily (
+                station_id         TEXT    NOT NULL,
+                day                TEXT    NOT NULL,
+                day_start          TEXT    NOT NULL,
+                utc_offset_minutes INTEGER NOT NULL,
+                revision           INTEGER NOT NULL,
+                aqi                INTEGER,
+                category           TEXT,
+                main_pollutant     TEXT,
+                sub_indices        TEXT    NOT NULL,
+                concentrations     TEXT    NOT NULL,
+                completeness       TEXT    NOT NULL,
+                reasons            TEXT    NOT NULL,
+                reason             TEXT,
+                health_message     TEXT,
+                aqi_version        TEXT    NOT NULL,
+                PRIMARY KEY (station_id, day)
+            )
+            """,
+            "CREATE INDEX aqi_daily_day ON aqi_daily (day, station_id)",
+            "ALTER TABLE aqi_hourly ADD COLUMN health_message TEXT",
+            "ALTER TABLE readings ADD COLUMN correction TEXT",
+        ),
+    ),
 )
 
 SQLITE_SCHEMA_VERSION = _SQLITE_MIGRATIONS[-1][0]
