@@ -5,7 +5,7 @@ Faust stays at this edge. The agent takes raw records in batches, hands them to
 states to a changelog-backed table.
 
 Commit order, per batch (at-least-once, idempotent by construction):
-  1. outputs (enriched readings, hourly AQI, dead letters) are produced and flushed:
+  1. outputs (enriched readings, hourly and daily AQI, dead letters) are produced and flushed:
      durable (acks=all) before anything else happens;
   2. the touched station states are written to the table's changelog and flushed;
   3. the batch's events are acked when the loop body returns;
@@ -38,13 +38,14 @@ from schemas import Topics
 from streams.air_quality import (
     AirQualityPipeline,
     Gap,
+    SensorTypes,
     SourceRecord,
     StateUpdate,
     progress_update,
 )
 from streams.gaps import GapPolicy
 from streams.metrics import WorkerMetrics
-from streams.time import HourlyWindows
+from streams.time import HourlyWindows, LocalDays
 
 __all__ = ["create_app"]
 
@@ -139,8 +140,14 @@ def create_app(
     coordinates: dict[str, tuple[float, float]] | None = None,
     replication_factor: int = 1,
     metrics_port: int = 0,
+    days: LocalDays | None = None,
+    sensors: SensorTypes | None = None,
 ) -> faust.App:
-    """Build the worker app for one namespace; `partitions` must match the raw topic."""
+    """Build the worker app for one namespace; `partitions` must match the raw topic.
+
+    `days` are the city's local standard-time days (daily AQI); `sensors` says which
+    sensors are low-cost PurpleAir sensors (corrected PM2.5).
+    """
     app = faust.App(
         topics.worker_group,
         broker=_broker_urls(bootstrap),
@@ -172,7 +179,7 @@ def create_app(
         key_type=bytes,
         value_type=bytes,
     )
-    pipeline = AirQualityPipeline(topics, windows, coordinates)
+    pipeline = AirQualityPipeline(topics, windows, coordinates, days, sensors)
     metrics = WorkerMetrics.create()
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap)
