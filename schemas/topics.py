@@ -73,6 +73,11 @@ class Topics:
         return f"{self.prefix}civicstream-sink"
 
     @property
+    def ckan_group(self) -> str:
+        """Consumer group of the sink that publishes to a CKAN portal."""
+        return f"{self.prefix}civicstream-ckan"
+
+    @property
     def internal(self) -> tuple[str, ...]:
         """Topics the stream worker creates for itself (state changelog, Faust's leader)."""
         app_id = self.worker_group

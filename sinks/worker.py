@@ -13,10 +13,11 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
 from kafka.errors import CommitFailedError  # type: ignore[import-untyped]
@@ -25,11 +26,12 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 
 from schemas import Reason, Topics, encode
 from schemas.codec import decode_as
-from sinks._datasets import DATASETS, Dataset
-from sinks.exceptions import InvalidRecord
-from sinks.store import Store, default_store_url, open_store
+from sinks._datasets import DATASETS, Dataset, get_dataset
+from sinks.ckan import CkanClient, CkanTarget
+from sinks.exceptions import InvalidRecord, StoreError
+from sinks.store import default_store_url, open_store
 
-__all__ = ["BatchStats", "SinkWorker", "main"]
+__all__ = ["BatchStats", "SinkWorker", "WriteTarget", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +113,17 @@ def _metrics_for(registry: CollectorRegistry) -> _Metrics:
         return metrics
 
 
+class WriteTarget(Protocol):
+    """Where a sink writes: the open-data store (`sinks.store.Store`) or a portal
+    (`sinks.ckan.CkanTarget`). `write_batch` returns only once the write is durable."""
+
+    def write_batch(self, batches: Mapping[str, Sequence[Mapping[str, Any]]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class SinkWorker:
-    """Consumes `topics.aqi_hourly` and `topics.enriched_air_quality` into the store.
+    """Consumes the topics of the stored datasets (all, or `datasets`) into a write target.
 
     Commit order, per batch (one poll of at most `batch_size` records):
 
@@ -138,9 +149,10 @@ class SinkWorker:
         self,
         bootstrap: str,
         topics: Topics,
-        store_url: str,
+        store: str | WriteTarget,
         *,
         group_id: str,
+        datasets: Collection[str] | None = None,
         batch_size: int = 2000,
         poll_timeout_ms: int = 500,
         on_batch: Callable[[BatchStats], None] | None = None,
@@ -161,7 +173,9 @@ class SinkWorker:
         self._totals = BatchStats(batches=0)
         self._producer: Any = None
         self._closed = False
-        self._store: Store = open_store(store_url)
+        self._store: WriteTarget = open_store(store) if isinstance(store, str) else store
+        names = DATASETS if datasets is None else datasets
+        subscribed = sorted({getattr(topics, get_dataset(name).topic) for name in names})
         try:
             liveness: dict[str, int] = {}
             if session_timeout_ms is not None:  # else the client's default (45 s)
@@ -178,9 +192,7 @@ class SinkWorker:
                 max_poll_records=batch_size,
                 **liveness,
             )
-            self._consumer.subscribe(
-                sorted({getattr(topics, ds.topic) for ds in DATASETS.values()})
-            )
+            self._consumer.subscribe(subscribed)
         except BaseException:
             self._store.close()
             raise
@@ -393,6 +405,39 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _resource(text: str) -> tuple[str, str]:
+    dataset, separator, resource_id = text.partition("=")
+    if not separator or not dataset.strip() or not resource_id.strip():
+        msg = f"expected DATASET=RESOURCE_ID, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        name = get_dataset(dataset.strip()).name
+    except StoreError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name, resource_id.strip()
+
+
+def _ckan_target(args: argparse.Namespace, env: Mapping[str, str]) -> CkanTarget:
+    """The CKAN target the arguments describe; `ValueError` says what is missing."""
+    pairs = args.ckan_resource
+    if pairs is None:
+        listed = [item for item in env.get("CIVIC_CKAN_RESOURCES", "").split(",") if item]
+        try:
+            pairs = [_resource(item) for item in listed]
+        except argparse.ArgumentTypeError as error:
+            msg = f"CIVIC_CKAN_RESOURCES: {error}"
+            raise ValueError(msg) from None
+    if not pairs:
+        msg = "--ckan-url needs at least one --ckan-resource DATASET=RESOURCE_ID"
+        raise ValueError(msg)
+    if args.ckan_token_file is not None:
+        token: str | None = args.ckan_token_file.read_text(encoding="utf-8").strip()
+    else:
+        token = env.get("CIVIC_CKAN_TOKEN") or None
+    client = CkanClient(args.ckan_url, token, retry_for_s=args.ckan_retry_for)
+    return CkanTarget(client, dict(pairs), chunk_size=args.ckan_chunk_size)
+
+
 def _parser() -> argparse.ArgumentParser:
     env = os.environ
     parser = argparse.ArgumentParser(
@@ -460,6 +505,53 @@ def _parser() -> argparse.ArgumentParser:
         default=int(env.get("CIVIC_SINK_METRICS_PORT", "0")),
         help="serve Prometheus /metrics on this port; 0 = off (env CIVIC_SINK_METRICS_PORT)",
     )
+    ckan = parser.add_argument_group(
+        "publishing to a CKAN portal instead of the store",
+        "With --ckan-url the sink upserts the datasets named by --ckan-resource into that "
+        "CKAN's DataStore (datastore_create with the natural key as primary key, then "
+        "datastore_upsert), in its own consumer group (default PREFIX + civicstream-ckan). "
+        "The API token comes from CIVIC_CKAN_TOKEN or --ckan-token-file, never from the "
+        "command line.",
+    )
+    ckan.add_argument(
+        "--ckan-url",
+        default=env.get("CIVIC_CKAN_URL") or None,
+        metavar="URL",
+        help="the CKAN site, e.g. https://data.example.org (env CIVIC_CKAN_URL)",
+    )
+    ckan.add_argument(
+        "--ckan-resource",
+        action="append",
+        type=_resource,
+        default=None,
+        metavar="DATASET=RESOURCE_ID",
+        help=(
+            "publish DATASET into the CKAN resource RESOURCE_ID; repeat for more "
+            "(env CIVIC_CKAN_RESOURCES, comma-separated)"
+        ),
+    )
+    ckan.add_argument(
+        "--ckan-token-file",
+        type=Path,
+        metavar="PATH",
+        help="file holding the CKAN API token (else env CIVIC_CKAN_TOKEN)",
+    )
+    ckan.add_argument(
+        "--ckan-chunk-size",
+        type=_positive_int,
+        default=500,
+        help="most records per datastore_upsert request (default %(default)s)",
+    )
+    ckan.add_argument(
+        "--ckan-retry-for",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help=(
+            "keep retrying a CKAN that is down or overloaded this long before the sink "
+            "stops with an error (default %(default)s)"
+        ),
+    )
     parser.add_argument(
         "--log-level",
         default=env.get("CIVIC_LOG_LEVEL", "INFO"),
@@ -476,7 +568,18 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
-    group = args.group if args.group is not None else Topics(args.prefix).sink_group
+    topics = Topics(args.prefix)
+    target: str | WriteTarget = args.store
+    datasets: list[str] | None = None
+    default_group = topics.sink_group
+    if args.ckan_url:
+        try:
+            ckan = _ckan_target(args, os.environ)
+        except (ValueError, OSError) as error:
+            log.error("%s", error)
+            return 2
+        target, datasets, default_group = ckan, list(ckan.datasets), topics.ckan_group
+    group = args.group if args.group is not None else default_group
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -487,20 +590,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     if args.metrics_port:
         start_http_server(args.metrics_port)
-    topics = Topics(args.prefix)
+    names = DATASETS if datasets is None else datasets
     log.info(
         "sink: %s topics %s → %s, group %s",
         args.bootstrap,
-        ", ".join(sorted({getattr(topics, ds.topic) for ds in DATASETS.values()})),
-        args.store,
+        ", ".join(sorted({getattr(topics, get_dataset(name).topic) for name in names})),
+        args.ckan_url or args.store,
         group,
     )
     try:
         worker = SinkWorker(
             args.bootstrap,
             topics,
-            args.store,
+            target,
             group_id=group,
+            datasets=datasets,
             batch_size=args.batch_size,
             session_timeout_ms=args.session_timeout_ms,
         )
