@@ -56,6 +56,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         metrics_port=settings.metrics_port,
         days=days,
         sensors=SensorTypes(city.purpleair_stations(), city.purpleair_sensors()),
+        stale_after_ms=settings.stale_after_ms,
     )
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from processors import purpleair
 from processors.exceptions import InvalidValue
@@ -101,6 +101,17 @@ class BatchResult:
     daily_corrections: int = 0
     """Late readings that filled a gap of a correctable day (counted in `accepted` too)."""
     dead_letters: Counter[str] = field(default_factory=Counter)
+    # For metrics (streams.metrics turns these into gauges; nothing here touches a metric):
+    newest_event_ms: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> event time of the newest reading accepted from it."""
+    sensor_event_ms: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(station, pollutant) -> event time of the sensor's newest accepted reading."""
+    open_windows: dict[str, int] = field(default_factory=dict)
+    """Station -> hours still open after the batch (for every station the batch touched)."""
+    latest_aqi: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Station -> the AqiHourly record of its newest hour made final in this batch."""
+    anomalies: Counter[str] = field(default_factory=Counter)
+    """Anomaly kind -> readings flagged with it (fed by the anomaly detector)."""
 
 
 _PROGRESS_PREFIX = "\x00progress/"  # station ids cannot contain control characters
@@ -125,6 +136,11 @@ def progress_update(partition: int, next_offset: int) -> StateUpdate:
     """The state-table write that records a partition's next offset to apply."""
     data = json.dumps({"next_offset": next_offset}).encode()
     return StateUpdate(progress_key(partition), partition, data)
+
+
+def _keep_newest(newest: dict[Any, int], key: Any, ts_ms: int) -> None:
+    if ts_ms > newest.get(key, -1):
+        newest[key] = ts_ms
 
 
 def encode_state(state: StationState) -> bytes:
@@ -236,9 +252,13 @@ class AirQualityPipeline:
                 before = state.stream_time_ms
                 state.add(accepted)
                 result.accepted += 1
+                _keep_newest(result.newest_event_ms, (record.topic, partition), accepted.ts_ms)
+                sensor = (raw.station_id, accepted.pollutant)
+                _keep_newest(result.sensor_event_ms, sensor, accepted.ts_ms)
                 if state.stream_time_ms != before:
                     self._close(state, result)
         for station_id, (state, partition) in touched.items():
+            result.open_windows[station_id] = len(state.open_hours)
             result.state_updates.append(StateUpdate(station_id, partition, encode_state(state)))
         # Progress last: a crash before it leaves station states ahead of it, and their own
         # source offsets make the re-delivered records no-ops.
@@ -264,6 +284,7 @@ class AirQualityPipeline:
             result.outputs.append(
                 Output(self.topics.aqi_hourly, key, encode("aqi_hourly", hour.aqi_record))
             )
+            result.latest_aqi[state.station_id] = hour.aqi_record
         for day in closed.days:
             result.days_published += 1
             result.outputs.append(Output(self.topics.aqi_daily, key, encode("aqi_daily", day)))
