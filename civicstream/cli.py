@@ -152,12 +152,35 @@ def _build_parser() -> argparse.ArgumentParser:
         help="wire format of the readings [%(default)s]",
     )
 
+    export = commands.add_parser(
+        "export",
+        help="the latest hourly observations in a standard data model (FIWARE), as JSON",
+        description=(
+            "Write the latest hourly observation of every station of the city file from the "
+            "open-data store as FIWARE Smart Data Models AirQualityObserved entities "
+            "(NGSI-LD JSON-LD): dateObserved, location (GeoJSON), pollutants with UN/CEFACT "
+            "unit codes, airQualityIndex, airQualityLevel."
+        ),
+    )
+    export.add_argument(
+        "--model", choices=("fiware",), default="fiware", help="data model [%(default)s]"
+    )
+    export.add_argument(
+        "--representation",
+        choices=("normalized", "keyValues"),
+        default="normalized",
+        help="NGSI-LD representation [%(default)s]",
+    )
+    export.add_argument(
+        "-o", "--output", type=Path, help="file to write (default: standard output)"
+    )
+
     tail = commands.add_parser(
         "tail",
         help="print a topic's records as JSON lines (decodes Avro and JSON)",
         description=(
             "Print the newest records of a topic as JSON lines. TOPIC is a full name or one "
-            "of raw, enriched, aqi, deadletter (in the CIVIC_TOPIC_PREFIX namespace)."
+            "of raw, enriched, aqi, daily, deadletter (in the CIVIC_TOPIC_PREFIX namespace)."
         ),
     )
     tail.add_argument("topic", metavar="TOPIC")

@@ -11,7 +11,7 @@ from civicstream.settings import Settings
 from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
-__all__ = ["replay_file", "run", "serve", "simulate", "tail", "topics", "worker"]
+__all__ = ["export", "replay_file", "run", "serve", "simulate", "tail", "topics", "worker"]
 
 
 def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
@@ -38,12 +38,15 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust
 
     from streams.admin import ensure_topics, wait_for_broker
+    from streams.air_quality import SensorTypes
     from streams.app import create_app
-    from streams.time import HourlyWindows
+    from streams.time import HourlyWindows, LocalDays
 
+    city = settings.city()
     wait_for_broker(settings.kafka_bootstrap)
     names = Topics(settings.topic_prefix)
     counts = ensure_topics(settings.kafka_bootstrap, names.all(), settings.partitions)
+    days = LocalDays(city.standard_offset_ms)
     app = create_app(
         bootstrap=settings.kafka_bootstrap,
         topics=names,
@@ -51,12 +54,15 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         partitions=counts[names.raw_air_quality],
         coordinates=_coordinates(settings),
         metrics_port=settings.metrics_port,
+        days=days,
+        sensors=SensorTypes(city.purpleair_stations(), city.purpleair_sensors()),
         stale_after_ms=settings.stale_after_ms,
     )
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"
-        f" → {names.enriched_air_quality}, {names.aqi_hourly}, {names.deadletter};"
-        f" allowed lateness {settings.allowed_lateness_ms / 1000:.0f} s",
+        f" → {names.enriched_air_quality}, {names.aqi_hourly}, {names.aqi_daily},"
+        f" {names.deadletter}; allowed lateness {settings.allowed_lateness_ms / 1000:.0f} s;"
+        f" days in {city.timezone} standard time (UTC{days.offset_minutes / 60:+g} h)",
         file=sys.stderr,
         flush=True,
     )
@@ -148,6 +154,7 @@ def tail(settings: Settings, args: argparse.Namespace) -> int:
         "raw": names.raw_air_quality,
         "enriched": names.enriched_air_quality,
         "aqi": names.aqi_hourly,
+        "daily": names.aqi_daily,
         "deadletter": names.deadletter,
     }
     wait_for_broker(settings.kafka_bootstrap)
@@ -178,4 +185,30 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"civicstream serve: cannot listen on {host}:{port}: {error}", file=sys.stderr)
         return 2
+    return 0
+
+
+def export(settings: Settings, args: argparse.Namespace) -> int:
+    """The latest hourly observation of each station in a standard model, as JSON."""
+    import json
+
+    from sinks.models import fiware_entities, latest_per_station
+    from sinks.store import open_store
+
+    city = settings.city()
+    with open_store(settings.store_url) as store:
+        latest = []
+        for station_id in sorted(city.stations):
+            rows = store.fetch(
+                "aqi_hourly", where={"station_id": station_id}, order_by=["hour_start DESC"]
+            )
+            latest.extend(rows[:1])
+    entities = fiware_entities(latest_per_station(latest), city.stations, args.representation)
+    text = json.dumps(entities, indent=2, ensure_ascii=False) + "\n"
+    if args.output is None or str(args.output) == "-":
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        count = len(entities)
+        print(f"wrote {count} AirQualityObserved entities to {args.output}", file=sys.stderr)
     return 0

@@ -95,14 +95,15 @@ class Children:
         self.processes.clear()
 
 
-def _store_counts(store_url: str) -> tuple[int, int]:
+def _store_counts(store_url: str) -> tuple[int, int, int]:
+    """Rows of aqi_hourly, readings and aqi_daily in the store."""
     from sinks.store import open_store
 
     try:
         with open_store(store_url) as store:
-            return store.count("aqi_hourly"), store.count("readings")
+            return store.count("aqi_hourly"), store.count("readings"), store.count("aqi_daily")
     except Exception:  # the sink may be creating the file right now
-        return 0, 0
+        return 0, 0, 0
 
 
 def _reset(settings: Settings, topics: Topics) -> None:
@@ -288,13 +289,14 @@ def _wait_until_drained(
         if not final and time.monotonic() - last_line[0] < (0.5 if tty else 5):
             return
         last_line[0] = time.monotonic()
-        hourly_rows, reading_rows = _store_counts(settings.store_url)
+        hourly_rows, reading_rows, daily_rows = _store_counts(settings.store_url)
         elapsed = time.monotonic() - started
         line = (
             f"  processed {status.raw_processed:,}/{status.raw_written:,} readings"
-            f" · {status.hourly_written:,} hourly AQI records"
+            f" · {status.hourly_written:,} hourly, {status.daily_written:,} daily AQI records"
             f" · {status.dead_letters:,} dead letters"
-            f" · store: {hourly_rows:,} aqi_hourly, {reading_rows:,} readings"
+            f" · store: {hourly_rows:,} aqi_hourly, {daily_rows:,} aqi_daily,"
+            f" {reading_rows:,} readings"
             f" · {status.raw_processed / elapsed if elapsed else 0:,.0f} readings/s"
         )
         end = "\n" if final or not tty else ""
@@ -323,21 +325,27 @@ def _command() -> str:
 def _summary(
     settings: Settings, topics: Topics, sent: int, elapsed: float, api_url: str | None
 ) -> None:
-    hourly_rows, reading_rows = _store_counts(settings.store_url)
+    hourly_rows, reading_rows, daily_rows = _store_counts(settings.store_url)
     dead = end_offsets(settings.kafka_bootstrap, [topics.deadletter])[topics.deadletter]
     store = settings.store_url
     path = store.removeprefix("sqlite:///") if store.startswith("sqlite:///") else store
     _say(
-        f"\nDone in {elapsed:.1f}s: {sent:,} readings → {hourly_rows:,} hourly AQI rows and "
-        f"{reading_rows:,} enriched readings in the store; {dead:,} dead letters.\n"
+        f"\nDone in {elapsed:.1f}s: {sent:,} readings → {hourly_rows:,} hourly AQI rows, "
+        f"{daily_rows:,} daily AQI rows (station × local day) and {reading_rows:,} enriched "
+        f"readings in the store; {dead:,} dead letters.\n"
         "The newest hours of each station stay open until later readings close them (event "
-        "time).\n\n"
+        "time); a day is published once its end + 7 h (the last ozone window) + the "
+        "lateness has passed.\n\n"
         "Where the open data is:\n"
-        f"  store      {path}  (datasets aqi_hourly, readings)\n"
+        f"  store      {path}  (datasets aqi_hourly, aqi_daily, readings)\n"
         f'             sqlite3 {path} "SELECT station_id, hour_start, aqi, category, '
         'main_pollutant FROM aqi_hourly ORDER BY hour_start DESC LIMIT 10"\n'
+        f'             sqlite3 {path} "SELECT station_id, day, aqi, category, '
+        'main_pollutant, revision FROM aqi_daily ORDER BY day DESC, station_id LIMIT 12"\n'
         f"  topics     {', '.join(topics.all())} on {settings.kafka_bootstrap}\n"
-        f"  read them  {_command()} tail aqi -n 3   (also enriched, deadletter, raw; -f follows)\n"
+        f"  read them  {_command()} tail daily -n 3   (also aqi, enriched, deadletter, raw;"
+        " -f follows)\n"
+        f"  FIWARE     {_command()} export --model fiware   (latest hour per station, NGSI-LD)\n"
         f"  logs       data/logs/worker.log, data/logs/sink.log"
         + (
             f"\n  page       {api_url}  (air quality now, for residents)\n"

@@ -40,6 +40,11 @@ def parse_duration_ms(text: str, *, name: str) -> int:
     raise ConfigError(msg)
 
 
+SENSOR_TYPES = ("reference", "purpleair")
+"""``reference``: a regulatory-grade instrument, used as it reads; ``purpleair``: a low-cost
+PurpleAir sensor whose PM2.5 gets EPA's US-wide correction (processors.purpleair)."""
+
+
 @dataclass(frozen=True)
 class Station:
     """A monitoring station of the city."""
@@ -48,6 +53,8 @@ class Station:
     name: str
     lat: float
     lon: float
+    sensor_type: str = "reference"
+    """The type of every sensor of the station, unless `City.sensors` says otherwise."""
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,34 @@ class City:
     stations: Mapping[str, Station] = field(default_factory=dict)
     publisher: Mapping[str, Any] = field(default_factory=dict)
     map: Mapping[str, Any] = field(default_factory=dict)
+    sensors: Mapping[str, str] = field(default_factory=dict)
+    """sensor_id → sensor type, for sensors whose type differs from their station's."""
+
+    @property
+    def standard_offset_ms(self) -> int:
+        """The time zone's standard UTC offset: the daily AQI's local standard time."""
+        from streams.time import standard_offset_ms
+
+        return standard_offset_ms(self.timezone)
+
+    def purpleair_stations(self) -> frozenset[str]:
+        stations = self.stations.values()
+        return frozenset(s.station_id for s in stations if s.sensor_type == "purpleair")
+
+    def purpleair_sensors(self) -> frozenset[str]:
+        return frozenset(sensor for sensor, kind in self.sensors.items() if kind == "purpleair")
+
+
+def _sensor_type(value: object, where: str, path: Path) -> str:
+    if value not in SENSOR_TYPES:
+        msg = f"CIVIC_CONFIG: {path}: {where} has type {value!r}; expected one of {SENSOR_TYPES}"
+        raise ConfigError(msg)
+    return str(value)
 
 
 def load_city(path: Path) -> City:
-    """Read a city TOML file (see civicstream/cities/beijing.toml for the format)."""
+    """Read a city TOML file (see civicstream/cities/beijing.toml for the format, and
+    civicstream/cities/example-purpleair.toml for low-cost sensors)."""
     try:
         with path.open("rb") as handle:
             raw = tomllib.load(handle)
@@ -81,17 +112,32 @@ def load_city(path: Path) -> City:
     city = raw.get("city", {})
     stations = {
         entry["id"]: Station(
-            entry["id"], entry.get("name", entry["id"]), entry["lat"], entry["lon"]
+            entry["id"],
+            entry.get("name", entry["id"]),
+            entry["lat"],
+            entry["lon"],
+            _sensor_type(entry.get("sensor_type", "reference"), f"station {entry['id']}", path),
         )
         for entry in raw.get("stations", [])
     }
-    return City(
+    sensors = {
+        entry["id"]: _sensor_type(entry.get("type"), f"sensor {entry['id']}", path)
+        for entry in raw.get("sensors", [])
+    }
+    loaded = City(
         name=city.get("name", path.stem),
         timezone=city.get("timezone", "UTC"),
         stations=stations,
+        sensors=sensors,
         publisher=raw.get("publisher", {}),
         map=raw.get("map", {}),
     )
+    try:
+        loaded.standard_offset_ms  # noqa: B018 - validates the zone name early
+    except ValueError as error:
+        msg = f"CIVIC_CONFIG: {path}: {error}"
+        raise ConfigError(msg) from None
+    return loaded
 
 
 @dataclass(frozen=True)

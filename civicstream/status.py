@@ -22,21 +22,21 @@ class PipelineStatus:
     hourly_written: int
     dead_letters: int
     sink_committed: int
+    daily_written: int = 0
 
     @property
     def caught_up(self) -> bool:
         """The worker has processed every raw record and the sink has stored every output."""
         return (
             self.raw_processed >= self.raw_written
-            and self.sink_committed >= self.enriched_written + self.hourly_written
+            and self.sink_committed
+            >= self.enriched_written + self.hourly_written + self.daily_written
         )
 
 
 def pipeline_status(bootstrap: str, topics: Topics) -> PipelineStatus:
-    ends = end_offsets(
-        bootstrap,
-        [topics.raw_air_quality, topics.enriched_air_quality, topics.aqi_hourly, topics.deadletter],
-    )
+    stored = [topics.enriched_air_quality, topics.aqi_hourly, topics.aqi_daily]
+    ends = end_offsets(bootstrap, [topics.raw_air_quality, *stored, topics.deadletter])
     worker = committed_offsets(bootstrap, topics.worker_group)
     sink = committed_offsets(bootstrap, topics.sink_group)
     return PipelineStatus(
@@ -45,7 +45,8 @@ def pipeline_status(bootstrap: str, topics: Topics) -> PipelineStatus:
         enriched_written=ends[topics.enriched_air_quality],
         hourly_written=ends[topics.aqi_hourly],
         dead_letters=ends[topics.deadletter],
-        sink_committed=sink.get(topics.enriched_air_quality, 0) + sink.get(topics.aqi_hourly, 0),
+        sink_committed=sum(sink.get(topic, 0) for topic in stored),
+        daily_written=ends[topics.aqi_daily],
     )
 
 

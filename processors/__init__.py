@@ -9,6 +9,15 @@ deterministic and testable on its own. Import the modules, not names from the ro
 
 from __future__ import annotations
 
-from processors import aqi, daily, exceptions, rolling, units, validation
+from processors import aqi, daily, exceptions, health, purpleair, rolling, units, validation
 
-__all__ = ["aqi", "daily", "exceptions", "rolling", "units", "validation"]
+__all__ = [
+    "aqi",
+    "daily",
+    "exceptions",
+    "health",
+    "purpleair",
+    "rolling",
+    "units",
+    "validation",
+]

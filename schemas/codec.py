@@ -23,6 +23,7 @@ from schemas.exceptions import SchemaError
 
 __all__ = [
     "MAGIC",
+    "SCHEMA_HISTORY",
     "SCHEMA_NAMES",
     "decode",
     "decode_as",
@@ -36,39 +37,65 @@ MAGIC = b"\xc3\x01"
 _HEADER_LEN = len(MAGIC) + 8
 _SCHEMA_DIR = Path(__file__).resolve().parent
 
-# Contract name -> .avsc file. Add an evolved version as a new file and list it here; every
-# version stays decodable (old fingerprints keep resolving to their writer schema).
+# Contract name -> the .avsc file of its current version (what `encode` writes).
 SCHEMA_NAMES: dict[str, str] = {
     "raw_reading": "raw_reading.avsc",
     "enriched_reading": "enriched_reading.avsc",
     "aqi_hourly": "aqi_hourly.avsc",
+    "aqi_daily": "aqi_daily.avsc",
     "deadletter": "deadletter.avsc",
+}
+
+# Contract name -> the files of its earlier versions. A contract evolves compatibly: the new
+# version only adds fields with defaults, its file replaces the current one, and the old
+# file is kept here (``<name>.v<N>.avsc``). A message written with an old version keeps its
+# old fingerprint, is read with that writer schema and resolved into the current version
+# (Avro schema resolution: the added fields get their defaults), so topics written before
+# an upgrade stay readable.
+SCHEMA_HISTORY: dict[str, tuple[str, ...]] = {
+    "raw_reading": ("raw_reading.v1.avsc",),
+    "enriched_reading": ("enriched_reading.v1.avsc",),
+    "aqi_hourly": ("aqi_hourly.v1.avsc",),
 }
 
 
 @cache
+def _parse(filename: str) -> Any:
+    with (_SCHEMA_DIR / filename).open(encoding="utf-8") as handle:
+        return fastavro.parse_schema(json.load(handle))
+
+
+def _fingerprint_of(parsed: Any) -> bytes:
+    canonical = fastavro.schema.to_parsing_canonical_form(parsed)
+    # fastavro returns the hex of the little-endian bytes, exactly what the header carries.
+    return bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+
+
 def schema(name: str) -> Any:
-    """The parsed Avro schema of contract `name`."""
+    """The parsed Avro schema of contract `name` (its current version)."""
     try:
         filename = SCHEMA_NAMES[name]
     except KeyError:
         msg = f"unknown contract {name!r}; known: {', '.join(sorted(SCHEMA_NAMES))}"
         raise SchemaError(msg) from None
-    with (_SCHEMA_DIR / filename).open(encoding="utf-8") as handle:
-        return fastavro.parse_schema(json.load(handle))
+    return _parse(filename)
 
 
 @cache
 def fingerprint(name: str) -> bytes:
-    """The 8-byte single-object fingerprint of contract `name`."""
-    canonical = fastavro.schema.to_parsing_canonical_form(schema(name))
-    # fastavro returns the hex of the little-endian bytes, exactly what the header carries.
-    return bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+    """The 8-byte single-object fingerprint of contract `name` (its current version)."""
+    return _fingerprint_of(schema(name))
 
 
 @cache
-def _by_fingerprint() -> dict[bytes, str]:
-    return {fingerprint(name): name for name in SCHEMA_NAMES}
+def _by_fingerprint() -> dict[bytes, tuple[str, Any]]:
+    """Fingerprint -> (contract name, writer schema), for every version of every contract."""
+    known: dict[bytes, tuple[str, Any]] = {}
+    for name in SCHEMA_NAMES:
+        for filename in SCHEMA_HISTORY.get(name, ()):
+            known[_fingerprint_of(_parse(filename))] = (name, _parse(filename))
+        known[fingerprint(name)] = (name, schema(name))
+    return known
 
 
 def encode(name: str, record: Mapping[str, Any]) -> bytes:
@@ -77,7 +104,10 @@ def encode(name: str, record: Mapping[str, Any]) -> bytes:
     buffer.write(MAGIC)
     buffer.write(fingerprint(name))
     try:
-        fastavro.schemaless_writer(buffer, schema(name), dict(record), strict=True)
+        # Strict: no unknown fields, no missing fields, except those with a default (a
+        # field added by a compatible evolution may be left out and gets its default).
+        # (fastavro: strict_allow_default alone is that rule; strict=True would refuse it.)
+        fastavro.schemaless_writer(buffer, schema(name), dict(record), strict_allow_default=True)
     except (ValueError, TypeError) as error:
         msg = f"record does not fit contract {name!r}: {error}"
         raise SchemaError(msg) from error
@@ -94,14 +124,16 @@ def decode_as(data: bytes) -> tuple[str, dict[str, Any]]:
     if not is_avro(data):
         msg = "not an Avro single-object message (missing C3 01 marker)"
         raise SchemaError(msg)
-    name = _by_fingerprint().get(bytes(data[2:_HEADER_LEN]))
-    if name is None:
+    known = _by_fingerprint().get(bytes(data[2:_HEADER_LEN]))
+    if known is None:
         msg = f"unknown schema fingerprint {bytes(data[2:_HEADER_LEN]).hex()}"
         raise SchemaError(msg)
+    name, writer = known
+    reader = schema(name)
     body = io.BytesIO(data)
     body.seek(_HEADER_LEN)
     try:
-        record = fastavro.schemaless_reader(body, schema(name), None)
+        record = fastavro.schemaless_reader(body, writer, None if writer is reader else reader)
     except (EOFError, ValueError, TypeError, IndexError, OverflowError, MemoryError) as error:
         msg = f"corrupt {name} body: {error}"
         raise SchemaError(msg) from error
@@ -115,5 +147,6 @@ def decode_as(data: bytes) -> tuple[str, dict[str, Any]]:
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    """Decode any message the project writes (timestamps come back as aware UTC datetimes)."""
+    """Decode any message the project writes (timestamps come back as aware UTC datetimes),
+    as the current version of its contract, whichever version wrote it."""
     return decode_as(data)[1]

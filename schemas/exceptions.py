@@ -21,6 +21,7 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     LATE = "late"
     DUPLICATE = "duplicate"
+    CHANNEL_DISAGREEMENT = "channel_disagreement"  # PurpleAir A/B channels (EPA cleaning)
     UNPROCESSABLE = "unprocessable"  # an unexpected error; the detail names it
 
 

@@ -35,7 +35,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class RawReading:
-    """One structurally valid raw sample; `value` keeps the exact decimal text sent."""
+    """One structurally valid raw sample; `value` keeps the exact decimal text sent.
+
+    Low-cost PurpleAir sensors also send both laser channels' PM2.5 (CF=1, µg/m³) and the
+    relative humidity (%), the inputs of EPA's correction; other sensors leave them None.
+    """
 
     station_id: str
     sensor_id: str | None
@@ -45,6 +49,9 @@ class RawReading:
     ts_ms: int
     lat: float | None
     lon: float | None
+    channel_a: Decimal | None = None
+    channel_b: Decimal | None = None
+    relative_humidity: Decimal | None = None
 
 
 def _reject_constant(token: str) -> Any:
@@ -109,6 +116,11 @@ def _number(value: Any, field: str) -> Decimal:
         raise InvalidInput(Reason.INVALID_VALUE, f"{field} is not a number") from None
 
 
+def _optional_number(record: dict[str, Any], field: str) -> Decimal | None:
+    value = record.get(field)
+    return None if value is None else _number(value, field)
+
+
 def _coordinate(record: dict[str, Any], field: str, limit: int) -> float | None:
     value = record.get(field)
     if value is None:
@@ -139,6 +151,9 @@ def _from_record(record: Any) -> RawReading:
         ts_ms=parse_timestamp_ms(record["ts"]),
         lat=_coordinate(record, "lat", 90),
         lon=_coordinate(record, "lon", 180),
+        channel_a=_optional_number(record, "channel_a"),
+        channel_b=_optional_number(record, "channel_b"),
+        relative_humidity=_optional_number(record, "relative_humidity"),
     )
 
 
@@ -181,5 +196,12 @@ def reading_to_avro(reading: RawReading) -> bytes:
             "ts": reading.ts_ms,
             "lat": reading.lat,
             "lon": reading.lon,
+            "channel_a": _as_float(reading.channel_a),
+            "channel_b": _as_float(reading.channel_b),
+            "relative_humidity": _as_float(reading.relative_humidity),
         },
     )
+
+
+def _as_float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)

@@ -5,6 +5,7 @@ deterministic function, so every backend stores the same text for the same recor
 
 - timestamps become ISO 8601 UTC text: ``2026-01-01T02:00:00Z`` for hour starts, and
   ``2026-01-01T02:03:04.567Z`` (milliseconds) for event times; both sort as they read;
+- calendar dates (local days) become ISO 8601 dates, ``2026-01-01``;
 - maps and arrays become compact JSON with sorted keys, floats written as Python's ``repr``;
 - non-finite floats and naive datetimes are refused (`InvalidRecord`), never stored.
 
@@ -17,12 +18,13 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from sinks.exceptions import InvalidRecord, StoreError
 
 __all__ = [
+    "AQI_DAILY",
     "AQI_HOURLY",
     "DATASETS",
     "READINGS",
@@ -33,7 +35,7 @@ __all__ = [
     "get_dataset",
 ]
 
-Kind = Literal["text", "int", "real", "hour", "millis", "json"]
+Kind = Literal["text", "int", "real", "hour", "millis", "date", "json"]
 
 
 def _text(value: Any) -> str:
@@ -83,6 +85,13 @@ def _millis(value: Any) -> str:
     return _utc(value).isoformat(timespec="milliseconds") + "Z"
 
 
+def _date(value: Any) -> str:
+    if isinstance(value, datetime) or not isinstance(value, date):
+        msg = f"expected a date, got {type(value).__name__}"
+        raise InvalidRecord(msg)
+    return value.isoformat()
+
+
 def _json(value: Any) -> str:
     if not isinstance(value, Mapping | list | tuple):
         msg = f"expected a map or an array, got {type(value).__name__}"
@@ -106,6 +115,7 @@ _CONVERTERS: dict[Kind, Callable[[Any], Any]] = {
     "real": _real,
     "hour": _hour,
     "millis": _millis,
+    "date": _date,
     "json": _json,
 }
 
@@ -234,6 +244,7 @@ AQI_HOURLY = Dataset(
         Column("reading_count", "int"),
         Column("reason", "text", nullable=True),
         Column("aqi_version", "text"),
+        Column("health_message", "text", nullable=True),
     ),
     key=("station_id", "hour_start"),
     time_column="hour_start",
@@ -293,6 +304,10 @@ AQI_HOURLY = Dataset(
             "reading_count": Field("Accepted samples in this hour, all pollutants together."),
             "reason": Field("Why aqi is empty: insufficient_data or no_index."),
             "aqi_version": Field("The EPA rule set applied, EPA-454/B-24-002."),
+            "health_message": Field(
+                "EPA's cautionary statement for the category and the main pollutant (who "
+                "should limit outdoor exertion); empty when there is no index."
+            ),
         },
     ),
 )
@@ -318,6 +333,7 @@ READINGS = Dataset(
         Column("lon", "real", nullable=True),
         Column("flags", "json"),
         Column("anomaly_score", "real", nullable=True),
+        Column("correction", "text", nullable=True),
     ),
     key=("station_id", "pollutant", "ts"),
     time_column="ts",
@@ -373,11 +389,101 @@ READINGS = Dataset(
             "anomaly_score": Field(
                 "Anomaly score between 0 and 1 where a detector runs; empty otherwise."
             ),
+            "correction": Field(
+                "The correction model applied to value_epa, e.g. EPA's US-wide PurpleAir "
+                "correction (Barkjohn et al. 2021); empty when none was applied."
+            ),
         },
     ),
 )
 
-DATASETS: dict[str, Dataset] = {ds.name: ds for ds in (AQI_HOURLY, READINGS)}
+AQI_DAILY = Dataset(
+    name="aqi_daily",
+    contract="aqi_daily",
+    topic="aqi_daily",
+    columns=(
+        Column("station_id", "text"),
+        Column("day", "date"),
+        Column("day_start", "hour"),
+        Column("utc_offset_minutes", "int"),
+        Column("revision", "int"),
+        Column("aqi", "int", nullable=True),
+        Column("category", "text", nullable=True),
+        Column("main_pollutant", "text", nullable=True),
+        Column("sub_indices", "json"),
+        Column("concentrations", "json"),
+        Column("completeness", "json"),
+        Column("reasons", "json"),
+        Column("reason", "text", nullable=True),
+        Column("health_message", "text", nullable=True),
+        Column("aqi_version", "text"),
+    ),
+    key=("station_id", "day"),
+    revision="revision",
+    time_column="day_start",
+    station_column="station_id",
+    catalog=Catalog(
+        title="Daily Air Quality Index (US EPA) by monitoring station",
+        description=(
+            "One row per monitoring station and local day (midnight to midnight in local "
+            "standard time): the US EPA daily AQI (EPA-454/B-24-002) from the 24-hour PM "
+            "means (at least 18 valid hours), the ozone and carbon monoxide daily maximum "
+            "8-hour means and the nitrogen dioxide and sulfur dioxide daily maximum 1-hour "
+            "values, with completeness counts and the reason when no index can be given. A "
+            "day is published when it is final in event time; a late reading that changes it "
+            "publishes a higher revision, and only the highest is kept."
+        ),
+        keywords=(
+            "air quality",
+            "AQI",
+            "daily AQI",
+            "air quality index",
+            "PM2.5",
+            "PM10",
+            "ozone",
+            "EPA",
+        ),
+        update_frequency="R/P1D",
+        theme=("Environment", "Health"),
+        fields={
+            "station_id": Field("Identifier of the monitoring station."),
+            "day": Field("The local day (ISO date), in the city's standard time."),
+            "day_start": Field("Start of the day, UTC (local standard midnight).", "UTC"),
+            "utc_offset_minutes": Field(
+                "The city's standard UTC offset used for the day, in minutes.", "minutes"
+            ),
+            "revision": Field("0 when first published; higher after a late correction."),
+            "aqi": Field(
+                "Daily AQI: the highest sub-index; empty when no index can be given (see reason).",
+                "AQI",
+            ),
+            "category": Field("EPA category of aqi."),
+            "main_pollutant": Field("Key of the sub-index that sets the AQI, e.g. pm25_24h."),
+            "sub_indices": Field(
+                "JSON object: the sub-index per key (pm25_24h pm10_24h o3_8h o3_1h co_8h "
+                "so2_1h so2_24h no2_1h).",
+                "AQI",
+            ),
+            "concentrations": Field(
+                "JSON object: the truncated daily value behind each sub-index, EPA units."
+            ),
+            "completeness": Field(
+                "JSON object: valid hours (or 8-hour windows) behind each daily value."
+            ),
+            "reasons": Field(
+                "JSON object: per pollutant with data but no sub-index, why "
+                "(incomplete_day or no_index)."
+            ),
+            "reason": Field("Why aqi is empty, e.g. insufficient_data."),
+            "health_message": Field(
+                "EPA's cautionary statement for the category and the main pollutant."
+            ),
+            "aqi_version": Field("The EPA rule set applied, EPA-454/B-24-002."),
+        },
+    ),
+)
+
+DATASETS: dict[str, Dataset] = {ds.name: ds for ds in (AQI_HOURLY, READINGS, AQI_DAILY)}
 """Every dataset of the store, by name. A new dataset is its `Dataset` above (with its
 `Catalog` and, where it applies, `time_column`, `coordinates`, `station_column`), one entry
 here, ONE migration step in `sinks._migrations.MIGRATIONS` (both backends), and its

@@ -93,6 +93,7 @@ _TYPES: Mapping[Backend, Mapping[Kind, str]] = {
         "real": "REAL",
         "hour": "TEXT",
         "millis": "TEXT",
+        "date": "TEXT",
         "json": "TEXT",
     },
     "postgresql": {
@@ -101,6 +102,7 @@ _TYPES: Mapping[Backend, Mapping[Kind, str]] = {
         "real": "DOUBLE PRECISION",
         "hour": 'TEXT COLLATE "C"',
         "millis": 'TEXT COLLATE "C"',
+        "date": 'TEXT COLLATE "C"',
         "json": 'TEXT COLLATE "C"',
     },
 }
@@ -217,6 +219,38 @@ MIGRATIONS: tuple[tuple[int, tuple[Operation, ...]], ...] = (
                     _backfill_status("readings", "ts"),
                 ),
             ),
+        ),
+    ),
+    (
+        3,
+        (
+            # The daily AQI: one row per station and local standard-time day, the highest
+            # revision kept; health messages on hourly rows, the correction model
+            # (PurpleAir) on readings. Added columns are nullable: old rows stay valid.
+            CreateTable(
+                "aqi_daily",
+                columns=(
+                    Column("station_id", "text"),
+                    Column("day", "date"),
+                    Column("day_start", "hour"),
+                    Column("utc_offset_minutes", "int"),
+                    Column("revision", "int"),
+                    Column("aqi", "int", nullable=True),
+                    Column("category", "text", nullable=True),
+                    Column("main_pollutant", "text", nullable=True),
+                    Column("sub_indices", "json"),
+                    Column("concentrations", "json"),
+                    Column("completeness", "json"),
+                    Column("reasons", "json"),
+                    Column("reason", "text", nullable=True),
+                    Column("health_message", "text", nullable=True),
+                    Column("aqi_version", "text"),
+                ),
+                key=("station_id", "day"),
+            ),
+            CreateIndex("aqi_daily_day", "aqi_daily", ("day", "station_id")),
+            AddColumn("aqi_hourly", Column("health_message", "text", nullable=True)),
+            AddColumn("readings", Column("correction", "text", nullable=True)),
         ),
     ),
 )

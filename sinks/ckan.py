@@ -50,6 +50,7 @@ _CKAN_TYPES: dict[Kind, str] = {
     "real": "float",
     "hour": "timestamp",
     "millis": "timestamp",
+    "date": "date",
     "json": "json",
 }
 

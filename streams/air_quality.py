@@ -13,17 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from processors import purpleair
+from processors.exceptions import InvalidValue
 from processors.validation import InvalidReading, check_reading
 from schemas import InvalidInput, Reason, Topics, encode, parse_raw_reading
 from schemas.raw import RawReading
 from streams.station import AcceptedReading, StationState
-from streams.time import HourlyWindows
+from streams.time import HourlyWindows, LocalDays
 
 __all__ = [
     "AirQualityPipeline",
     "BatchResult",
     "Gap",
     "Output",
+    "SensorTypes",
     "SourceRecord",
     "StateStore",
     "StateUpdate",
@@ -93,6 +96,10 @@ class BatchResult:
     redelivered: int = 0
     skipped: int = 0
     hours_closed: int = 0
+    days_published: int = 0
+    """Daily AQI records published, first publications and corrections."""
+    daily_corrections: int = 0
+    """Late readings that filled a gap of a correctable day (counted in `accepted` too)."""
     dead_letters: Counter[str] = field(default_factory=Counter)
     # For metrics (streams.metrics turns these into gauges; nothing here touches a metric):
     newest_event_ms: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -144,18 +151,40 @@ def decode_state(data: bytes) -> StationState:
     return StationState.restore(json.loads(data))
 
 
+@dataclass(frozen=True)
+class SensorTypes:
+    """Which stations and sensors are low-cost PurpleAir sensors (from the city file).
+
+    Their PM2.5 readings are corrected with EPA's US-wide correction from the A and B
+    channels and the relative humidity they carry (processors.purpleair).
+    """
+
+    purpleair_stations: frozenset[str] = frozenset()
+    purpleair_sensors: frozenset[str] = frozenset()
+
+    def is_purpleair(self, station_id: str, sensor_id: str | None) -> bool:
+        return station_id in self.purpleair_stations or (
+            sensor_id is not None and sensor_id in self.purpleair_sensors
+        )
+
+
 class AirQualityPipeline:
-    """Validates raw readings, keeps hourly windows per station, emits final hours."""
+    """Validates raw readings, keeps hourly windows and local days per station, emits the
+    final hours and days."""
 
     def __init__(
         self,
         topics: Topics,
         windows: HourlyWindows,
         coordinates: dict[str, tuple[float, float]] | None = None,
+        days: LocalDays | None = None,
+        sensors: SensorTypes | None = None,
     ) -> None:
         self.topics = topics
         self.windows = windows
         self.coordinates = coordinates or {}
+        self.days = days or LocalDays()
+        self.sensors = sensors or SensorTypes()
 
     def process(self, records: Sequence[SourceRecord], store: StateStore) -> BatchResult:
         """Apply a batch in order; return outputs in produce order, then the new states.
@@ -202,32 +231,33 @@ class AirQualityPipeline:
                 continue
             state.mark_applied(record.partition, record.offset)
             if state.is_late(accepted.ts_ms, self.windows):
-                detail = (
-                    f"hour of {accepted.ts_ms} closed at stream time {state.stream_time_ms}"
-                    f" (allowed lateness {self.windows.allowed_lateness_ms} ms)"
-                )
-                self._dead_letter(record, Reason.LATE, detail, result, accepted.ts_ms)
+                outcome = state.fill_late(accepted, self.windows, self.days)
+                if outcome == "filled":
+                    result.accepted += 1
+                    result.daily_corrections += 1
+                    self._close(state, result)
+                else:
+                    detail = (
+                        f"hour of {accepted.ts_ms} closed at stream time {state.stream_time_ms}"
+                        f" (allowed lateness {self.windows.allowed_lateness_ms} ms)"
+                    )
+                    if outcome == "duplicate":
+                        detail = f"{accepted.pollutant} at {accepted.ts_ms} already filled its hour"
+                    reason = Reason.LATE if outcome == "late" else Reason.DUPLICATE
+                    self._dead_letter(record, reason, detail, result, accepted.ts_ms)
             elif state.is_duplicate(accepted):
                 detail = f"{accepted.pollutant} at {accepted.ts_ms} was already accepted"
                 self._dead_letter(record, Reason.DUPLICATE, detail, result, accepted.ts_ms)
             else:
+                before = state.stream_time_ms
                 state.add(accepted)
                 result.accepted += 1
                 _keep_newest(result.newest_event_ms, (record.topic, partition), accepted.ts_ms)
                 sensor = (raw.station_id, accepted.pollutant)
                 _keep_newest(result.sensor_event_ms, sensor, accepted.ts_ms)
+                if state.stream_time_ms != before:
+                    self._close(state, result)
         for station_id, (state, partition) in touched.items():
-            key = station_id.encode()
-            for closed in state.close_final_hours(self.windows, self.coordinates.get(station_id)):
-                result.hours_closed += 1
-                result.outputs.extend(
-                    Output(self.topics.enriched_air_quality, key, encode("enriched_reading", row))
-                    for row in closed.enriched
-                )
-                result.outputs.append(
-                    Output(self.topics.aqi_hourly, key, encode("aqi_hourly", closed.aqi_record))
-                )
-                result.latest_aqi[station_id] = closed.aqi_record
             result.open_windows[station_id] = len(state.open_hours)
             result.state_updates.append(StateUpdate(station_id, partition, encode_state(state)))
         # Progress last: a crash before it leaves station states ahead of it, and their own
@@ -236,6 +266,28 @@ class AirQualityPipeline:
             if next_offset is not None:
                 result.state_updates.append(progress_update(partition, next_offset))
         return result
+
+    def _close(self, state: StationState, result: BatchResult) -> None:
+        """Publish what stream time has made final: hours (with their readings), then days.
+
+        Called as soon as a station's stream time advances (or a late reading corrects a
+        day), so outputs are the same whatever the batch boundaries.
+        """
+        key = state.station_id.encode()
+        closed = state.close(self.windows, self.days, self.coordinates.get(state.station_id))
+        for hour in closed.hours:
+            result.hours_closed += 1
+            result.outputs.extend(
+                Output(self.topics.enriched_air_quality, key, encode("enriched_reading", row))
+                for row in hour.enriched
+            )
+            result.outputs.append(
+                Output(self.topics.aqi_hourly, key, encode("aqi_hourly", hour.aqi_record))
+            )
+            result.latest_aqi[state.station_id] = hour.aqi_record
+        for day in closed.days:
+            result.days_published += 1
+            result.outputs.append(Output(self.topics.aqi_daily, key, encode("aqi_daily", day)))
 
     def _parse(
         self, record: SourceRecord, result: BatchResult
@@ -257,6 +309,12 @@ class AirQualityPipeline:
         except InvalidReading as error:
             self._dead_letter(record, Reason(error.reason), error.detail, result, raw.ts_ms)
             return None
+        correction = None
+        if raw.pollutant == "pm25" and self.sensors.is_purpleair(raw.station_id, raw.sensor_id):
+            corrected = self._purpleair(record, raw, result)
+            if corrected is None:
+                return None
+            value_epa, correction = corrected.pm25, corrected.model
         accepted = AcceptedReading(
             pollutant=raw.pollutant,
             ts_ms=raw.ts_ms,
@@ -266,8 +324,28 @@ class AirQualityPipeline:
             value_epa=value_epa,
             lat=raw.lat,
             lon=raw.lon,
+            correction=correction,
         )
         return raw, accepted
+
+    def _purpleair(
+        self, record: SourceRecord, raw: RawReading, result: BatchResult
+    ) -> purpleair.Correction | None:
+        """EPA's correction of a PurpleAir PM2.5 reading; None (dead-lettered) when it
+        lacks its inputs or its channels disagree beyond EPA's cleaning criteria."""
+        a, b, rh = raw.channel_a, raw.channel_b, raw.relative_humidity
+        if a is None or b is None or rh is None:
+            detail = "a PurpleAir PM2.5 reading needs channel_a, channel_b and relative_humidity"
+            self._dead_letter(record, Reason.MISSING_FIELD, detail, result, raw.ts_ms)
+            return None
+        try:
+            return purpleair.correct_pm25(a, b, rh)
+        except purpleair.ChannelDisagreement as error:
+            reason = Reason.CHANNEL_DISAGREEMENT
+            self._dead_letter(record, reason, str(error), result, raw.ts_ms)
+        except InvalidValue as error:
+            self._dead_letter(record, Reason.INVALID_VALUE, str(error), result, raw.ts_ms)
+        return None
 
     def _dead_letter(
         self,

@@ -5,7 +5,7 @@ Faust stays at this edge. The agent takes raw records in batches, hands them to
 states to a changelog-backed table.
 
 Commit order, per batch (at-least-once, idempotent by construction):
-  1. outputs (enriched readings, hourly AQI, dead letters) are produced and flushed:
+  1. outputs (enriched readings, hourly and daily AQI, dead letters) are produced and flushed:
      durable (acks=all) before anything else happens;
   2. the touched station states are written to the table's changelog and flushed;
   3. the batch's events are acked when the loop body returns, except those skipped above
@@ -41,6 +41,7 @@ from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from streams.air_quality import (
     AirQualityPipeline,
     Gap,
+    SensorTypes,
     SourceRecord,
     StateUpdate,
     load_progress,
@@ -48,7 +49,7 @@ from streams.air_quality import (
 )
 from streams.gaps import GapPolicy
 from streams.metrics import WorkerMetrics
-from streams.time import HourlyWindows
+from streams.time import HourlyWindows, LocalDays
 from telemetry import serve
 
 __all__ = ["create_app"]
@@ -147,10 +148,14 @@ def create_app(
     replication_factor: int = 1,
     metrics_port: int = 0,
     stale_after_ms: int | None = None,
+    days: LocalDays | None = None,
+    sensors: SensorTypes | None = None,
 ) -> faust.App:
     """Build the worker app for one namespace; `partitions` must match the raw topic.
 
     With `metrics_port` 0 no metric is kept at all (the benchmark's baseline).
+    `days` are the city's local standard-time days (daily AQI); `sensors` says which
+    sensors are low-cost PurpleAir sensors (corrected PM2.5).
     """
     app = faust.App(
         topics.worker_group,
@@ -185,7 +190,7 @@ def create_app(
         key_type=bytes,
         value_type=bytes,
     )
-    pipeline = AirQualityPipeline(topics, windows, coordinates)
+    pipeline = AirQualityPipeline(topics, windows, coordinates, days, sensors)
     metrics = WorkerMetrics.of() if metrics_port else None
     if metrics is not None:
         metrics.faust.bind(app.monitor)

@@ -1,25 +1,52 @@
-"""One station's event-time state: open hours, closed hourly means, stream time.
+"""One station's event-time state: open hours, closed hourly means, local days, stream time.
 
 `StationState` is a plain value with `snapshot()`/`restore()`: the worker keeps it in a
 changelog-backed Faust table, so a restarted or rebalanced worker resumes exactly where
 the last durable write left it. Nothing here touches Kafka or a clock.
+
+Daily AQI (local standard-time days, `streams.time.LocalDays`): the hourly means of closed
+hours stay in `history` for as long as a day may still need them. A day is *final* once
+stream time reaches its end + 7 hours (the last ozone and CO windows end at 07:00 of the
+next day) + the allowed lateness; it is published then, as revision 0. Every hour it
+uses is final by then, so an accepted reading can no longer change it. What can: a
+reading that arrives after its hour was final, for an hour that had *no* reading of that
+pollutant (a gap, e.g. a gateway uploading buffered data). Such a reading cannot change
+the hourly record or the readings dataset (both are published once, final), but while
+its day is *correctable* (up to one day of stream time after the day was final) it fills
+the gap in the day's hourly series, and the day is published again with the next
+revision if its record changes. Readings for hours that had data are late, as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-from processors import aqi, rolling
+from processors import aqi, daily, health, rolling
 from processors.units import EPA_UNITS
-from streams.time import HOUR_MS, HourlyWindows, hour_start
+from streams.time import DAY_MS, HOUR_MS, HourlyWindows, LocalDays, hour_start
 
-__all__ = ["AcceptedReading", "ClosedHour", "StationState"]
+__all__ = [
+    "CORRECTION_MS",
+    "DAILY_TAIL_MS",
+    "AcceptedReading",
+    "Closed",
+    "ClosedHour",
+    "StationState",
+]
 
-_SNAPSHOT_VERSION = 1
-_HISTORY_HOURS = 24  # the longest look-back: 24 h rolling means (NowCast needs 12)
+_SNAPSHOT_VERSION = 2  # 1: no daily state, no correction on readings (still restored)
+_HISTORY_HOURS = 24  # the hourly look-back: 24 h rolling means (NowCast needs 12)
 _SPAN_MS = (_HISTORY_HOURS - 1) * HOUR_MS
+DAILY_TAIL_MS = daily.NEXT_DAY_HOURS * HOUR_MS
+"""The next day's hours a day's ozone and CO windows reach into (07:00)."""
+CORRECTION_MS = DAY_MS
+"""How long (stream time) after it was final a day can still be corrected."""
+
+LateOutcome = Literal["filled", "late", "duplicate"]
 
 
 def _as_float(value: Decimal | None) -> float | None:
@@ -38,6 +65,8 @@ class AcceptedReading:
     value_epa: Decimal
     lat: float | None
     lon: float | None
+    correction: str | None = None
+    """The correction model behind `value_epa` (PurpleAir sensors), else None."""
 
     def to_row(self) -> list[Any]:
         return [
@@ -49,12 +78,24 @@ class AcceptedReading:
             str(self.value_epa),
             self.lat,
             self.lon,
+            self.correction,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> AcceptedReading:
-        pollutant, ts_ms, sensor_id, value, unit, value_epa, lat, lon = row
-        return cls(pollutant, ts_ms, sensor_id, Decimal(value), unit, Decimal(value_epa), lat, lon)
+        pollutant, ts_ms, sensor_id, value, unit, value_epa, lat, lon, *rest = row
+        correction = rest[0] if rest else None  # version 1 rows have no correction
+        return cls(
+            pollutant,
+            ts_ms,
+            sensor_id,
+            Decimal(value),
+            unit,
+            Decimal(value_epa),
+            lat,
+            lon,
+            correction,
+        )
 
 
 @dataclass(frozen=True)
@@ -63,6 +104,14 @@ class ClosedHour:
 
     aqi_record: dict[str, Any]
     enriched: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Closed:
+    """What one closing step publishes: final hours, then daily AQI records (revisions)."""
+
+    hours: list[ClosedHour] = field(default_factory=list)
+    days: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +124,16 @@ class StationState:
     source_offset: int = -1
     open_hours: dict[int, dict[tuple[str, int], AcceptedReading]] = field(default_factory=dict)
     history: dict[str, dict[int, Decimal]] = field(default_factory=dict)
+    late_fills: dict[str, dict[int, dict[int, Decimal]]] = field(default_factory=dict)
+    """pollutant → hour → ts → value: late readings that filled a gap of a correctable day."""
+    pending_days: set[int] = field(default_factory=set)
+    """Starts of days with data that are not yet published."""
+    published_days: dict[int, tuple[int, str]] = field(default_factory=dict)
+    """Day start → (revision, digest of its record) of published, still correctable days."""
+    daily_since_ms: int | None = None
+    """Days starting before this are not published (restored from a version 1 snapshot,
+    whose history cannot show them whole)."""
+    _dirty_days: set[int] = field(default_factory=set, repr=False, compare=False)
 
     # -- source positions: makes re-delivery after a crash a no-op ----------------------
     def already_applied(self, partition: int, offset: int) -> bool:
@@ -109,6 +168,149 @@ class StationState:
         final = sorted(h for h in self.open_hours if windows.is_final(h, self.stream_time_ms))
         return [self._close(h, self.open_hours.pop(h), coordinates) for h in final]
 
+    def close(
+        self,
+        windows: HourlyWindows,
+        days: LocalDays,
+        coordinates: tuple[float, float] | None = None,
+    ) -> Closed:
+        """Close the final hours, publish the final days and the corrected ones, prune.
+
+        Call it whenever stream time advanced or a late reading filled a gap: a day is
+        then published exactly when it becomes final in stream time, so what is published
+        (and in which revisions) never depends on how records were batched.
+        """
+        hours = self.close_final_hours(windows, coordinates)
+        for closed in hours:
+            self.pending_days.add(days.day_start(closed.aqi_record["hour_start"]))
+        records: list[dict[str, Any]] = []
+        for day_start in sorted(self.pending_days):
+            if self._day_final(day_start, windows):
+                self.pending_days.discard(day_start)
+                if self.daily_since_ms is None or day_start >= self.daily_since_ms:
+                    records.append(self._publish_day(day_start, days, revision=0))
+        for day_start in sorted(self._dirty_days):
+            published = self.published_days.get(day_start)
+            if published is not None:
+                record = self._daily_record(day_start, days, published[0] + 1)
+                if _digest(record) != published[1]:
+                    records.append(self._publish_day(day_start, days, published[0] + 1))
+        self._dirty_days.clear()
+        self._prune(windows, days)
+        return Closed(hours, records)
+
+    # -- daily AQI ---------------------------------------------------------------------
+    def _day_final(self, day_start: int, windows: HourlyWindows) -> bool:
+        """True once stream time has passed the day's end, its 7-hour tail and the lateness."""
+        final_at = day_start + DAY_MS + DAILY_TAIL_MS + windows.allowed_lateness_ms
+        return self.stream_time_ms is not None and self.stream_time_ms >= final_at
+
+    def _day_expired(self, day_start: int, windows: HourlyWindows) -> bool:
+        """True once the day can no longer be corrected."""
+        expires_at = day_start + DAY_MS + DAILY_TAIL_MS + windows.allowed_lateness_ms
+        return self.stream_time_ms is not None and self.stream_time_ms >= expires_at + CORRECTION_MS
+
+    def fill_late(
+        self, reading: AcceptedReading, windows: HourlyWindows, days: LocalDays
+    ) -> LateOutcome:
+        """Apply a reading whose hour is final to the daily AQI, if it fills a gap.
+
+        ``"filled"``: its hour had no reading of its pollutant and a day that uses the hour
+        is still correctable; ``"duplicate"``: a late reading of the same pollutant and
+        time already filled it; ``"late"``: anything else (its hour had data, or its days
+        can no longer be corrected).
+        """
+        hour = hour_start(reading.ts_ms)
+        if hour in self.history.get(reading.pollutant, {}):
+            return "late"
+        day_start = days.day_start(hour)
+        # The day itself, and the day before when the hour is in the ozone/CO tail.
+        affected = [day_start]
+        if hour < day_start + DAILY_TAIL_MS:
+            affected.append(day_start - DAY_MS)
+        if self._day_expired(day_start, windows) or (
+            self.daily_since_ms is not None and day_start < self.daily_since_ms
+        ):
+            return "late"
+        fills = self.late_fills.setdefault(reading.pollutant, {}).setdefault(hour, {})
+        if reading.ts_ms in fills:
+            return "duplicate"
+        fills[reading.ts_ms] = reading.value_epa
+        if day_start not in self.published_days:
+            self.pending_days.add(day_start)
+        self._dirty_days.update(affected)
+        return "filled"
+
+    def _daily_mean(self, pollutant: str, hour: int) -> Decimal | None:
+        mean = self.history.get(pollutant, {}).get(hour)
+        if mean is not None:
+            return mean
+        fills = self.late_fills.get(pollutant, {}).get(hour)
+        if not fills:
+            return None
+        return rolling.mean(fills[ts] for ts in sorted(fills))
+
+    def _daily_record(self, day_start: int, days: LocalDays, revision: int) -> dict[str, Any]:
+        day_hours = range(day_start, day_start + DAY_MS, HOUR_MS)
+        tail_hours = range(day_start + DAY_MS, day_start + DAY_MS + DAILY_TAIL_MS, HOUR_MS)
+        pollutants = sorted(set(self.history) | set(self.late_fills))
+        hours: dict[str, list[Decimal | None]] = {}
+        head: dict[str, list[Decimal | None]] = {}
+        for pollutant in pollutants:
+            series = [self._daily_mean(pollutant, hour) for hour in day_hours]
+            if any(value is not None for value in series):
+                hours[pollutant] = series
+                head[pollutant] = [self._daily_mean(pollutant, hour) for hour in tail_hours]
+        result = daily.daily_aqi(hours, head)
+        return {
+            "station_id": self.station_id,
+            "day": days.date_of(day_start),
+            "day_start": day_start,
+            "utc_offset_minutes": days.offset_minutes,
+            "revision": revision,
+            "aqi": result.aqi,
+            "category": result.category,
+            "main_pollutant": result.main_pollutant,
+            "sub_indices": dict(result.sub_indices),
+            "concentrations": {k: float(v) for k, v in result.concentrations.items()},
+            "completeness": dict(result.completeness),
+            "reasons": dict(result.reasons),
+            "reason": result.reason,
+            "health_message": health.cautionary_statement(result.category, result.main_pollutant),
+            "aqi_version": aqi.AQI_VERSION,
+        }
+
+    def _publish_day(self, day_start: int, days: LocalDays, revision: int) -> dict[str, Any]:
+        record = self._daily_record(day_start, days, revision)
+        self.published_days[day_start] = (revision, _digest(record))
+        return record
+
+    def _prune(self, windows: HourlyWindows, days: LocalDays) -> None:
+        """Forget days that can no longer be corrected, and the hours only they needed."""
+        if self.stream_time_ms is None:
+            return
+        for day_start in [d for d in self.published_days if self._day_expired(d, windows)]:
+            del self.published_days[day_start]
+        for day_start in [d for d in self.pending_days if self._day_expired(d, windows)]:
+            self.pending_days.discard(day_start)  # only a restored, partial day can be here
+        # The oldest day still correctable starts after stream time − (day + tail +
+        # lateness + correction span); its hours, and the hourly look-back, are kept.
+        span = DAY_MS + DAILY_TAIL_MS + windows.allowed_lateness_ms + CORRECTION_MS
+        oldest_day = days.day_start(self.stream_time_ms - span)
+        if self._day_expired(oldest_day, windows):
+            oldest_day += DAY_MS
+        newest_closed = max((max(m) for m in self.history.values() if m), default=None)
+        oldest_kept = oldest_day
+        if newest_closed is not None:
+            oldest_kept = min(oldest_kept, newest_closed - _SPAN_MS)
+        for table in (self.history, self.late_fills):
+            for pollutant in list(table):
+                hours = table[pollutant]
+                for hour_ms in [h for h in hours if h < oldest_kept]:
+                    del hours[hour_ms]
+                if not hours:
+                    del table[pollutant]
+
     def _close(
         self,
         hour_ms: int,
@@ -123,7 +325,6 @@ class StationState:
         hourly_means = {p: rolling.mean(values) for p, values in by_pollutant.items()}
         for pollutant, hourly_mean in hourly_means.items():
             self.history.setdefault(pollutant, {})[hour_ms] = hourly_mean
-        self._prune_history(hour_ms)
 
         series = {p: self._series(p, hour_ms) for p in self.history}
         result = aqi.hourly_aqi(series)
@@ -139,6 +340,7 @@ class StationState:
             "reading_count": len(ordered),
             "reason": result.reason,
             "aqi_version": aqi.AQI_VERSION,
+            "health_message": health.cautionary_statement(result.category, result.main_pollutant),
         }
         rolling_means = {
             p: (
@@ -181,21 +383,13 @@ class StationState:
             "lon": lon,
             "flags": [],
             "anomaly_score": None,
+            "correction": reading.correction,
         }
 
     def _series(self, pollutant: str, hour_ms: int) -> list[Decimal | None]:
         """Hourly means of the 24 hours ending with `hour_ms`, oldest first."""
         get = self.history.get(pollutant, {}).get
         return [get(hour) for hour in range(hour_ms - _SPAN_MS, hour_ms + 1, HOUR_MS)]
-
-    def _prune_history(self, newest_ms: int) -> None:
-        oldest_kept = newest_ms - (_HISTORY_HOURS - 1) * HOUR_MS
-        for pollutant in list(self.history):
-            means = self.history[pollutant]
-            for hour_ms in [h for h in means if h < oldest_kept]:
-                del means[hour_ms]
-            if not means:
-                del self.history[pollutant]
 
     # -- snapshot ------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -214,25 +408,67 @@ class StationState:
                 p: {str(h): str(v) for h, v in sorted(means.items())}
                 for p, means in sorted(self.history.items())
             },
+            "late_fills": {
+                p: {
+                    str(h): {str(ts): str(v) for ts, v in sorted(fills.items())}
+                    for h, fills in sorted(hours.items())
+                }
+                for p, hours in sorted(self.late_fills.items())
+            },
+            "pending_days": sorted(self.pending_days),
+            "published_days": {
+                str(d): [revision, digest]
+                for d, (revision, digest) in sorted(self.published_days.items())
+            },
+            "daily_since_ms": self.daily_since_ms,
         }
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> StationState:
-        if snapshot.get("v") != _SNAPSHOT_VERSION:
-            msg = f"unsupported station state version {snapshot.get('v')!r}"
+        """The state a `snapshot()` describes; version 1 snapshots (before the daily AQI)
+        restore too, publishing only the days their history shows whole."""
+        version = snapshot.get("v")
+        if version not in (1, _SNAPSHOT_VERSION):
+            msg = f"unsupported station state version {version!r}"
             raise ValueError(msg)
         open_hours: dict[int, dict[tuple[str, int], AcceptedReading]] = {}
         for hour, rows in snapshot["open_hours"].items():
             readings = [AcceptedReading.from_row(row) for row in rows]
             open_hours[int(hour)] = {(r.pollutant, r.ts_ms): r for r in readings}
-        return cls(
+        history = {
+            p: {int(h): Decimal(v) for h, v in means.items()}
+            for p, means in snapshot["history"].items()
+        }
+        state = cls(
             station_id=snapshot["station_id"],
             stream_time_ms=snapshot["stream_time_ms"],
             source_partition=snapshot["source_partition"],
             source_offset=snapshot["source_offset"],
             open_hours=open_hours,
-            history={
-                p: {int(h): Decimal(v) for h, v in means.items()}
-                for p, means in snapshot["history"].items()
-            },
+            history=history,
         )
+        if version == 1:
+            known = [h for means in history.values() for h in means] + list(open_hours)
+            state.daily_since_ms = min(known) if known else None
+            return state
+        state.late_fills = {
+            p: {
+                int(h): {int(ts): Decimal(v) for ts, v in fills.items()}
+                for h, fills in hours.items()
+            }
+            for p, hours in snapshot["late_fills"].items()
+        }
+        state.pending_days = set(snapshot["pending_days"])
+        state.published_days = {
+            int(d): (int(revision), str(digest))
+            for d, (revision, digest) in snapshot["published_days"].items()
+        }
+        state.daily_since_ms = snapshot["daily_since_ms"]
+        return state
+
+
+def _digest(record: dict[str, Any]) -> str:
+    """A short fingerprint of a daily record's content, its revision aside."""
+    content = {k: v for k, v in record.items() if k != "revision"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -10,10 +10,22 @@ replay into a namespace with a different partition count reproduce live results 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["HOUR_MS", "HourlyWindows", "hour_start"]
+__all__ = [
+    "DAY_MS",
+    "HOUR_MS",
+    "HourlyWindows",
+    "LocalDays",
+    "hour_start",
+    "standard_offset_ms",
+]
 
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+_EPOCH_DAY = date(1970, 1, 1)
+_REFERENCE = datetime(2024, 1, 15, 12, tzinfo=UTC)
 
 
 def hour_start(ts_ms: int) -> int:
@@ -38,3 +50,51 @@ class HourlyWindows:
     def is_final(self, hour_start_ms: int, stream_time_ms: int | None) -> bool:
         """True when no more events for that hour are accepted."""
         return stream_time_ms is not None and stream_time_ms >= self.closes_at(hour_start_ms)
+
+
+def standard_offset_ms(zone: str) -> int:
+    """The zone's *standard* UTC offset in ms: what its clocks show without daylight saving.
+
+    ``utcoffset() - dst()`` at a fixed instant (2024-01-15 12:00 UTC), so the answer is the
+    same on every machine and in both hemispheres (Sydney is on daylight time in January:
+    +11:00 - 1:00 = +10:00). America/New_York gives -5 h all year, Asia/Shanghai +8 h.
+    Raises ValueError for a zone name the time-zone database does not know.
+    """
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        msg = f"unknown time zone {zone!r}: {error}"
+        raise ValueError(msg) from None
+    local = _REFERENCE.astimezone(tz)
+    offset = local.utcoffset() or timedelta(0)
+    return (offset - (local.dst() or timedelta(0))) // timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True)
+class LocalDays:
+    """Days from midnight to midnight in local standard time: one fixed UTC offset all year.
+
+    The EPA daily AQI is computed over local standard time (no daylight-saving shift), so
+    every day has exactly 24 clock hours. Hours are the pipeline's UTC clock hours; for the
+    rare zones whose standard offset is not a whole number of hours (India +5:30), a day
+    is the 24 UTC clock hours from the one that contains local midnight.
+    """
+
+    offset_ms: int = 0
+
+    @property
+    def _aligned_offset_ms(self) -> int:
+        return -(-self.offset_ms // HOUR_MS) * HOUR_MS  # rounded up to a whole hour
+
+    def day_start(self, ts_ms: int) -> int:
+        """UTC epoch ms of the start of the local standard day that contains `ts_ms`."""
+        local = ts_ms + self._aligned_offset_ms
+        return local - local % DAY_MS - self._aligned_offset_ms
+
+    def date_of(self, day_start_ms: int) -> date:
+        """The calendar date of the day starting at `day_start_ms`."""
+        return _EPOCH_DAY + timedelta(days=(day_start_ms + self._aligned_offset_ms) // DAY_MS)
+
+    @property
+    def offset_minutes(self) -> int:
+        return self.offset_ms // 60_000

@@ -79,7 +79,7 @@ def test_run_replays_the_beijing_data_and_says_where_the_results_are(
             "run",
             "--exit-when-done",
             "--until",
-            "2013-03-02T00:00:00+08:00",
+            "2013-03-02T09:00:00+08:00",  # the 08:00 readings close March 1st (07:00 + 10 min)
             "--data-dir",
             str(DATA),
         ],
@@ -93,14 +93,18 @@ def test_run_replays_the_beijing_data_and_says_where_the_results_are(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replaying 12 Beijing stations" in result.stderr
     assert "Where the open data is" in result.stderr
+    assert "12 daily AQI rows (station × local day)" in result.stderr
     assert "/metrics" in result.stderr
     if find_prometheus():
         assert "• Prometheus at http://127.0.0.1:" in result.stderr
     assert str(store) in result.stderr
     assert "api/datasets · catalog http://localhost:" in result.stderr
     with open_store(f"sqlite:///{store}") as opened:
-        expected = _final_station_hours(1_362_067_200_000, 1_362_153_600_000)
+        expected = _final_station_hours(1_362_067_200_000, 1_362_153_600_000 + 9 * HOUR)
         assert opened.count("aqi_hourly") == expected
+        days = opened.fetch("aqi_daily")
+        assert {(row["day"], row["revision"]) for row in days} == {("2013-03-01", 0)}
+        assert len(days) == 12
         assert {row["station_id"] for row in opened.fetch("aqi_hourly")} == {
             path.name.split("_")[2].lower() for path in DATA.glob("PRSA_Data_*.csv")
         }

@@ -243,11 +243,12 @@ class TestDeadLetters:
         assert [d["reason"] for d in dead(result.outputs)] == ["wrong_key"]
 
     def test_a_late_event_is_dead_lettered_with_its_event_time(self, pipeline, make_records):
-        values = [reading(T0 + HOUR_MS + LATENESS), reading(T0 + 59 * MINUTE)]
+        # Its hour had a PM2.5 reading and is final: the late one changes nothing.
+        values = [reading(T0), reading(T0 + HOUR_MS + LATENESS), reading(T0 + 59 * MINUTE)]
         result = process(pipeline, make_records(values), MemoryStates())
         (letter,) = dead(result.outputs)
         assert letter["reason"] == "late"
-        assert letter["value"] == values[1]
+        assert letter["value"] == values[2]
         assert letter["event_ts"].timestamp() * 1000 == T0 + 59 * MINUTE
 
     def test_an_event_within_the_lateness_is_accepted(self, pipeline, make_records):

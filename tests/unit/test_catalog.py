@@ -22,7 +22,7 @@ from civicstream.site import build_site
 from sinks._datasets import DATASETS
 from sinks.api import ApiServer, Site
 from sinks.store import Store, open_store
-from tests.unit.test_store import aqi, reading
+from tests.unit.test_store import aqi, daily, reading
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "data" / "dcat-us-1.1"
 BASE = "https://project-open-data.cio.gov/v1.1/schema/"
@@ -73,6 +73,7 @@ def filled(store_url: str) -> Iterator[Store]:
             {
                 "aqi_hourly": [aqi("dongsi", h) for h in range(5)],
                 "readings": [reading(minute=m) for m in (0, 30, 59)],
+                "aqi_daily": [daily("dongsi", d) for d in (1, 2)],
             }
         )
         yield store
@@ -128,7 +129,7 @@ def test_each_entry_says_what_where_when_and_who(filled: Store, tmp_path: Path) 
     catalog, url = catalog_of(filled, site)
     assert catalog["@id"] == url + "/data.json"
     assert catalog["conformsTo"] == "https://project-open-data.cio.gov/v1.1/schema"
-    hourly, readings = catalog["dataset"]
+    hourly, readings = catalog["dataset"][:2]  # in DATASETS order
     meta = DATASETS["aqi_hourly"].catalog
     assert meta is not None
     assert hourly["title"] == meta.title

@@ -39,7 +39,7 @@ def test_help_lists_every_command_and_the_configuration():
 
 
 def test_each_command_has_its_own_help():
-    for command in ("run", "worker", "sink", "topics", "replay-file", "simulate", "tail"):
+    for command in ("run", "worker", "sink", "topics", "replay-file", "simulate", "tail", "export"):
         result = civicstream(command, "--help")
         assert result.returncode == 0, command
         assert "usage:" in result.stdout
@@ -68,3 +68,42 @@ def test_replay_as_avro_re_encodes_readings_and_passes_the_rest_through():
     out = list(_as_avro([SourceRecord(1000, b"a", good), SourceRecord(0, None, b"{broken")]))
     assert decode(out[0].value)["value"] == 1.5
     assert out[1].value == b"{broken"
+
+
+def test_export_writes_fiware_entities_of_the_latest_hour_of_each_station(tmp_path):
+    import json
+
+    import schemas
+    from sinks.store import open_store
+
+    url = f"sqlite:///{tmp_path}/store.db"
+    records = [
+        {
+            "station_id": station,
+            "hour_start": 1_364_738_400_000 + hour * 3_600_000,  # 2013-03-31T14:00Z
+            "aqi": 60 + hour,
+            "category": "Moderate",
+            "main_pollutant": "pm25_nowcast",
+            "sub_indices": {"pm25_nowcast": 60 + hour},
+            "concentrations": {"pm25_nowcast": 17.4},
+            "hourly_means": {"pm25": 17.5, "o3": 0.03},
+            "reading_count": 2,
+            "reason": None,
+        }
+        for station in ("dongsi", "tiantan", "not-in-the-city-file")
+        for hour in range(3)
+    ]
+    with open_store(url) as store:
+        store.write_batch(
+            {"aqi_hourly": [schemas.decode(schemas.encode("aqi_hourly", r)) for r in records]}
+        )
+    out = tmp_path / "fiware.json"
+    result = civicstream("export", "--model", "fiware", "-o", str(out), CIVIC_STORE_URL=url)
+    assert result.returncode == 0, result.stderr
+    entities = json.loads(out.read_text())
+    assert [e["id"] for e in entities] == [
+        "urn:ngsi-ld:AirQualityObserved:dongsi:2013-03-31T16:00:00Z",
+        "urn:ngsi-ld:AirQualityObserved:tiantan:2013-03-31T16:00:00Z",
+    ]
+    assert entities[0]["airQualityIndex"]["value"] == 62
+    assert entities[0]["o3"]["unitCode"] == "59"

@@ -123,3 +123,109 @@ def test_an_event_time_without_zone_or_out_of_range_is_rejected(ts):
     with pytest.raises(InvalidInput) as error:
         parse_raw_reading(json.dumps(body).encode())
     assert error.value.reason == "invalid_timestamp"
+
+
+# --- evolution: every earlier version of a contract stays readable --------------------
+
+
+def _written_with(filename: str, record: dict) -> bytes:
+    """A message as an older civicstream wrote it: that version's fingerprint and body."""
+    from schemas.codec import _fingerprint_of, _parse
+
+    old = _parse(filename)
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, old, record)
+    return MAGIC + _fingerprint_of(old) + body.getvalue()
+
+
+def test_every_earlier_version_is_kept_and_differs_from_the_current_one():
+    from schemas.codec import SCHEMA_HISTORY, _fingerprint_of, _parse
+
+    for name, files in SCHEMA_HISTORY.items():
+        assert name in SCHEMA_NAMES
+        for filename in files:
+            assert _fingerprint_of(_parse(filename)) != fingerprint(name)
+
+
+def test_an_hourly_record_written_before_health_messages_reads_with_a_null_message():
+    name, record = decode_as(_written_with("aqi_hourly.v1.avsc", HOURLY))
+    assert name == "aqi_hourly"
+    assert record["aqi"] == 102
+    assert record["health_message"] is None
+
+
+def test_a_raw_reading_of_the_first_contract_reads_without_purpleair_channels():
+    old = {
+        "station_id": "dongsi",
+        "sensor_id": None,
+        "pollutant": "pm25",
+        "value": 35.9,
+        "unit": "ug/m3",
+        "ts": 1_767_225_600_000,
+        "lat": None,
+        "lon": None,
+    }
+    reading = parse_raw_reading(_written_with("raw_reading.v1.avsc", old))
+    assert (reading.value, reading.channel_a, reading.relative_humidity) == (
+        Decimal("35.9"),
+        None,
+        None,
+    )
+
+
+def test_an_enriched_reading_of_the_first_contract_reads_without_a_correction():
+    old = {
+        "station_id": "dongsi",
+        "sensor_id": None,
+        "pollutant": "pm25",
+        "ts": 1_767_225_600_000,
+        "hour_start": 1_767_225_600_000,
+        "value": 35.9,
+        "unit": "ug/m3",
+        "value_epa": 35.9,
+        "unit_epa": "ug/m3",
+    }
+    record = decode(_written_with("enriched_reading.v1.avsc", old))
+    assert record["correction"] is None and record["flags"] == []
+
+
+def test_purpleair_fields_travel_in_json_and_avro_alike():
+    text = (
+        b'{"station_id":"pa-1","sensor_id":"pa-1","pollutant":"pm25","value":21,"unit":"ug/m3",'
+        b'"ts":1767225600000,"channel_a":20.0,"channel_b":22,"relative_humidity":50.5}'
+    )
+    from_json = parse_raw_reading(text)
+    assert (from_json.channel_a, from_json.channel_b, from_json.relative_humidity) == (
+        Decimal("20.0"),
+        Decimal(22),
+        Decimal("50.5"),
+    )
+    from_avro = parse_raw_reading(reading_to_avro(from_json))
+    assert from_avro.channel_b == 22 and from_avro.relative_humidity == Decimal("50.5")
+
+
+def test_a_daily_record_round_trips_with_its_local_day():
+    from datetime import date
+
+    daily = {
+        "station_id": "dongsi",
+        "day": date(2013, 3, 1),
+        "day_start": 1_362_067_200_000,
+        "utc_offset_minutes": 480,
+        "revision": 1,
+        "aqi": 102,
+        "category": "Unhealthy for Sensitive Groups",
+        "main_pollutant": "pm25_24h",
+        "sub_indices": {"pm25_24h": 102},
+        "concentrations": {"pm25_24h": 35.9},
+        "completeness": {"pm25_24h": 24},
+        "reasons": {},
+        "reason": None,
+        "health_message": "People with heart or lung disease …",
+        "aqi_version": "EPA-454/B-24-002",
+    }
+    name, record = decode_as(encode("aqi_daily", daily))
+    assert name == "aqi_daily"
+    assert record["day"] == date(2013, 3, 1)
+    assert record["day_start"] == datetime(2013, 2, 28, 16, tzinfo=UTC)
+    assert record["revision"] == 1

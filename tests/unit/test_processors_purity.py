@@ -52,4 +52,13 @@ def test_module_declares_all_and_every_name_exists(path: Path) -> None:
 
 
 def test_package_root_exports_only_modules() -> None:
-    assert processors.__all__ == ["aqi", "daily", "exceptions", "rolling", "units", "validation"]
+    assert processors.__all__ == [
+        "aqi",
+        "daily",
+        "exceptions",
+        "health",
+        "purpleair",
+        "rolling",
+        "units",
+        "validation",
+    ]

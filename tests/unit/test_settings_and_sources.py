@@ -121,3 +121,34 @@ def test_simulation_is_deterministic_and_exact_in_count():
     assert first == list(simulate_readings(stations=3, count=100, start_ms=0, seed=4))
     assert len(first) == 100
     assert len({r.key for r in first}) == 3
+
+
+def test_the_example_city_marks_its_purpleair_stations_and_sensors():
+    from civicstream.settings import BUNDLED_CITY
+
+    city = load_city(BUNDLED_CITY.parent / "example-purpleair.toml")
+    assert city.purpleair_stations() == {"oak-park"}
+    assert city.purpleair_sensors() == {"pa-77310"}
+    assert city.stations["downtown"].sensor_type == "reference"
+    assert city.standard_offset_ms == -8 * 3_600_000  # Pacific standard time, all year
+
+
+def test_the_beijing_city_has_no_low_cost_sensors_and_utc_plus_8():
+    city = load_city(BUNDLED_CITY)
+    assert city.purpleair_stations() == set() and city.purpleair_sensors() == set()
+    assert city.standard_offset_ms == 8 * 3_600_000
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('[city]\ntimezone = "Europe/Atlantis"\n', "unknown time zone"),
+        ('[[stations]]\nid = "x"\nlat = 1\nlon = 2\nsensor_type = "cheap"\n', "station x"),
+        ('[[sensors]]\nid = "s"\ntype = "other"\n', "sensor s"),
+    ],
+)
+def test_a_bad_city_file_is_refused_with_what_is_wrong(tmp_path, text, match):
+    path = tmp_path / "city.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_city(path)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import schemas
+from sinks import _migrations
 from sinks.exceptions import InvalidRecord, StoreError, UnsupportedStoreURL
 from sinks.store import Store, default_store_url, open_store
 
@@ -65,6 +66,31 @@ def reading(
     }
     record.update(changes)
     return schemas.decode(schemas.encode("enriched_reading", record))
+
+
+def daily(station: str = "dongsi", day: int = 1, **changes: Any) -> dict[str, Any]:
+    """A daily AQI record exactly as `schemas.decode` returns it."""
+    from datetime import date
+
+    record: dict[str, Any] = {
+        "station_id": station,
+        "day": date(2013, 3, day),
+        "day_start": datetime(2013, 2, 28, 16, tzinfo=UTC) + timedelta(days=day - 1),
+        "utc_offset_minutes": 480,
+        "revision": 0,
+        "aqi": 102,
+        "category": "Unhealthy for Sensitive Groups",
+        "main_pollutant": "pm25_24h",
+        "sub_indices": {"pm25_24h": 102},
+        "concentrations": {"pm25_24h": 35.9},
+        "completeness": {"pm25_24h": 24, "o3_8h": 12},
+        "reasons": {"o3": "incomplete_day"},
+        "reason": None,
+        "health_message": "People with heart or lung disease, …",
+        "aqi_version": "EPA-454/B-24-002",
+    }
+    record.update(changes)
+    return schemas.decode(schemas.encode("aqi_daily", record))
 
 
 @pytest.fixture(params=["memory", "file", "postgresql"])
@@ -138,8 +164,32 @@ def test_reopening_is_idempotent_and_records_the_schema_version(tmp_path: Path) 
         assert store.count("aqi_hourly") == 1
         assert store.count("readings") == 1
     db = sqlite3.connect(tmp_path / "s.db")
-    assert [row[0] for row in db.execute("SELECT version FROM schema_version")] == [1, 2]
+    versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
+    assert versions == [version for version, _ in _migrations.MIGRATIONS]
     db.close()
+
+
+def test_a_version_1_store_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    for operation in _migrations.MIGRATIONS[0][1]:
+        for statement in _migrations.render(operation, "sqlite"):
+            db.execute(statement)
+    db.execute("INSERT INTO schema_version VALUES (1, '2026-01-01T00:00:00+00:00')")
+    db.execute(
+        "INSERT INTO aqi_hourly VALUES ('dongsi', '2026-01-01T02:00:00Z', 57, 'Moderate', "
+        "'pm25_nowcast', '{}', '{}', '{}', 3, NULL, 'EPA-454/B-24-002')"
+    )
+    db.commit()
+    db.close()
+    with open_store(f"sqlite:///{path}") as store:
+        (row,) = store.fetch("aqi_hourly")
+        assert (row["aqi"], row["health_message"]) == (57, None)
+        store.write_batch({"aqi_daily": [daily()]})
+        assert store.count("aqi_daily") == 1
 
 
 def test_a_store_newer_than_the_code_is_refused(tmp_path: Path) -> None:
@@ -218,6 +268,7 @@ def test_aqi_row_is_rendered_exactly(store: Store) -> None:
             "reading_count": 12,
             "reason": None,
             "aqi_version": "EPA-454/B-24-002",
+            "health_message": None,
         }
     ]
 
@@ -242,6 +293,7 @@ def test_reading_row_is_rendered_exactly(store: Store) -> None:
             "lon": 116.417,
             "flags": '["spike","calibration_due"]',
             "anomaly_score": 0.1,
+            "correction": None,
         }
     ]
 
@@ -377,3 +429,69 @@ def test_a_batch_naming_an_unknown_dataset_is_refused_before_any_write(store: St
     with pytest.raises(StoreError, match="unknown dataset 'weather'"):
         store.write_batch({"aqi_hourly": [aqi()], "weather": [{"t": 1}]})
     assert store.count("aqi_hourly") == 0
+
+
+# --- revisions: the daily AQI keeps its highest revision -------------------------------------
+
+
+def _revision_and_aqi(store: Store) -> list[tuple[str, int, int]]:
+    return [(r["day"], r["revision"], r["aqi"]) for r in store.fetch("aqi_daily")]
+
+
+def test_daily_row_is_rendered_exactly(store: Store) -> None:
+    store.write_batch({"aqi_daily": [daily()]})
+    assert store.fetch("aqi_daily") == [
+        {
+            "station_id": "dongsi",
+            "day": "2013-03-01",
+            "day_start": "2013-02-28T16:00:00Z",
+            "utc_offset_minutes": 480,
+            "revision": 0,
+            "aqi": 102,
+            "category": "Unhealthy for Sensitive Groups",
+            "main_pollutant": "pm25_24h",
+            "sub_indices": '{"pm25_24h":102}',
+            "concentrations": '{"pm25_24h":35.9}',
+            "completeness": '{"o3_8h":12,"pm25_24h":24}',
+            "reasons": '{"o3":"incomplete_day"}',
+            "reason": None,
+            "health_message": "People with heart or lung disease, …",
+            "aqi_version": "EPA-454/B-24-002",
+        }
+    ]
+
+
+def test_a_higher_revision_replaces_the_row(store: Store) -> None:
+    store.write_batch({"aqi_daily": [daily(revision=0, aqi=40)]})
+    store.write_batch({"aqi_daily": [daily(revision=1, aqi=102)]})
+    assert _revision_and_aqi(store) == [("2013-03-01", 1, 102)]
+
+
+def test_a_lower_revision_never_replaces_a_higher_one_across_batches(store: Store) -> None:
+    store.write_batch({"aqi_daily": [daily(revision=2, aqi=102)]})
+    store.write_batch({"aqi_daily": [daily(revision=1, aqi=40)]})  # a late re-delivery
+    store.write_batch({"aqi_daily": [daily(revision=0, aqi=30)]})
+    assert _revision_and_aqi(store) == [("2013-03-01", 2, 102)]
+
+
+def test_a_lower_revision_never_replaces_a_higher_one_within_a_batch(store: Store) -> None:
+    store.write_batch(
+        {
+            "aqi_daily": [
+                daily(revision=1, aqi=102),
+                daily(revision=0, aqi=40),  # after the higher one in the same batch
+                daily(day=2, revision=0, aqi=50),
+                daily(day=2, revision=3, aqi=77),
+                daily(day=2, revision=2, aqi=60),
+            ]
+        }
+    )
+    assert _revision_and_aqi(store) == [("2013-03-01", 1, 102), ("2013-03-02", 3, 77)]
+
+
+def test_the_same_revision_again_is_idempotent(store: Store) -> None:
+    batch = {"aqi_daily": [daily(revision=1), daily(day=2)]}
+    store.write_batch(batch)
+    first = store.fetch("aqi_daily")
+    store.write_batch(batch)
+    assert store.fetch("aqi_daily") == first

@@ -23,7 +23,7 @@ from sinks._postgres import PostgreSQLStore
 from sinks._query import parse_records_query
 from sinks.exceptions import StoreError
 from sinks.store import DatasetStatus, Store, open_store
-from tests.unit.test_store import H0, aqi, reading
+from tests.unit.test_store import H0, aqi, daily, reading
 
 SQL_TYPES = {
     "sqlite": {
@@ -32,6 +32,7 @@ SQL_TYPES = {
         "real": "REAL",
         "hour": "TEXT",
         "millis": "TEXT",
+        "date": "TEXT",
         "json": "TEXT",
     },
     "postgresql": {
@@ -40,6 +41,7 @@ SQL_TYPES = {
         "real": "double precision",
         "hour": "text",
         "millis": "text",
+        "date": "text",
         "json": "text",
     },
 }
@@ -142,7 +144,7 @@ def test_concurrent_first_opens_apply_each_step_once(store_url: str) -> None:
     assert errors == []
     with open_store(store_url) as store:
         versions = [row[0] for row in store._read("SELECT version FROM schema_version", ())]  # type: ignore[attr-defined]
-    assert versions == [1, 2]
+    assert versions == [version for version, _ in _migrations.MIGRATIONS]
 
 
 def test_a_postgresql_store_newer_than_the_code_is_refused(postgres_url: str) -> None:
@@ -174,6 +176,11 @@ def varied_batch() -> dict[str, list[dict[str, Any]]]:
             reading(minute=1, value=1 / 3, value_epa=2.0**-1074, lat=None, lon=None),
             reading("tiantan", "o3", 2, value=123456789.123456789, unit="ppb", flags=[]),
             reading(minute=3, mean_8h=-0.0, anomaly_score=0.999999999999),
+        ],
+        "aqi_daily": [
+            daily(),
+            daily("Ωmega-站", 2, aqi=None, category=None, main_pollutant=None, reason="x"),
+            daily(day=3, revision=2, concentrations={"pm25_24h": 0.1 + 0.2}),
         ],
     }
 
@@ -315,7 +322,7 @@ def test_migrating_an_old_store_backfills_the_status(tmp_path: Any) -> None:
         for operation in _migrations.MIGRATIONS[0][1]:
             for statement in render(operation, "sqlite"):
                 db.execute(statement)
-        row = DATASETS["aqi_hourly"].to_row(aqi(hour=4))
+        row = DATASETS["aqi_hourly"].to_row(aqi(hour=4))[:11]  # the columns of version 1
         db.execute(f"INSERT INTO aqi_hourly VALUES ({', '.join('?' for _ in row)})", row)
     with open_store(f"sqlite:///{path}") as store:
         assert store.statuses()["aqi_hourly"] == DatasetStatus(
