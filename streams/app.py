@@ -255,39 +255,45 @@ def create_app(
                     flush=True,
                 )
 
-    stuck_at: dict[TP, int] = {}
+    stalled_at: dict[TP, int] = {}
 
     @app.timer(interval=_WATCHDOG_EVERY_SECONDS)
-    async def rewind_acked_but_unapplied() -> None:
-        """Rewind a partition whose committed offset ran ahead of the records applied.
+    async def rewind_stalled_partitions() -> None:
+        """Rewind a partition whose consumer is ahead of the records applied, without progress.
 
-        The agent acks the records of a batch it skipped (above a gap, waiting for the
-        rewind), so Faust may commit past them; if a rebalance then comes before the rewind
-        is served, the partition's next owner starts at that committed offset. When later
-        records follow, the pipeline sees the gap; when none do, only this check does:
-        committed > applied, with no progress over two ticks, means records were skipped.
+        Two Faust habits can leave records undelivered with no later record to reveal the
+        gap: a rebalance seeks the next owner to the committed offset, and a seek back is
+        undone when records fetched before it are delivered after it (Faust then drops the
+        re-fetched ones as already read). Either way the consumer's committed or read offset
+        is ahead of the partition's applied progress; seen twice in a row (two ticks) with
+        no progress in between, the partition is rewound to its first record not applied.
         """
         if app.rebalancing:
             return
-        committed = app.consumer._committed_offset  # read at assignment, then per commit
-        for tp in app.consumer.assignment():
+        consumer = app.consumer
+        for tp in consumer.assignment():
             if tp.topic != topics.raw_air_quality:
                 continue
             applied = load_progress(store, tp.partition)
-            ahead = committed.get(tp)
+            seen = [
+                offset
+                for offset in (consumer._committed_offset.get(tp), consumer._read_offset.get(tp))
+                if offset is not None
+            ]
+            ahead = max(seen, default=None)
             if applied is None or ahead is None or ahead <= applied:
-                stuck_at.pop(tp, None)
-            elif stuck_at.get(tp) != applied:
-                stuck_at[tp] = applied  # first sighting: the agent may be just behind
+                stalled_at.pop(tp, None)
+            elif stalled_at.get(tp) != applied:
+                stalled_at[tp] = applied  # first sighting: the agent may be just behind
             else:
-                del stuck_at[tp]
+                del stalled_at[tp]
                 print(
-                    f"worker: {tp.topic}[{tp.partition}] committed {ahead} but applied only "
-                    f"up to {applied}; rewinding to {applied}",
+                    f"worker: {tp.topic}[{tp.partition}] consumer at {ahead} but applied only "
+                    f"up to {applied} with no progress; rewinding to {applied}",
                     file=sys.stderr,
                     flush=True,
                 )
-                await app.consumer.seek(tp, applied)
+                await consumer.seek(tp, applied)
 
     if metrics is not None:
 
