@@ -1,4 +1,5 @@
-"""Pure computations for civicstream: units, rolling means and the EPA AQI.
+"""Pure computations for civicstream: units, rolling means, the EPA AQI, incident privacy
+and statistics.
 
 Nothing here does I/O, reads a clock or knows about Kafka, so every function is
 deterministic and testable on its own. Import the modules, not names from the root::
@@ -9,6 +10,26 @@ deterministic and testable on its own. Import the modules, not names from the ro
 
 from __future__ import annotations
 
-from processors import aqi, daily, exceptions, rolling, units, validation
+from processors import (
+    aqi,
+    daily,
+    exceptions,
+    incident_stats,
+    privacy,
+    rolling,
+    taxonomy,
+    units,
+    validation,
+)
 
-__all__ = ["aqi", "daily", "exceptions", "rolling", "units", "validation"]
+__all__ = [
+    "aqi",
+    "daily",
+    "exceptions",
+    "incident_stats",
+    "privacy",
+    "rolling",
+    "taxonomy",
+    "units",
+    "validation",
+]

@@ -43,6 +43,10 @@ SCHEMA_NAMES: dict[str, str] = {
     "enriched_reading": "enriched_reading.avsc",
     "aqi_hourly": "aqi_hourly.avsc",
     "deadletter": "deadletter.avsc",
+    "raw_incident": "raw_incident.avsc",
+    "incident_heartbeat": "incident_heartbeat.avsc",
+    "incident_published": "incident_published.avsc",
+    "incident_count": "incident_count.avsc",
 }
 
 

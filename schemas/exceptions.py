@@ -20,6 +20,7 @@ class Reason(StrEnum):
     INVALID_TIMESTAMP = "invalid_timestamp"
     LATE = "late"
     DUPLICATE = "duplicate"
+    UNKNOWN_SOURCE = "unknown_source"  # an incident source no city configuration declares
     UNPROCESSABLE = "unprocessable"  # an unexpected error; the detail names it
 
 

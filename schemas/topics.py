@@ -8,7 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Topics"]
+__all__ = ["SINGLE_PARTITION", "Topics", "partitions_for"]
+
+SINGLE_PARTITION: tuple[str, ...] = ("civic.raw.incidents",)
+"""Topics (without prefix) that have exactly one partition, whatever the default.
+
+Incident statistics count distinct incidents per district and day across all incidents,
+and their publication delay and corrections follow one stream time: that needs every
+incident row in one ordered stream. One partition carries far more than any city's
+incident volume (thousands of rows per second against a few per minute).
+"""
+
+
+def partitions_for(topic: str, default: int) -> int:
+    """The partition count `topic` is created with (any namespace prefix)."""
+    return 1 if topic.endswith(SINGLE_PARTITION) else default
 
 
 @dataclass(frozen=True)
@@ -76,7 +90,11 @@ class Topics:
     def internal(self) -> tuple[str, ...]:
         """Topics the stream worker creates for itself (state changelog, Faust's leader)."""
         app_id = self.worker_group
-        return (f"{app_id}-station-state-changelog", f"{app_id}-__assignor-__leader")
+        return (
+            f"{app_id}-station-state-changelog",
+            f"{app_id}-incident-state-changelog",
+            f"{app_id}-__assignor-__leader",
+        )
 
     @property
     def raw(self) -> tuple[str, ...]:

@@ -12,6 +12,8 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from kafka.structs import TopicPartition
 
+from schemas.topics import partitions_for
+
 __all__ = [
     "committed_offsets",
     "delete_groups",
@@ -81,7 +83,11 @@ def partition_counts(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:
 def ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int, replication_factor: int = 1
 ) -> dict[str, int]:
-    """Create the topics that are missing; return the partition count of each."""
+    """Create the topics that are missing; return the partition count of each.
+
+    New topics get `partitions`, except the contract's single-partition topics
+    (`schemas.topics.SINGLE_PARTITION`: the raw incidents), which get one.
+    """
     wanted = list(topics)
     existing = partition_counts(bootstrap, wanted)
     missing = [name for name in wanted if name not in existing]
@@ -89,7 +95,10 @@ def ensure_topics(
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             admin.create_topics(
-                [NewTopic(name, partitions, replication_factor) for name in missing],
+                [
+                    NewTopic(name, partitions_for(name, partitions), replication_factor)
+                    for name in missing
+                ],
                 timeout_ms=30_000,
             )
         except TopicAlreadyExistsError:
