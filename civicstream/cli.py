@@ -21,7 +21,7 @@ _EPILOG = """\
 environment (defaults in brackets):
   CIVIC_KAFKA_BOOTSTRAP   Kafka bootstrap servers [127.0.0.1:9092]
   CIVIC_STORE_URL         open-data store [sqlite:///data/civicstream.db]
-  CIVIC_CONFIG            city configuration file [bundled Beijing demo city]
+  CIVIC_CONFIG            city configuration file(s), separated by ':' [bundled Beijing]
   CIVIC_ALLOWED_LATENESS  lateness of hourly windows, e.g. 600, 10m, PT10M [10m]
   CIVIC_TOPIC_PREFIX      namespace prefixed to every topic and group [none]
   CIVIC_PARTITIONS        partitions for topics this command creates [4]
@@ -41,6 +41,15 @@ def _timestamp(text: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
+
+
+def _duration(text: str) -> int:
+    from civicstream.settings import parse_duration_ms
+
+    try:
+        return parse_duration_ms(text, name="--advance")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -119,11 +128,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser(
         "replay-file",
-        help="send data files (Beijing station CSVs, JSON lines) to the raw topic",
+        help="send data files (Beijing station CSVs, JSON lines, incident exports) to Kafka",
         description=(
             "Send readings from files to the raw topic. Beijing station CSVs "
             "(PRSA_Data_*.csv) become one gateway-JSON reading per pollutant and hour, "
-            "merged across files by event time; .jsonl files are sent line by line."
+            "merged across files by event time; .jsonl files are sent line by line. "
+            "With --format sfpd or pittsburgh-fire the files are incident exports: each row "
+            "becomes a common incident row (JSON, local times in the source city's zone) on "
+            "the raw incidents topic, sorted by report time so late reports come late."
         ),
     )
     replay.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -137,9 +149,23 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--format",
-        choices=("json", "avro"),
+        choices=("json", "avro", "sfpd", "pittsburgh-fire"),
         default="json",
-        help="wire format of the readings [%(default)s]",
+        help=(
+            "json, avro: wire format of the readings [%(default)s]; sfpd, pittsburgh-fire: "
+            "the files are that source's incident export, sent to the raw incidents topic "
+            "in the order the incidents were reported"
+        ),
+    )
+    replay.add_argument(
+        "--advance",
+        type=_duration,
+        metavar="DURATION",
+        help=(
+            "incident formats: after the last row, send the source's heartbeat this much "
+            "later (e.g. 4d), as if that time had passed: what the publication delay held "
+            "back is published"
+        ),
     )
 
     tail = commands.add_parser(
@@ -147,7 +173,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="print a topic's records as JSON lines (decodes Avro and JSON)",
         description=(
             "Print the newest records of a topic as JSON lines. TOPIC is a full name or one "
-            "of raw, enriched, aqi, deadletter (in the CIVIC_TOPIC_PREFIX namespace)."
+            "of raw, enriched, aqi, deadletter, raw-incidents, incidents, counts (in the "
+            "CIVIC_TOPIC_PREFIX namespace)."
         ),
     )
     tail.add_argument("topic", metavar="TOPIC")

@@ -6,12 +6,16 @@ import argparse
 import logging
 import sys
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
-from civicstream.settings import Settings
+from civicstream.settings import ConfigError, Settings
 from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
-__all__ = ["replay_file", "run", "simulate", "tail", "topics", "worker"]
+if TYPE_CHECKING:
+    from streams.incidents import IncidentSource
+
+__all__ = ["incident_source", "replay_file", "run", "simulate", "tail", "topics", "worker"]
 
 
 def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
@@ -43,7 +47,15 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
 
     wait_for_broker(settings.kafka_bootstrap)
     names = Topics(settings.topic_prefix)
+    incident_sources = settings.incident_sources()
     counts = ensure_topics(settings.kafka_bootstrap, names.all(), settings.partitions)
+    if counts.get(names.raw_incidents, 1) != 1:
+        msg = (
+            f"{names.raw_incidents} has {counts[names.raw_incidents]} partitions; incident "
+            "statistics need exactly one: delete the topic (the worker recreates it) or use "
+            "another CIVIC_TOPIC_PREFIX"
+        )
+        raise ConfigError(msg)
     app = create_app(
         bootstrap=settings.kafka_bootstrap,
         topics=names,
@@ -51,11 +63,19 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         partitions=counts[names.raw_air_quality],
         coordinates=_coordinates(settings),
         metrics_port=settings.metrics_port,
+        incident_sources=incident_sources,
     )
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"
         f" → {names.enriched_air_quality}, {names.aqi_hourly}, {names.deadletter};"
         f" allowed lateness {settings.allowed_lateness_ms / 1000:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(
+        f"civicstream worker: {names.raw_incidents} → {names.incidents_published}, "
+        f"{names.incidents_stats}; incident sources: "
+        + (", ".join(f"{s.name} ({s.timezone})" for s in incident_sources.values()) or "none"),
         file=sys.stderr,
         flush=True,
     )
@@ -70,8 +90,11 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
     from civicstream.produce import produce
     from civicstream.progress import Progress
     from civicstream.sources import SourceError, open_sources
+    from civicstream.sources.incidents import INCIDENT_FORMATS
     from streams.admin import ensure_topics, wait_for_broker
 
+    if args.format in INCIDENT_FORMATS:
+        return _replay_incidents(settings, args)
     wait_for_broker(settings.kafka_bootstrap)
     topic = Topics(settings.topic_prefix).raw_air_quality
     ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
@@ -92,6 +115,58 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
         print(f"civicstream replay-file: {error}", file=sys.stderr)
         return 2
     print(f"sent {stats.records:,} readings to {topic} at {stats.per_second:,.0f}/s")
+    return 0
+
+
+def incident_source(settings: Settings, name: str) -> IncidentSource:
+    """The configured source `name`, else the bundled city's (whose zone its files use)."""
+    from civicstream.settings import bundled_incident_source
+
+    source = settings.incident_sources().get(name) or bundled_incident_source(name)
+    if source is None:
+        msg = f"no city configuration declares the incident source {name!r}"
+        raise ConfigError(msg)
+    return source
+
+
+def _replay_incidents(settings: Settings, args: argparse.Namespace) -> int:
+    """Send incident export rows in the order they became known (report time)."""
+    from civicstream.produce import produce
+    from civicstream.progress import Progress
+    from civicstream.sources import SourceError
+    from civicstream.sources.incidents import read_incidents
+    from schemas.raw_incident import heartbeat_to_json
+    from streams.admin import ensure_topics, wait_for_broker
+
+    source = incident_source(settings, args.format)
+    wait_for_broker(settings.kafka_bootstrap)
+    topic = Topics(settings.topic_prefix).raw_incidents
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    try:
+        records = list(
+            read_incidents(args.paths, source.name, source.timezone, args.since, args.until)
+        )
+    except SourceError as error:
+        print(f"civicstream replay-file: {error}", file=sys.stderr)
+        return 2
+    if args.advance is not None and records:
+        last = max(record.ts_ms for record in records)
+        heartbeat = last + args.advance
+        records.append(SourceRecord(heartbeat, None, heartbeat_to_json(source.name, heartbeat)))
+    progress = Progress(f"replay → {topic}", total=len(records))
+    stats = produce(
+        records,
+        bootstrap=settings.kafka_bootstrap,
+        topic=topic,
+        speed=args.speed,
+        progress=progress,
+    )
+    progress.close()
+    print(
+        f"sent {stats.records:,} {source.name} rows ({source.timezone}) to {topic}"
+        f" at {stats.per_second:,.0f}/s"
+        + (f", then a heartbeat {args.advance / 3_600_000:g} h later" if args.advance else "")
+    )
     return 0
 
 
@@ -148,6 +223,9 @@ def tail(settings: Settings, args: argparse.Namespace) -> int:
         "enriched": names.enriched_air_quality,
         "aqi": names.aqi_hourly,
         "deadletter": names.deadletter,
+        "raw-incidents": names.raw_incidents,
+        "incidents": names.incidents_published,
+        "counts": names.incidents_stats,
     }
     wait_for_broker(settings.kafka_bootstrap)
     topic = shortcuts.get(args.topic, args.topic)

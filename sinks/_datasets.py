@@ -6,6 +6,7 @@ deterministic function, so every backend stores the same text for the same recor
 - timestamps become ISO 8601 UTC text: ``2026-01-01T02:00:00Z`` for hour starts, and
   ``2026-01-01T02:03:04.567Z`` (milliseconds) for event times; both sort as they read;
 - maps and arrays become compact JSON with sorted keys, floats written as Python's ``repr``;
+- booleans become 0 or 1;
 - non-finite floats and naive datetimes are refused (`InvalidRecord`), never stored.
 
 ``None`` passes through unchanged: the store's NOT NULL constraints decide about it.
@@ -22,9 +23,18 @@ from typing import Any, Literal
 
 from sinks.exceptions import InvalidRecord, StoreError
 
-__all__ = ["AQI_HOURLY", "DATASETS", "READINGS", "Column", "Dataset", "get_dataset"]
+__all__ = [
+    "AQI_HOURLY",
+    "DATASETS",
+    "INCIDENTS",
+    "INCIDENT_COUNTS",
+    "READINGS",
+    "Column",
+    "Dataset",
+    "get_dataset",
+]
 
-Kind = Literal["text", "int", "real", "hour", "millis", "json"]
+Kind = Literal["text", "int", "real", "hour", "millis", "json", "bool"]
 
 
 def _text(value: Any) -> str:
@@ -39,6 +49,13 @@ def _int(value: Any) -> int:
         msg = f"expected an integer, got {type(value).__name__}"
         raise InvalidRecord(msg)
     return value
+
+
+def _bool(value: Any) -> int:
+    if not isinstance(value, bool):
+        msg = f"expected a boolean, got {type(value).__name__}"
+        raise InvalidRecord(msg)
+    return int(value)
 
 
 def _real(value: Any) -> float:
@@ -98,6 +115,7 @@ _CONVERTERS: dict[Kind, Callable[[Any], Any]] = {
     "hour": _hour,
     "millis": _millis,
     "json": _json,
+    "bool": _bool,
 }
 
 
@@ -203,7 +221,58 @@ READINGS = Dataset(
     key=("station_id", "pollutant", "ts"),
 )
 
-DATASETS: dict[str, Dataset] = {ds.name: ds for ds in (AQI_HOURLY, READINGS)}
+INCIDENTS = Dataset(
+    name="incidents",
+    contract="incident_published",
+    topic="incidents_published",
+    columns=(
+        Column("incident_id", "text"),
+        Column("source", "text"),
+        Column("revision", "int"),
+        Column("category", "text"),
+        Column("source_category", "text", nullable=True),
+        Column("source_subcategory", "text", nullable=True),
+        Column("description", "text", nullable=True),
+        Column("offence_codes", "json"),
+        Column("source_categories", "json"),
+        Column("occurred_at", "millis"),
+        Column("day", "text"),
+        Column("reported_at", "millis", nullable=True),
+        Column("district", "text"),
+        Column("address", "text", nullable=True),
+        Column("lat", "real", nullable=True),
+        Column("lon", "real", nullable=True),
+        Column("location_withheld", "bool"),
+        Column("status", "text", nullable=True),
+    ),
+    key=("incident_id",),
+    revision="revision",
+)
+
+INCIDENT_COUNTS = Dataset(
+    name="incident_counts",
+    contract="incident_count",
+    topic="incidents_stats",
+    columns=(
+        Column("district", "text"),
+        Column("category", "text"),
+        Column("day", "text"),
+        Column("count", "int", nullable=True),
+        Column("suppressed", "bool"),
+        Column("baseline", "real", nullable=True),
+        Column("baseline_days", "int"),
+        Column("spike", "bool"),
+        Column("tail_probability", "real", nullable=True),
+        Column("revision", "int"),
+        Column("as_of", "millis"),
+    ),
+    key=("district", "category", "day"),
+    revision="revision",
+)
+
+DATASETS: dict[str, Dataset] = {
+    ds.name: ds for ds in (AQI_HOURLY, READINGS, INCIDENTS, INCIDENT_COUNTS)
+}
 """Every dataset of the store, by name. A new dataset is one entry here, one migration in
 each backend, and its contract in schemas/."""
 

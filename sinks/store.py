@@ -171,6 +171,52 @@ _SQLITE_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX readings_hour ON readings (hour_start, station_id)",
         ),
     ),
+    (
+        2,
+        (
+            """
+            CREATE TABLE incidents (
+                incident_id        TEXT    NOT NULL,
+                source             TEXT    NOT NULL,
+                revision           INTEGER NOT NULL,
+                category           TEXT    NOT NULL,
+                source_category    TEXT,
+                source_subcategory TEXT,
+                description        TEXT,
+                offence_codes      TEXT    NOT NULL,
+                source_categories  TEXT    NOT NULL,
+                occurred_at        TEXT    NOT NULL,
+                day                TEXT    NOT NULL,
+                reported_at        TEXT,
+                district           TEXT    NOT NULL,
+                address            TEXT,
+                lat                REAL,
+                lon                REAL,
+                location_withheld  INTEGER NOT NULL,
+                status             TEXT,
+                PRIMARY KEY (incident_id)
+            )
+            """,
+            "CREATE INDEX incidents_day ON incidents (day, district)",
+            """
+            CREATE TABLE incident_counts (
+                district         TEXT    NOT NULL,
+                category         TEXT    NOT NULL,
+                day              TEXT    NOT NULL,
+                count            INTEGER,
+                suppressed       INTEGER NOT NULL,
+                baseline         REAL,
+                baseline_days    INTEGER NOT NULL,
+                spike            INTEGER NOT NULL,
+                tail_probability REAL,
+                revision         INTEGER NOT NULL,
+                as_of            TEXT    NOT NULL,
+                PRIMARY KEY (district, category, day)
+            )
+            """,
+            "CREATE INDEX incident_counts_day ON incident_counts (day, district)",
+        ),
+    ),
 )
 
 SQLITE_SCHEMA_VERSION = _SQLITE_MIGRATIONS[-1][0]

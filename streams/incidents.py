@@ -27,12 +27,14 @@ Time (event time only, per source):
   is then dropped (its counts stay 28 more days for the baselines).
 
 State lives in one changelog-backed table, as small JSON values under keys: ``i/<id>``
-(an incident: its rows, its published revision), ``c/<day>/<district>`` (a day's cell:
-which incident is counted under which category), ``q/<utc day>/<source>`` (what falls due
-that day: publications, first publications of days, expiries) and ``\\x00meta`` (each
-source's stream time, each district's first day). All rows of all sources travel in one
-partition (schemas.topics.SINGLE_PARTITION), so results depend only on the order of the
-rows: a replay reproduces them byte for byte, revisions included.
+(an incident: its rows and when it falls due), ``c/<day number>/<district>`` (a day's cell:
+which incident is counted under which category at which revision, what was published),
+``q/<utc day>/<source>`` (what falls due that day: publications, first publications of
+days, expiries) and ``\\x00meta`` (each source's stream time, each district's first day).
+An incident is public once its due time is behind the stream time, so publishing it
+writes its cell only. All rows of all sources travel in one partition
+(schemas.topics.SINGLE_PARTITION), so results depend only on the order of the rows: a
+replay reproduces them byte for byte, revisions included.
 """
 
 from __future__ import annotations
@@ -189,12 +191,12 @@ class _State:
 
 
 def _cell_key(day: int, district: str) -> str:
-    return f"c/{date.fromordinal(day).isoformat()}/{district}"
+    return f"c/{day}/{district}"  # day: proleptic Gregorian ordinal of the local date
 
 
 def _cell_of(key: str) -> tuple[int, str]:
-    day, district = key[2:12], key[13:]
-    return date.fromisoformat(day).toordinal(), district
+    day, district = key[2:].split("/", 1)
+    return int(day), district
 
 
 class IncidentPipeline:
@@ -335,27 +337,26 @@ class _Run:
             "district": row.district or UNKNOWN_DISTRICT,
             "status": row.status,
         }
+        published_at = None
         if incident is None:
-            incident = {
-                "source": source.name,
-                "rows": {},
-                "fields": fields,
-                "known": row.known_ms,
-                "revision": 0,
-                "cell": None,
-            }
-            self._schedule(
-                source, row.known_ms + source.privacy.publication_delay_ms, _PUBLISH, key
-            )
+            due = row.known_ms + source.privacy.publication_delay_ms
+            incident = {"source": source.name, "rows": {}, "fields": fields, "due": due}
+            self._schedule(source, due, _PUBLISH, key)
         elif incident["rows"].get(code) == offence and incident["fields"] == fields:
             self.result.unchanged += 1
             return
+        elif incident["due"] <= self.meta["done"][source.name]:  # already public
+            old = incident["fields"]
+            published_at = (
+                local_day(old["occurred"], source.timezone).toordinal(),
+                old["district"],
+            )
         incident["rows"][code] = offence
         incident["fields"] = fields  # the latest row speaks for the incident
         self.state.put(key, incident)
         self.result.accepted += 1
-        if incident["revision"]:
-            self._publish(key, source)  # already public: publish the correction now
+        if published_at is not None:
+            self._publish(key, source, published_at)  # publish the correction now
         self._advance(source)
 
     # -- time --------------------------------------------------------------------------------
@@ -408,11 +409,17 @@ class _Run:
                 self.state.delete(key)
 
     # -- incidents -------------------------------------------------------------------------
-    def _publish(self, key: str, source: IncidentSource) -> None:
-        """Publish an incident; again, with the next revision, after a row changed it."""
+    def _publish(
+        self, key: str, source: IncidentSource, published_at: tuple[int, str] | None = None
+    ) -> None:
+        """Publish an incident: first when it falls due, again after a row changed it.
+
+        `published_at` is the (day, district) it is counted in when it is already public.
+        """
         incident = self.state.get(key)
         if incident is None:
             return
+        incident_id = key[2:]
         fields = incident["fields"]
         offences = [
             Offence(code, *row, common=source.taxonomy.classify(row[0], code))
@@ -428,9 +435,24 @@ class _Run:
             rules=source.privacy,
         )
         day = local_day(fields["occurred"], source.timezone)
+        cell_at = (day.toordinal(), fields["district"])
+        revision = 1
+        if published_at is not None:
+            old_cell = self.state.get(_cell_key(*published_at))
+            common, last = old_cell["ids"][incident_id]
+            revision = last + 1
+            if published_at != cell_at or common != top.common:
+                self._uncount(published_at, incident_id)
+                self._count(cell_at, incident_id, top.common, revision, source)
+            else:
+                old_cell["ids"][incident_id] = [common, revision]
+                self.state.put(_cell_key(*published_at), old_cell)
+        else:
+            self._count(cell_at, incident_id, top.common, revision, source)
         record = {
-            "incident_id": key[2:],
+            "incident_id": incident_id,
             "source": source.name,
+            "revision": revision,
             "category": top.common,
             "source_category": top.category,
             "source_subcategory": top.subcategory,
@@ -447,36 +469,33 @@ class _Run:
             "location_withheld": location.withheld,
             "status": fields["status"],
         }
-        incident["revision"] += 1
-        record["revision"] = incident["revision"]
         self.result.outputs.append(
             Output(
                 self.topics.incidents_published,
-                record["incident_id"].encode(),
+                incident_id.encode(),
                 encode("incident_published", record),
             )
         )
         self.result.published += 1
-        cell = [day.toordinal(), fields["district"], top.common]
-        if incident["cell"] != cell:
-            if incident["cell"] is not None:
-                self._uncount(incident["cell"], key[2:])
-            self._count(cell, key[2:], source)
-            incident["cell"] = cell
-        self.state.put(key, incident)
 
     # -- daily counts ------------------------------------------------------------------------
-    def _count(self, cell_ref: list[Any], incident_id: str, source: IncidentSource) -> None:
-        day, district, common = cell_ref
+    def _count(
+        self,
+        cell_at: tuple[int, str],
+        incident_id: str,
+        common: str,
+        revision: int,
+        source: IncidentSource,
+    ) -> None:
+        day, district = cell_at
         key = _cell_key(day, district)
         cell = self.state.get(key)
         if cell is None:
             cell = {
                 "source": source.name,
-                "ids": {},  # incident id -> the category it is counted under
+                "ids": {},  # incident id -> [category it is counted under, its revision]
                 "n": {},  # category -> count
                 "sent": {},  # category -> [count, revision] last published
-                "categories": list(source.taxonomy.outputs()),
                 "closed": False,
             }
             end = _day_end_ms(day, source.timezone)
@@ -492,19 +511,17 @@ class _Run:
             if first is None or day < first:
                 self.meta["first_day"][district] = day
                 self.state.put(_META, self.meta)
-        if common not in cell["categories"]:
-            cell["categories"] = sorted({*cell["categories"], common}, key=severity)
-        cell["ids"][incident_id] = common
+        cell["ids"][incident_id] = [common, revision]
         cell["n"][common] = cell["n"].get(common, 0) + 1
         self.state.put(key, cell)
         self.dirty_cells.add(key)
 
-    def _uncount(self, cell_ref: list[Any], incident_id: str) -> None:
-        key = _cell_key(cell_ref[0], cell_ref[1])
+    def _uncount(self, cell_at: tuple[int, str], incident_id: str) -> None:
+        key = _cell_key(*cell_at)
         cell = self.state.get(key)
-        common = cell["ids"].pop(incident_id, None) if cell is not None else None
-        if common is not None:
-            cell["n"][common] -= 1
+        entry = cell["ids"].pop(incident_id, None) if cell is not None else None
+        if entry is not None:
+            cell["n"][entry[0]] -= 1
             self.state.put(key, cell)
             self.dirty_cells.add(key)
 
@@ -528,10 +545,12 @@ class _Run:
     def emit_counts(self) -> None:
         """Publish the rows of complete days that the last record changed.
 
-        The first time (the day is complete) every category of the day is published, at
-        revision 1; after that, each row whose count a late report changed is published
-        again at its next revision. Baselines are computed when a row is published; a
-        correction of an earlier day does not republish the days after it.
+        The first time (the day is complete) every category with an incident that day is
+        published, and ``all``, at revision 1; after that, each row whose count a late
+        report changed is published again at its next revision (a category that a
+        correction empties is published again with count 0, suppressed). Baselines are
+        computed when a row is published; a correction of an earlier day does not
+        republish the days after it.
         """
         for key in sorted(self.dirty_cells):
             cell = self.state.get(key)
@@ -545,7 +564,8 @@ class _Run:
             counts = cell["n"]
             as_of = self.meta["clock"][cell["source"]]
             corrected = False
-            for category in [*cell["categories"], ALL]:
+            present = {c for c, n in counts.items() if n} | set(cell["sent"])
+            for category in [*sorted(present - {ALL}, key=severity), ALL]:
                 count = sum(counts.values()) if category == ALL else counts.get(category, 0)
                 sent = cell["sent"].get(category)
                 if sent is not None and sent[0] == count:

@@ -15,7 +15,12 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
-from civicstream.status import PipelineStatus, wait_until_caught_up
+from civicstream.status import (
+    IncidentStatus,
+    PipelineStatus,
+    wait_until_caught_up,
+    wait_until_incidents_caught_up,
+)
 from schemas import Topics, decode
 from sinks.store import open_store
 from streams.admin import end_offsets, ensure_topics
@@ -32,6 +37,7 @@ class PipelineUnderTest:
     workdir: Path
     partitions: int = 3
     lateness: str = "10m"
+    config: str | None = None  # CIVIC_CONFIG: city files separated by os.pathsep
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,6 +56,8 @@ class PipelineUnderTest:
             CIVIC_ALLOWED_LATENESS=self.lateness,
             PYTHONPATH=str(PROJECT_ROOT),
         )
+        if self.config is not None:
+            env["CIVIC_CONFIG"] = self.config
         return env
 
     def start(self, name: str) -> None:
@@ -104,6 +112,29 @@ class PipelineUnderTest:
         for future in futures:
             future.get(timeout=0)  # raises if Kafka refused it
         return len(futures)
+
+    def send_incidents(self, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+        """Send raw incident rows (key, value) to the raw incidents topic, in order."""
+        producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024
+        )
+        futures = [producer.send(self.topics.raw_incidents, key=k, value=v) for k, v in messages]
+        producer.flush()
+        producer.close()
+        for future in futures:
+            future.get(timeout=0)
+        return len(futures)
+
+    def wait_until_incidents_caught_up(
+        self, expected_raw: int, timeout_s: float = 120
+    ) -> IncidentStatus:
+        return wait_until_incidents_caught_up(
+            self.bootstrap,
+            self.topics,
+            expected_raw=expected_raw,
+            timeout_s=timeout_s,
+            check=self.check_alive,
+        )
 
     def wait_until_caught_up(self, expected_raw: int, timeout_s: float = 120) -> PipelineStatus:
         return wait_until_caught_up(

@@ -13,7 +13,7 @@ import pytest
 
 import schemas
 from sinks.exceptions import InvalidRecord, StoreError, UnsupportedStoreURL
-from sinks.store import Store, default_store_url, open_store
+from sinks.store import SQLITE_SCHEMA_VERSION, Store, default_store_url, open_store
 
 H0 = datetime(2026, 1, 1, 2, tzinfo=UTC)
 
@@ -131,7 +131,8 @@ def test_reopening_is_idempotent_and_records_the_schema_version(tmp_path: Path) 
         assert store.count("aqi_hourly") == 1
         assert store.count("readings") == 1
     db = sqlite3.connect(tmp_path / "s.db")
-    assert [row[0] for row in db.execute("SELECT version FROM schema_version")] == [1]
+    versions = [row[0] for row in db.execute("SELECT version FROM schema_version")]
+    assert versions == list(range(1, SQLITE_SCHEMA_VERSION + 1))
     db.close()
 
 
