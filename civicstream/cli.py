@@ -67,10 +67,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="the whole demo: broker, topics, worker, sink, Beijing replay, progress",
+        help="the whole demo: broker, topics, worker, sink, Beijing and SFPD replays, progress",
         description=(
             "Start everything (reusing a running broker), replay the bundled Beijing data "
-            "of 12 stations and show progress until every result is in the store. "
+            "of 12 stations and one incident export (SFPD, December 2018) and show "
+            "progress until every result is in the store. "
             "The demo namespace starts from a clean slate each time. Ctrl-C stops "
             "everything this command started."
         ),
@@ -96,6 +97,18 @@ def _build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="event-time speed-up (3600 = an hour per second); 0 = as fast as possible",
+    )
+    run.add_argument(
+        "--incidents",
+        choices=("sfpd", "pittsburgh-fire", "none"),
+        default="sfpd",
+        help="incident export to replay as well (sfpd: San Francisco, December 2018) [%(default)s]",
+    )
+    run.add_argument(
+        "--incident-dir",
+        type=Path,
+        default=Path("../shared/data/incidents"),
+        help="folder with the incident exports [%(default)s]",
     )
     run.add_argument(
         "--exit-when-done",

@@ -24,6 +24,7 @@ __all__ = [
     "ConfigError",
     "Settings",
     "Station",
+    "bundled_city_file",
     "bundled_incident_source",
     "load_city",
     "parse_duration_ms",
@@ -237,13 +238,18 @@ def _incident_sources(section: Any, path: Path, timezone: str) -> dict[str, Inci
     return sources
 
 
-def bundled_incident_source(name: str) -> IncidentSource | None:
-    """The source called `name` in one of the bundled city files (civicstream/cities)."""
+def bundled_city_file(source: str) -> Path | None:
+    """The bundled city file (civicstream/cities) that declares incident source `source`."""
     for path in sorted(BUNDLED_CITIES.glob("*.toml")):
-        source = load_city(path).incident_sources.get(name)
-        if source is not None:
-            return source
+        if source in load_city(path).incident_sources:
+            return path
     return None
+
+
+def bundled_incident_source(name: str) -> IncidentSource | None:
+    """The source called `name` in one of the bundled city files."""
+    path = bundled_city_file(name)
+    return load_city(path).incident_sources[name] if path is not None else None
 
 
 @dataclass(frozen=True)
@@ -287,6 +293,11 @@ class Settings:
     def city(self) -> City:
         """The city configuration this process runs for (the first CIVIC_CONFIG file)."""
         return load_city(self.config_path)
+
+    @property
+    def config_paths(self) -> tuple[Path, ...]:
+        """Every city file of CIVIC_CONFIG, the first one first."""
+        return (self.config_path, *self.more_configs)
 
     def cities(self) -> list[City]:
         """Every city file of CIVIC_CONFIG, the first one first."""

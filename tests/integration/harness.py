@@ -60,6 +60,20 @@ class PipelineUnderTest:
             env["CIVIC_CONFIG"] = self.config
         return env
 
+    def cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `civicstream ARGS` in this namespace; fails the test if it fails."""
+        result = subprocess.run(
+            [sys.executable, "-m", "civicstream", *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            cwd=self.workdir,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
     def start(self, name: str) -> None:
         """Start the `worker` or the `sink` (logs in the test's work dir)."""
         log = (self.workdir / f"{name}.log").open("ab")
