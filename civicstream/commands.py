@@ -13,7 +13,7 @@ from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
 if TYPE_CHECKING:
-    from streams.incidents import IncidentSource
+    from streams.incident_state import IncidentSource
 
 __all__ = ["incident_source", "replay_file", "run", "simulate", "tail", "topics", "worker"]
 

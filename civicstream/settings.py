@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
-    from streams.incidents import IncidentSource
+    from streams.incident_state import IncidentSource
 
 __all__ = [
     "BUNDLED_CITIES",
@@ -181,7 +181,7 @@ def _incident_sources(section: Any, path: Path, timezone: str) -> dict[str, Inci
     from processors.exceptions import InvalidRule
     from processors.privacy import DEFAULT_GRID_METRES, PrivacyRules
     from processors.taxonomy import Taxonomy
-    from streams.incidents import IncidentSource
+    from streams.incident_state import IncidentSource
 
     shared = _table(section, f"{path}: [incidents]")
     _known_keys(shared, _INCIDENT_KEYS, f"{path}: [incidents]")

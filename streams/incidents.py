@@ -40,21 +40,31 @@ replay reproduces them byte for byte, revisions included.
 from __future__ import annotations
 
 import heapq
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from functools import lru_cache
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from datetime import date
+from typing import Any
 
 from processors import incident_stats
-from processors.privacy import PrivacyRules, public_location
-from processors.taxonomy import ALL, Offence, Taxonomy, most_serious, severity
+from processors.privacy import public_location
+from processors.taxonomy import ALL, Offence, most_serious, severity
 from schemas import InvalidInput, Reason, Topics, encode
 from schemas.raw_incident import IncidentHeartbeat, RawIncident, parse_raw_incident
 from streams.air_quality import Gap, Output, SourceRecord
+from streams.incident_state import (
+    DAY_MS,
+    PROGRESS_PREFIX,
+    BatchState,
+    IncidentSource,
+    IncidentStateStore,
+    IncidentStateUpdate,
+    cell_key,
+    cell_of,
+    day_end_ms,
+    incident_progress_update,
+    local_day,
+)
 
 __all__ = [
     "DAY_MS",
@@ -67,8 +77,6 @@ __all__ = [
     "local_day",
 ]
 
-DAY_MS = 86_400_000
-WEEK_MS = 7 * DAY_MS
 UNKNOWN_DISTRICT = "unknown"
 # A row may say it occurred a little after it was reported (clocks of two systems);
 # more than this is a data error, not an incident.
@@ -77,57 +85,6 @@ _REPORTED_BEFORE_OCCURRED_MS = 3_600_000
 # published (and counted) before its day's counts go out, before the day expires.
 _PUBLISH, _CLOSE, _EXPIRE, _PRUNE = range(4)
 _META = "\x00meta"
-_PROGRESS_PREFIX = "\x00progress/"
-
-
-@dataclass(frozen=True)
-class IncidentSource:
-    """One incident source of a city (from the city configuration)."""
-
-    name: str
-    title: str
-    timezone: str
-    taxonomy: Taxonomy = field(default_factory=Taxonomy)
-    privacy: PrivacyRules = field(default_factory=PrivacyRules)
-    allowed_lateness_ms: int = 13 * WEEK_MS
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-def local_day(ts_ms: int, timezone: str) -> date:
-    """The city's local day that contains `ts_ms`."""
-    return datetime.fromtimestamp(ts_ms // 1000, tz=_zone(timezone)).date()
-
-
-@lru_cache(maxsize=4096)
-def _day_end_ms(day_ordinal: int, timezone: str) -> int:
-    """UTC epoch ms of the local midnight that ends the day (daylight saving included)."""
-    midnight = datetime.combine(date.fromordinal(day_ordinal + 1), time(), tzinfo=_zone(timezone))
-    return int(midnight.timestamp()) * 1000
-
-
-class IncidentStateStore(Protocol):
-    """Where the incident state lives between batches (a Faust table in the worker)."""
-
-    def load(self, key: str) -> bytes | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentStateUpdate:
-    """A state key's new value (None deletes it) and the partition of its changelog."""
-
-    key: str
-    partition: int
-    data: bytes | None
-
-
-def incident_progress_update(partition: int, next_offset: int) -> IncidentStateUpdate:
-    """The state write that records a raw partition's next offset to apply."""
-    data = json.dumps({"next_offset": next_offset}).encode()
-    return IncidentStateUpdate(f"{_PROGRESS_PREFIX}{partition}", partition, data)
 
 
 @dataclass
@@ -157,48 +114,6 @@ class _Rejected(Exception):
         self.event_ts = event_ts
 
 
-class _State:
-    """The batch's view of the state: decoded values, and which keys changed."""
-
-    def __init__(self, store: IncidentStateStore) -> None:
-        self._store = store
-        self._values: dict[str, Any] = {}
-        self.changed: set[str] = set()
-
-    def get(self, key: str) -> Any:
-        if key not in self._values:
-            data = self._store.load(key)
-            self._values[key] = json.loads(data) if data is not None else None
-        return self._values[key]
-
-    def put(self, key: str, value: Any) -> None:
-        self._values[key] = value
-        self.changed.add(key)
-
-    def delete(self, key: str) -> None:
-        self.put(key, None)
-
-    def updates(self, partition: int) -> list[IncidentStateUpdate]:
-        def encoded(value: Any) -> bytes | None:
-            if value is None:
-                return None
-            return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
-
-        return [
-            IncidentStateUpdate(key, partition, encoded(self._values[key]))
-            for key in sorted(self.changed)
-        ]
-
-
-def _cell_key(day: int, district: str) -> str:
-    return f"c/{day}/{district}"  # day: proleptic Gregorian ordinal of the local date
-
-
-def _cell_of(key: str) -> tuple[int, str]:
-    day, district = key[2:].split("/", 1)
-    return int(day), district
-
-
 class IncidentPipeline:
     """Merges incident rows, publishes them privacy-safe, counts them per day."""
 
@@ -215,12 +130,12 @@ class IncidentPipeline:
         `store` is only read; the caller writes `state_updates` once the outputs are durable.
         """
         result = IncidentBatchResult()
-        run = _Run(self, _State(store), result)
+        run = _Run(self, BatchState(store), result)
         next_offsets: dict[int, int | None] = {}
         for record in records:
             partition = record.partition
             if partition not in next_offsets:
-                progress = run.state.get(f"{_PROGRESS_PREFIX}{partition}")
+                progress = run.state.get(f"{PROGRESS_PREFIX}{partition}")
                 next_offsets[partition] = progress["next_offset"] if progress else None
             expected = next_offsets[partition]
             if expected is not None and record.offset < expected:
@@ -273,7 +188,7 @@ class IncidentPipeline:
 class _Run:
     """One batch's work on the state (kept apart so `process` reads as the protocol)."""
 
-    def __init__(self, pipeline: IncidentPipeline, state: _State, result: IncidentBatchResult):
+    def __init__(self, pipeline: IncidentPipeline, state: BatchState, result: IncidentBatchResult):
         self.topics = pipeline.topics
         self.sources = pipeline.sources
         self.state = state
@@ -313,7 +228,7 @@ class _Run:
             raise _Rejected(Reason.INVALID_TIMESTAMP, detail, row.occurred_ms)
         self._tick(source, row.known_ms)
         day = local_day(row.occurred_ms, source.timezone).toordinal()
-        expires = _day_end_ms(day, source.timezone) + source.allowed_lateness_ms
+        expires = day_end_ms(day, source.timezone) + source.allowed_lateness_ms
         clock = self.meta["clock"][source.name]
         if clock >= expires:
             detail = (
@@ -438,7 +353,7 @@ class _Run:
         cell_at = (day.toordinal(), fields["district"])
         revision = 1
         if published_at is not None:
-            old_cell = self.state.get(_cell_key(*published_at))
+            old_cell = self.state.get(cell_key(*published_at))
             common, last = old_cell["ids"][incident_id]
             revision = last + 1
             if published_at != cell_at or common != top.common:
@@ -446,7 +361,7 @@ class _Run:
                 self._count(cell_at, incident_id, top.common, revision, source)
             else:
                 old_cell["ids"][incident_id] = [common, revision]
-                self.state.put(_cell_key(*published_at), old_cell)
+                self.state.put(cell_key(*published_at), old_cell)
         else:
             self._count(cell_at, incident_id, top.common, revision, source)
         record = {
@@ -488,7 +403,7 @@ class _Run:
         source: IncidentSource,
     ) -> None:
         day, district = cell_at
-        key = _cell_key(day, district)
+        key = cell_key(day, district)
         cell = self.state.get(key)
         if cell is None:
             cell = {
@@ -498,7 +413,7 @@ class _Run:
                 "sent": {},  # category -> [count, revision] last published
                 "closed": False,
             }
-            end = _day_end_ms(day, source.timezone)
+            end = day_end_ms(day, source.timezone)
             delay = source.privacy.publication_delay_ms
             expires = end + source.allowed_lateness_ms + delay
             self._schedule(source, end + delay, _CLOSE, key)
@@ -517,7 +432,7 @@ class _Run:
         self.dirty_cells.add(key)
 
     def _uncount(self, cell_at: tuple[int, str], incident_id: str) -> None:
-        key = _cell_key(*cell_at)
+        key = cell_key(*cell_at)
         cell = self.state.get(key)
         entry = cell["ids"].pop(incident_id, None) if cell is not None else None
         if entry is not None:
@@ -556,10 +471,10 @@ class _Run:
             cell = self.state.get(key)
             if cell is None or not cell["closed"]:
                 continue
-            day, district = _cell_of(key)
+            day, district = cell_of(key)
             first = self.meta["first_day"].get(district, day)
             history_days = range(max(first, day - incident_stats.BASELINE_DAYS), day)
-            history = [self.state.get(_cell_key(d, district)) for d in history_days]
+            history = [self.state.get(cell_key(d, district)) for d in history_days]
             past_counts = [c["n"] if c is not None else {} for c in history]
             counts = cell["n"]
             as_of = self.meta["clock"][cell["source"]]
