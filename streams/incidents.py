@@ -352,9 +352,12 @@ class _Run:
         day = local_day(fields["occurred"], source.timezone)
         cell_at = (day.toordinal(), fields["district"])
         revision = 1
-        if published_at is not None:
-            old_cell = self.state.get(cell_key(*published_at))
-            common, last = old_cell["ids"][incident_id]
+        old_cell = self.state.get(cell_key(*published_at)) if published_at else None
+        entry = old_cell["ids"].get(incident_id) if old_cell else None
+        if entry is None:  # an incident's state lives no longer than its day's: never here
+            published_at = None
+        if published_at is not None and old_cell is not None and entry is not None:
+            common, last = entry
             revision = last + 1
             if published_at != cell_at or common != top.common:
                 self._uncount(published_at, incident_id)

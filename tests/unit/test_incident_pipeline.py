@@ -495,3 +495,46 @@ def test_a_heartbeat_publishes_what_the_delay_held_back(sfpd):
     run.feed([heartbeat("sfpd", sfpd[199].ts_ms + DELAY)])
     assert held == 0
     assert len(run.records(TOPICS.incidents_published)) == len({r.key for r in sfpd[:200]})
+
+
+def test_a_later_offence_row_republishes_the_incident_and_moves_it_between_categories(sfpd):
+    run = Run()
+    head = messages(sfpd[:3000])
+    run.feed([*head, heartbeat("sfpd", sfpd[2999].ts_ms + 4 * DAY)])
+    before = counts(run)
+    theft = next(
+        r
+        for r in published(run).values()
+        if r["source_category"] == "Larceny Theft"
+        and r["offence_codes"] == ["06244"]
+        and (before[(r["district"], "property", r["day"])]["count"] or 0) >= 4
+    )
+    district, day = theft["district"], theft["day"]
+    body = dict(
+        json.loads(next(v for k, v in head if k == theft["incident_id"].encode())),
+        offence_code="03074",
+        category="Robbery",
+        subcategory="Robbery - Other",
+        description="Robbery, W/ Force",
+    )
+    run.feed([(theft["incident_id"].encode(), json.dumps(body).encode())])
+    record = run.records(TOPICS.incidents_published)[-1]
+    assert (record["incident_id"], record["revision"], record["category"]) == (
+        theft["incident_id"],
+        2,
+        "violent",
+    )
+    assert record["offence_codes"] == ["03074", "06244"]
+    changed = {r["category"]: r for r in decode_all(run.results[-1], TOPICS.incidents_stats)}
+    assert set(changed) == {"property", "violent"}  # the total ("all") did not change
+    property_before = before[(district, "property", day)]
+    assert changed["property"]["count"] == property_before["count"] - 1
+    assert changed["property"]["revision"] == property_before["revision"] + 1
+    violent_before = before.get((district, "violent", day))
+    assert changed["violent"]["revision"] == (
+        violent_before["revision"] + 1 if violent_before else 1
+    )
+
+
+def decode_all(result, topic: str) -> list[dict[str, Any]]:
+    return [decode(o.value) for o in result.outputs if o.topic == topic]
