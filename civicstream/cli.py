@@ -21,7 +21,7 @@ _EPILOG = """\
 environment (defaults in brackets):
   CIVIC_KAFKA_BOOTSTRAP   Kafka bootstrap servers [127.0.0.1:9092]
   CIVIC_STORE_URL         open-data store [sqlite:///data/civicstream.db]
-  CIVIC_CONFIG            city configuration file [bundled Beijing demo city]
+  CIVIC_CONFIG            city configuration file(s), separated by ':' [bundled Beijing]
   CIVIC_ALLOWED_LATENESS  lateness of hourly windows, e.g. 600, 10m, PT10M [10m]
   CIVIC_TOPIC_PREFIX      namespace prefixed to every topic and group [none]
   CIVIC_PARTITIONS        partitions for topics this command creates [4]
@@ -48,6 +48,15 @@ def _timestamp(text: str) -> int:
     return int(parsed.timestamp() * 1000)
 
 
+def _duration(text: str) -> int:
+    from civicstream.settings import parse_duration_ms
+
+    try:
+        return parse_duration_ms(text, name="--advance")
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="civicstream",
@@ -63,10 +72,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="the whole demo: broker, topics, worker, sink, Beijing replay, progress",
+        help="the whole demo: broker, topics, worker, sink, Beijing and SFPD replays, progress",
         description=(
             "Start everything (reusing a running broker), replay the bundled Beijing data "
-            "of 12 stations and show progress until every result is in the store. "
+            "of 12 stations and one incident export (SFPD, December 2018) and show "
+            "progress until every result is in the store. "
             "The demo namespace starts from a clean slate each time. Ctrl-C stops "
             "everything this command started."
         ),
@@ -92,6 +102,18 @@ def _build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="event-time speed-up (3600 = an hour per second); 0 = as fast as possible",
+    )
+    run.add_argument(
+        "--incidents",
+        choices=("sfpd", "pittsburgh-fire", "none"),
+        default="sfpd",
+        help="incident export to replay as well (sfpd: San Francisco, December 2018) [%(default)s]",
+    )
+    run.add_argument(
+        "--incident-dir",
+        type=Path,
+        default=Path("../shared/data/incidents"),
+        help="folder with the incident exports [%(default)s]",
     )
     run.add_argument(
         "--exit-when-done",
@@ -129,11 +151,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     replay = commands.add_parser(
         "replay-file",
-        help="send data files (Beijing station CSVs, JSON lines) to the raw topic",
+        help="send data files (Beijing station CSVs, JSON lines, incident exports) to Kafka",
         description=(
             "Send readings from files to the raw topic. Beijing station CSVs "
             "(PRSA_Data_*.csv) become one gateway-JSON reading per pollutant and hour, "
-            "merged across files by event time; .jsonl files are sent line by line."
+            "merged across files by event time; .jsonl files are sent line by line. "
+            "With --format sfpd or pittsburgh-fire the files are incident exports: each row "
+            "becomes a common incident row (JSON, local times in the source city's zone) on "
+            "the raw incidents topic, sorted by report time so late reports come late."
         ),
     )
     replay.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -147,9 +172,23 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--format",
-        choices=("json", "avro"),
+        choices=("json", "avro", "sfpd", "pittsburgh-fire"),
         default="json",
-        help="wire format of the readings [%(default)s]",
+        help=(
+            "json, avro: wire format of the readings [%(default)s]; sfpd, pittsburgh-fire: "
+            "the files are that source's incident export, sent to the raw incidents topic "
+            "in the order the incidents were reported"
+        ),
+    )
+    replay.add_argument(
+        "--advance",
+        type=_duration,
+        metavar="DURATION",
+        help=(
+            "incident formats: after the last row, send the source's heartbeat this much "
+            "later (e.g. 4d), as if that time had passed: what the publication delay held "
+            "back is published"
+        ),
     )
 
     export = commands.add_parser(
@@ -180,7 +219,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="print a topic's records as JSON lines (decodes Avro and JSON)",
         description=(
             "Print the newest records of a topic as JSON lines. TOPIC is a full name or one "
-            "of raw, enriched, aqi, daily, deadletter (in the CIVIC_TOPIC_PREFIX namespace)."
+            "of raw, enriched, aqi, daily, deadletter, raw-incidents, incidents, counts (in the "
+            "CIVIC_TOPIC_PREFIX namespace)."
         ),
     )
     tail.add_argument("topic", metavar="TOPIC")

@@ -6,12 +6,26 @@ import argparse
 import logging
 import sys
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
-from civicstream.settings import Settings
+from civicstream.settings import ConfigError, Settings
 from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
-__all__ = ["export", "replay_file", "run", "serve", "simulate", "tail", "topics", "worker"]
+if TYPE_CHECKING:
+    from streams.incident_state import IncidentSource
+
+__all__ = [
+    "export",
+    "incident_source",
+    "replay_file",
+    "run",
+    "serve",
+    "simulate",
+    "tail",
+    "topics",
+    "worker",
+]
 
 
 def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
@@ -45,8 +59,16 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     city = settings.city()
     wait_for_broker(settings.kafka_bootstrap)
     names = Topics(settings.topic_prefix)
+    incident_sources = settings.incident_sources()
     counts = ensure_topics(settings.kafka_bootstrap, names.all(), settings.partitions)
     days = LocalDays(city.standard_offset_ms)
+    if counts.get(names.raw_incidents, 1) != 1:
+        msg = (
+            f"{names.raw_incidents} has {counts[names.raw_incidents]} partitions; incident "
+            "statistics need exactly one: delete the topic (the worker recreates it) or use "
+            "another CIVIC_TOPIC_PREFIX"
+        )
+        raise ConfigError(msg)
     app = create_app(
         bootstrap=settings.kafka_bootstrap,
         topics=names,
@@ -57,12 +79,20 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         days=days,
         sensors=SensorTypes(city.purpleair_stations(), city.purpleair_sensors()),
         stale_after_ms=settings.stale_after_ms,
+        incident_sources=incident_sources,
     )
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"
         f" → {names.enriched_air_quality}, {names.aqi_hourly}, {names.aqi_daily},"
         f" {names.deadletter}; allowed lateness {settings.allowed_lateness_ms / 1000:.0f} s;"
         f" days in {city.timezone} standard time (UTC{days.offset_minutes / 60:+g} h)",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(
+        f"civicstream worker: {names.raw_incidents} → {names.incidents_published}, "
+        f"{names.incidents_stats}; incident sources: "
+        + (", ".join(f"{s.name} ({s.timezone})" for s in incident_sources.values()) or "none"),
         file=sys.stderr,
         flush=True,
     )
@@ -77,8 +107,11 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
     from civicstream.produce import produce
     from civicstream.progress import Progress
     from civicstream.sources import SourceError, open_sources
+    from civicstream.sources.incidents import INCIDENT_FORMATS
     from streams.admin import ensure_topics, wait_for_broker
 
+    if args.format in INCIDENT_FORMATS:
+        return _replay_incidents(settings, args)
     wait_for_broker(settings.kafka_bootstrap)
     topic = Topics(settings.topic_prefix).raw_air_quality
     ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
@@ -99,6 +132,58 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
         print(f"civicstream replay-file: {error}", file=sys.stderr)
         return 2
     print(f"sent {stats.records:,} readings to {topic} at {stats.per_second:,.0f}/s")
+    return 0
+
+
+def incident_source(settings: Settings, name: str) -> IncidentSource:
+    """The configured source `name`, else the bundled city's (whose zone its files use)."""
+    from civicstream.settings import bundled_incident_source
+
+    source = settings.incident_sources().get(name) or bundled_incident_source(name)
+    if source is None:
+        msg = f"no city configuration declares the incident source {name!r}"
+        raise ConfigError(msg)
+    return source
+
+
+def _replay_incidents(settings: Settings, args: argparse.Namespace) -> int:
+    """Send incident export rows in the order they became known (report time)."""
+    from civicstream.produce import produce
+    from civicstream.progress import Progress
+    from civicstream.sources import SourceError
+    from civicstream.sources.incidents import read_incidents
+    from schemas.raw_incident import heartbeat_to_json
+    from streams.admin import ensure_topics, wait_for_broker
+
+    source = incident_source(settings, args.format)
+    wait_for_broker(settings.kafka_bootstrap)
+    topic = Topics(settings.topic_prefix).raw_incidents
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    try:
+        records = list(
+            read_incidents(args.paths, source.name, source.timezone, args.since, args.until)
+        )
+    except SourceError as error:
+        print(f"civicstream replay-file: {error}", file=sys.stderr)
+        return 2
+    if args.advance is not None and records:
+        last = max(record.ts_ms for record in records)
+        heartbeat = last + args.advance
+        records.append(SourceRecord(heartbeat, None, heartbeat_to_json(source.name, heartbeat)))
+    progress = Progress(f"replay → {topic}", total=len(records))
+    stats = produce(
+        records,
+        bootstrap=settings.kafka_bootstrap,
+        topic=topic,
+        speed=args.speed,
+        progress=progress,
+    )
+    progress.close()
+    print(
+        f"sent {stats.records:,} {source.name} rows ({source.timezone}) to {topic}"
+        f" at {stats.per_second:,.0f}/s"
+        + (f", then a heartbeat {args.advance / 3_600_000:g} h later" if args.advance else "")
+    )
     return 0
 
 
@@ -156,6 +241,9 @@ def tail(settings: Settings, args: argparse.Namespace) -> int:
         "aqi": names.aqi_hourly,
         "daily": names.aqi_daily,
         "deadletter": names.deadletter,
+        "raw-incidents": names.raw_incidents,
+        "incidents": names.incidents_published,
+        "counts": names.incidents_stats,
     }
     wait_for_broker(settings.kafka_bootstrap)
     topic = shortcuts.get(args.topic, args.topic)

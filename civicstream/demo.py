@@ -3,8 +3,9 @@
 Starts (or reuses) the local broker, resets the demo namespace, starts the stream worker,
 the sink worker and the open-data API (``civicstream serve``: the residents' page, the
 catalog and the API, unless ``--no-serve`` or its port is taken) as child processes,
-replays the station files and reports until every result is in the open-data store.
-Ctrl-C stops everything this command started.
+replays the station files and one incident export (SFPD, December 2018), and reports
+until every result is in the open-data store. Ctrl-C stops everything this command
+started.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ from civicstream.localbroker import load_local_kafka
 from civicstream.monitoring import PrometheusServer, find_prometheus, prometheus_config
 from civicstream.produce import produce
 from civicstream.progress import Progress
-from civicstream.settings import Settings
-from civicstream.sources import open_sources
-from civicstream.status import PipelineStatus, wait_until_caught_up
+from civicstream.settings import ConfigError, Settings, bundled_city_file
+from civicstream.sources import SourceRecord, open_sources
+from civicstream.sources.incidents import read_incidents
+from civicstream.status import (
+    IncidentStatus,
+    PipelineStatus,
+    wait_until_caught_up,
+    wait_until_incidents_caught_up,
+)
 from schemas import Topics
+from schemas.raw_incident import heartbeat_to_json
 from streams.admin import delete_groups, delete_topics, end_offsets, ensure_topics, wait_for_broker
 
 __all__ = ["run_demo"]
@@ -38,6 +46,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEMO_START = datetime(2013, 3, 1, tzinfo=timezone(timedelta(hours=8)))
 # /metrics of the worker and the sink, and Prometheus: deploy/prometheus/prometheus.yml's.
 DEMO_PORTS = {"worker": 9191, "sink": 9192, "prometheus": 9090}
+INCIDENT_FILES = {
+    "sfpd": "SFPD_Incident_Reports_2018-12.csv",
+    "pittsburgh-fire": "Pittsburgh_Fire_Incidents.csv",
+}
+# The incident replay ends with a heartbeat this long after the last report: as if four
+# days passed without news, so the 72-hour publication delay of every incident is over.
+INCIDENT_ADVANCE_MS = 4 * 86_400_000
 
 
 def _month_after(start: datetime, months: int) -> datetime:
@@ -106,6 +121,38 @@ def _store_counts(store_url: str) -> tuple[int, int, int]:
         return 0, 0, 0
 
 
+def _incident_counts(store_url: str) -> dict[str, int]:
+    from sinks.store import open_store
+
+    try:
+        with open_store(store_url) as store:
+            incidents = store.fetch("incidents")
+            rows = store.fetch("incident_counts")
+    except Exception:  # the sink may be creating the file right now
+        return {}
+    return {
+        "incidents": len(incidents),
+        "withheld": sum(r["location_withheld"] for r in incidents),
+        "rows": len(rows),
+        "suppressed": sum(r["suppressed"] for r in rows),
+        "spikes": sum(r["spike"] for r in rows),
+        "revised": sum(r["revision"] > 1 for r in rows if r["category"] == "all"),
+        "days": sum(r["category"] == "all" for r in rows),
+    }
+
+
+def _incident_config(settings: Settings, source: str) -> str | None:
+    """CIVIC_CONFIG for the children: the configured cities, plus the bundled city of
+    `source` when none of them declares it (the demo city, Beijing, has no incidents)."""
+    if source in settings.incident_sources():
+        return None
+    path = bundled_city_file(source)
+    if path is None:
+        msg = f"no bundled city declares the incident source {source!r}"
+        raise ConfigError(msg)
+    return os.pathsep.join(str(p) for p in (*settings.config_paths, path))
+
+
 def _reset(settings: Settings, topics: Topics) -> None:
     delete_topics(settings.kafka_bootstrap, [*topics.all(), *topics.internal])
     delete_groups(settings.kafka_bootstrap, [topics.worker_group, topics.sink_group])
@@ -139,7 +186,8 @@ def _metrics_ports(settings: Settings) -> dict[str, int]:
 
 
 def _start_prometheus(ports: dict[str, int], cleanup: ExitStack) -> str | None:
-    """A real Prometheus scraping the worker and the sink, when Debian's is installed."""
+    """A real Prometheus scraping the worker, the sink and the API, when Debian's is
+    installed."""
     binary = find_prometheus()
     if binary is None:
         return None
@@ -168,7 +216,9 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _start_api(settings: Settings, children: Children, env_python: list[str]) -> str | None:
+def _start_api(
+    settings: Settings, children: Children, env_python: list[str], env: dict[str, str]
+) -> str | None:
     """`civicstream serve` as a child; its page URL, or None when its port is taken."""
     if not _port_free(settings.api_host, settings.api_port):
         _say(
@@ -177,7 +227,7 @@ def _start_api(settings: Settings, children: Children, env_python: list[str]) ->
         )
         return None
     children.optional.add("api")
-    log = children.start("api", [*env_python, "serve"])
+    log = children.start("api", [*env_python, "serve"], env)
     shown = "localhost" if settings.api_host in ("127.0.0.1", "0.0.0.0") else settings.api_host
     url = f"http://{shown}:{settings.api_port}/"
     _say(f"• API and residents' page at {url} (log: {log})")
@@ -191,6 +241,17 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     if not files:
         _say(f"civicstream run: no PRSA_Data_*.csv files in {args.data_dir} (use --data-dir)")
         return 2
+    incidents = None if args.incidents == "none" else args.incidents
+    incident_file = args.incident_dir / INCIDENT_FILES[incidents] if incidents else None
+    if incident_file is not None and not incident_file.is_file():
+        _say(f"civicstream run: no {incident_file} (use --incident-dir, or --incidents none)")
+        return 2
+    child_env = dict(os.environ)
+    if incidents:
+        config = _incident_config(settings, incidents)
+        if config is not None:
+            child_env["CIVIC_CONFIG"] = config
+            settings = Settings.from_env(child_env)
     broker_started = False
     with ExitStack() as cleanup:
         # 1. The broker: reuse one that answers, else start the project's own.
@@ -216,7 +277,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         env_python = [sys.executable, "-m", "civicstream"]
         ports = _metrics_ports(settings)
         env = dict(
-            os.environ,
+            child_env,
             CIVIC_METRICS_PORT=str(ports["worker"]),
             CIVIC_SINK_METRICS_PORT=str(ports["sink"]),
         )
@@ -224,13 +285,14 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         worker_log = children.start("worker", [*env_python, "worker"], env)
         sink_log = children.start("sink", [*env_python, "sink"], env)
         _say(f"• worker and sink started (logs: {worker_log}, {sink_log})")
-        prometheus = _start_prometheus(ports, cleanup)
-        metrics = ", ".join(f"http://127.0.0.1:{port}/metrics" for port in ports.values())
+        api_url = None if args.no_serve else _start_api(settings, children, env_python, child_env)
+        scraped = {**ports, **({"api": settings.api_port} if api_url else {})}
+        prometheus = _start_prometheus(scraped, cleanup)
+        metrics = ", ".join(f"http://127.0.0.1:{port}/metrics" for port in scraped.values())
         if prometheus:
             _say(f"• Prometheus at {prometheus} (alerts: {prometheus}/alerts), scraping {metrics}")
         else:
             _say(f"• metrics at {metrics} (install Debian's prometheus to have them scraped)")
-        api_url = None if args.no_serve else _start_api(settings, children, env_python)
         # 4. Replay.
         since = DEMO_START
         if args.until is not None:
@@ -255,11 +317,16 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             progress=progress,
         )
         progress.close()
+        incident_rows = _replay_incidents(settings, topics, incidents, incident_file)
         # 5. Wait until the worker and the sink have caught up.
         _say("• processing (stream worker → topics → sink → store)")
         _wait_until_drained(settings, topics, children, sent.records, workers_started)
+        if incident_rows:
+            _wait_for_incidents(settings, topics, children, incident_rows)
         elapsed = time.monotonic() - started
         _summary(settings, topics, sent.records, elapsed, api_url)
+        if incident_rows:
+            _incident_summary(settings, topics, incidents or "", incident_rows)
         _say(f"  metrics    {metrics}")
         if prometheus:
             _say(f"  Prometheus {prometheus}  (graph, alerts; dashboards: deploy/grafana)")
@@ -276,6 +343,56 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             _say("\nstopping worker, sink" + (" and broker" if broker_started else ""))
     return 0
+
+
+def _replay_incidents(
+    settings: Settings, topics: Topics, source: str | None, path: Path | None
+) -> int:
+    """Send one incident export in report order, then the source's heartbeat."""
+    if source is None or path is None:
+        return 0
+    profile = settings.incident_sources()[source]
+    records = list(read_incidents([path], source, profile.timezone))
+    last = max(record.ts_ms for record in records)
+    heartbeat = last + INCIDENT_ADVANCE_MS
+    records.append(SourceRecord(heartbeat, None, heartbeat_to_json(source, heartbeat)))
+    _say(
+        f"• replaying {path.name} ({len(records) - 1:,} rows, {profile.title}) into "
+        f"{topics.raw_incidents}, in report order, then a heartbeat 4 days after the last"
+    )
+    progress = Progress("  incident rows sent")
+    sent = produce(
+        records, bootstrap=settings.kafka_bootstrap, topic=topics.raw_incidents, progress=progress
+    )
+    progress.close()
+    return sent.records
+
+
+def _wait_for_incidents(settings: Settings, topics: Topics, children: Children, sent: int) -> None:
+    tty = sys.stderr.isatty()
+    last_line = [0.0]
+
+    def show(status: IncidentStatus, final: bool = False) -> None:
+        if not final and time.monotonic() - last_line[0] < (0.5 if tty else 5):
+            return
+        last_line[0] = time.monotonic()
+        line = (
+            f"  processed {status.raw_processed:,}/{status.raw_written:,} incident rows"
+            f" · {status.published_written:,} incident records"
+            f" · {status.stats_written:,} daily count rows"
+        )
+        end = "\n" if final or not tty else ""
+        print(("\r\033[K" if tty else "") + line, end=end, file=sys.stderr, flush=True)
+
+    status = wait_until_incidents_caught_up(
+        settings.kafka_bootstrap,
+        topics,
+        expected_raw=sent,
+        timeout_s=24 * 3600,
+        check=children.check,
+        on_status=show,
+    )
+    show(status, final=True)
 
 
 def _wait_until_drained(
@@ -354,4 +471,24 @@ def _summary(
             if api_url
             else ""
         )
+    )
+
+
+def _incident_summary(settings: Settings, topics: Topics, source: str, sent: int) -> None:
+    counts = _incident_counts(settings.store_url)
+    store = settings.store_url
+    path = store.removeprefix("sqlite:///") if store.startswith("sqlite:///") else store
+    _say(
+        f"\nIncidents ({source}): {sent - 1:,} rows → {counts.get('incidents', 0):,} incidents "
+        f"({counts.get('withheld', 0):,} sensitive, published without location) and "
+        f"{counts.get('rows', 0):,} daily count rows for {counts.get('days', 0):,} "
+        f"district-days ({counts.get('suppressed', 0):,} suppressed below 3, "
+        f"{counts.get('spikes', 0):,} spikes; {counts.get('revised', 0):,} district-days "
+        "corrected by late reports).\n"
+        f"  datasets   incidents, incident_counts in {path}\n"
+        f'             sqlite3 {path} "SELECT day, district, count, baseline, spike FROM '
+        "incident_counts WHERE category = 'all' ORDER BY day DESC LIMIT 10\"\n"
+        f"  topics     {topics.raw_incidents}, {topics.incidents_published}, "
+        f"{topics.incidents_stats}\n"
+        f"  read them  {_command()} tail incidents -n 3   (also counts, raw-incidents)"
     )

@@ -25,7 +25,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
 
 # process -> Prometheus job name (the `job` label of every series it exports)
-JOBS: Mapping[str, str] = {"worker": "civicstream-worker", "sink": "civicstream-sink"}
+JOBS: Mapping[str, str] = {
+    "worker": "civicstream-worker",
+    "sink": "civicstream-sink",
+    "archive": "civicstream-archive",
+    "api": "civicstream-api",
+}
 
 
 def find_prometheus() -> str | None:

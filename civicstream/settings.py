@@ -12,15 +12,41 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["City", "ConfigError", "Settings", "Station", "load_city", "parse_duration_ms"]
+if TYPE_CHECKING:
+    from streams.incident_state import IncidentSource
 
-BUNDLED_CITY = Path(__file__).resolve().parent / "cities" / "beijing.toml"
+__all__ = [
+    "BUNDLED_CITIES",
+    "City",
+    "ConfigError",
+    "Settings",
+    "Station",
+    "bundled_city_file",
+    "bundled_incident_source",
+    "load_city",
+    "parse_duration_ms",
+]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
-_ISO_DURATION = re.compile(r"^P(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)$")
-_UNIT_MS = {"ms": 1, "s": 1000, None: 1000, "m": 60_000, "min": 60_000, "h": 3_600_000}
+BUNDLED_CITIES = Path(__file__).resolve().parent / "cities"
+BUNDLED_CITY = BUNDLED_CITIES / "beijing.toml"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
+_ISO_DURATION = re.compile(
+    r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
+)
+_UNIT_MS = {
+    "ms": 1,
+    "s": 1000,
+    None: 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+}
 
 
 class ConfigError(ValueError):
@@ -28,15 +54,16 @@ class ConfigError(ValueError):
 
 
 def parse_duration_ms(text: str, *, name: str) -> int:
-    """Milliseconds from '600', '600s', '10m', '1h', '250ms' or ISO 8601 'PT10M'."""
+    """Milliseconds from '600', '600s', '10m', '1h', '3d', '13w', '250ms' or ISO 8601 'PT10M'."""
     match = _DURATION.match(text)
     if match:
         return round(float(match.group(1)) * _UNIT_MS[match.group(2)])
     iso = _ISO_DURATION.match(text.strip().upper())
     if iso and any(iso.groups()):
-        hours, minutes, seconds = iso.groups()
-        return round((int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds or 0)) * 1000)
-    msg = f"{name}={text!r} is not a duration (examples: 600, 10m, 1h, PT10M)"
+        weeks, days, hours, minutes, seconds = iso.groups()
+        whole = ((int(weeks or 0) * 7 + int(days or 0)) * 24 + int(hours or 0)) * 60
+        return round(((whole + int(minutes or 0)) * 60 + float(seconds or 0)) * 1000)
+    msg = f"{name}={text!r} is not a duration (examples: 600, 10m, 1h, 3d, PT10M)"
     raise ConfigError(msg)
 
 
@@ -74,6 +101,7 @@ class City:
     map: Mapping[str, Any] = field(default_factory=dict)
     sensors: Mapping[str, str] = field(default_factory=dict)
     """sensor_id → sensor type, for sensors whose type differs from their station's."""
+    incident_sources: Mapping[str, IncidentSource] = field(default_factory=dict)
 
     @property
     def standard_offset_ms(self) -> int:
@@ -99,7 +127,8 @@ def _sensor_type(value: object, where: str, path: Path) -> str:
 
 def load_city(path: Path) -> City:
     """Read a city TOML file (see civicstream/cities/beijing.toml for the format, and
-    civicstream/cities/example-purpleair.toml for low-cost sensors)."""
+    civicstream/cities/example-purpleair.toml for low-cost sensors and
+    san_francisco.toml for incident sources)."""
     try:
         with path.open("rb") as handle:
             raw = tomllib.load(handle)
@@ -120,17 +149,24 @@ def load_city(path: Path) -> City:
         )
         for entry in raw.get("stations", [])
     }
+    timezone = city.get("timezone", "UTC")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        msg = f"{path}: [city] timezone {timezone!r} is not an IANA time zone (America/New_York)"
+        raise ConfigError(msg) from None
     sensors = {
         entry["id"]: _sensor_type(entry.get("type"), f"sensor {entry['id']}", path)
         for entry in raw.get("sensors", [])
     }
     loaded = City(
         name=city.get("name", path.stem),
-        timezone=city.get("timezone", "UTC"),
+        timezone=timezone,
         stations=stations,
         sensors=sensors,
         publisher=raw.get("publisher", {}),
         map=raw.get("map", {}),
+        incident_sources=_incident_sources(raw.get("incidents"), path, timezone),
     )
     try:
         loaded.standard_offset_ms  # noqa: B018 - validates the zone name early
@@ -140,6 +176,138 @@ def load_city(path: Path) -> City:
     return loaded
 
 
+# --- incident sources --------------------------------------------------------------------
+
+_SHARED_KEYS = {"publication_delay", "allowed_lateness", "grid_metres"}
+_INCIDENT_KEYS = {*_SHARED_KEYS, "sources"}
+_SOURCE_KEYS = {
+    *_SHARED_KEYS,
+    "title",
+    "default",
+    "categories",
+    "codes",
+    "sensitive_categories",
+    "sensitive_common",
+    "sensitive_keywords",
+}
+_DEFAULT_DELAY = "72h"
+_DEFAULT_LATENESS = "13w"
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        msg = f"{where} must be a table"
+        raise ConfigError(msg)
+    return value
+
+
+def _known_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        msg = f"{where}: unknown keys {unknown}; allowed: {', '.join(sorted(allowed))}"
+        raise ConfigError(msg)
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        msg = f"{where} must be a list of strings"
+        raise ConfigError(msg)
+    return value
+
+
+def _string_map(value: Any, where: str) -> dict[str, str]:
+    table = _table(value, where)
+    if not all(isinstance(v, str) for v in table.values()):
+        msg = f"{where} must map names to common categories (strings)"
+        raise ConfigError(msg)
+    return table
+
+
+def _duration(value: Any, where: str) -> int:
+    if not isinstance(value, str | int):
+        msg = f'{where} must be a duration such as "72h" or "13w"'
+        raise ConfigError(msg)
+    return parse_duration_ms(str(value), name=where)
+
+
+def _incident_sources(section: Any, path: Path, timezone: str) -> dict[str, IncidentSource]:
+    """The `[incidents]` section: shared rules, then one table per source."""
+    if section is None:
+        return {}
+    from processors.exceptions import InvalidRule
+    from processors.privacy import DEFAULT_GRID_METRES, PrivacyRules
+    from processors.taxonomy import Taxonomy
+    from streams.incident_state import IncidentSource
+
+    shared = _table(section, f"{path}: [incidents]")
+    _known_keys(shared, _INCIDENT_KEYS, f"{path}: [incidents]")
+    sources: dict[str, IncidentSource] = {}
+    for name, spec in _table(shared.get("sources", {}), f"{path}: [incidents.sources]").items():
+        where = f"{path}: [incidents.sources.{name}]"
+        spec = _table(spec, where)
+        _known_keys(spec, _SOURCE_KEYS, where)
+        rules = {key: shared[key] for key in _SHARED_KEYS if key in shared} | {
+            key: spec[key] for key in _SHARED_KEYS if key in spec
+        }
+        grid = rules.get("grid_metres", DEFAULT_GRID_METRES)
+        if isinstance(grid, bool) or not isinstance(grid, int | float):
+            msg = f"{where}: grid_metres must be a number of metres"
+            raise ConfigError(msg)
+        title = spec.get("title", name)
+        if not isinstance(title, str):
+            msg = f"{where}: title must be a string"
+            raise ConfigError(msg)
+        try:
+            taxonomy = Taxonomy(
+                categories=_string_map(spec.get("categories", {}), f"{where} categories"),
+                code_prefixes=_string_map(spec.get("codes", {}), f"{where} codes"),
+                default=spec.get("default", "other"),
+            )
+            privacy = PrivacyRules(
+                grid_metres=float(grid),
+                publication_delay_ms=_duration(
+                    rules.get("publication_delay", _DEFAULT_DELAY), f"{where} publication_delay"
+                ),
+                sensitive_categories=frozenset(
+                    _strings(spec.get("sensitive_categories", []), f"{where} sensitive_categories")
+                ),
+                sensitive_common=frozenset(
+                    _strings(spec.get("sensitive_common", []), f"{where} sensitive_common")
+                ),
+                sensitive_keywords=tuple(
+                    _strings(spec.get("sensitive_keywords", []), f"{where} sensitive_keywords")
+                ),
+            )
+        except InvalidRule as error:
+            msg = f"{where}: {error}"
+            raise ConfigError(msg) from None
+        sources[name] = IncidentSource(
+            name=name,
+            title=title,
+            timezone=timezone,
+            taxonomy=taxonomy,
+            privacy=privacy,
+            allowed_lateness_ms=_duration(
+                rules.get("allowed_lateness", _DEFAULT_LATENESS), f"{where} allowed_lateness"
+            ),
+        )
+    return sources
+
+
+def bundled_city_file(source: str) -> Path | None:
+    """The bundled city file (civicstream/cities) that declares incident source `source`."""
+    for path in sorted(BUNDLED_CITIES.glob("*.toml")):
+        if source in load_city(path).incident_sources:
+            return path
+    return None
+
+
+def bundled_incident_source(name: str) -> IncidentSource | None:
+    """The source called `name` in one of the bundled city files."""
+    path = bundled_city_file(name)
+    return load_city(path).incident_sources[name] if path is not None else None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a civicstream process needs to know, resolved once."""
@@ -147,6 +315,7 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     store_url: str = "sqlite:///data/civicstream.db"
     config_path: Path = BUNDLED_CITY
+    more_configs: tuple[Path, ...] = ()
     allowed_lateness_ms: int = 10 * 60_000
     topic_prefix: str = ""
     partitions: int = 4
@@ -163,10 +332,15 @@ class Settings:
         defaults = cls()
         lateness = env.get("CIVIC_ALLOWED_LATENESS")
         stale_after = env.get("CIVIC_STALE_AFTER")
+        # CIVIC_CONFIG may list several city files (separated like PATH): the first is the
+        # city of the air-quality stations; incident sources come from all of them.
+        configs = [Path(p.strip()) for p in env.get("CIVIC_CONFIG", "").split(os.pathsep)]
+        configs = [p for p in configs if str(p) not in ("", ".")] or [defaults.config_path]
         return cls(
             kafka_bootstrap=env.get("CIVIC_KAFKA_BOOTSTRAP") or defaults.kafka_bootstrap,
             store_url=env.get("CIVIC_STORE_URL") or defaults.store_url,
-            config_path=Path(env.get("CIVIC_CONFIG") or defaults.config_path),
+            config_path=configs[0],
+            more_configs=tuple(configs[1:]),
             allowed_lateness_ms=(
                 parse_duration_ms(lateness, name="CIVIC_ALLOWED_LATENESS")
                 if lateness
@@ -186,8 +360,28 @@ class Settings:
         )
 
     def city(self) -> City:
-        """The city configuration this process runs for."""
+        """The city configuration this process runs for (the first CIVIC_CONFIG file)."""
         return load_city(self.config_path)
+
+    @property
+    def config_paths(self) -> tuple[Path, ...]:
+        """Every city file of CIVIC_CONFIG, the first one first."""
+        return (self.config_path, *self.more_configs)
+
+    def cities(self) -> list[City]:
+        """Every city file of CIVIC_CONFIG, the first one first."""
+        return [load_city(path) for path in (self.config_path, *self.more_configs)]
+
+    def incident_sources(self) -> dict[str, IncidentSource]:
+        """The incident sources of every configured city; a name may be declared once."""
+        sources: dict[str, IncidentSource] = {}
+        for path in (self.config_path, *self.more_configs):
+            for name, source in load_city(path).incident_sources.items():
+                if name in sources:
+                    msg = f"CIVIC_CONFIG: incident source {name!r} is declared twice ({path})"
+                    raise ConfigError(msg)
+                sources[name] = source
+        return sources
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, *, zero: bool = False) -> int:

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from schemas import Topics
 from streams.admin import committed_offsets, end_offsets
 
-__all__ = ["PipelineStatus", "pipeline_status", "wait_until_caught_up"]
+__all__ = [
+    "IncidentStatus",
+    "PipelineStatus",
+    "incident_status",
+    "pipeline_status",
+    "wait_until_caught_up",
+    "wait_until_incidents_caught_up",
+]
 
 
 @dataclass(frozen=True)
@@ -78,5 +85,67 @@ def wait_until_caught_up(
             return status
         if time.monotonic() > deadline:
             msg = f"pipeline not caught up after {timeout_s:.0f} s: {status}"
+            raise TimeoutError(msg)
+        time.sleep(poll_s)
+
+
+@dataclass(frozen=True)
+class IncidentStatus:
+    """How far the incident path of one namespace has got."""
+
+    raw_written: int
+    raw_processed: int
+    published_written: int
+    stats_written: int
+    sink_committed: int
+
+    @property
+    def caught_up(self) -> bool:
+        """The worker has processed every raw incident row and the sink stored its outputs."""
+        return (
+            self.raw_processed >= self.raw_written
+            and self.sink_committed >= self.published_written + self.stats_written
+        )
+
+
+def incident_status(bootstrap: str, topics: Topics) -> IncidentStatus:
+    ends = end_offsets(
+        bootstrap, [topics.raw_incidents, topics.incidents_published, topics.incidents_stats]
+    )
+    worker = committed_offsets(bootstrap, topics.worker_group)
+    sink = committed_offsets(bootstrap, topics.sink_group)
+    return IncidentStatus(
+        raw_written=ends[topics.raw_incidents],
+        raw_processed=worker.get(topics.raw_incidents, 0),
+        published_written=ends[topics.incidents_published],
+        stats_written=ends[topics.incidents_stats],
+        sink_committed=sink.get(topics.incidents_published, 0)
+        + sink.get(topics.incidents_stats, 0),
+    )
+
+
+def wait_until_incidents_caught_up(
+    bootstrap: str,
+    topics: Topics,
+    *,
+    expected_raw: int,
+    timeout_s: float,
+    check: Callable[[], None] = lambda: None,
+    on_status: Callable[[IncidentStatus], None] = lambda status: None,
+    poll_s: float = 0.5,
+) -> IncidentStatus:
+    """Like `wait_until_caught_up`, for the incident path (two stable polls in a row)."""
+    deadline = time.monotonic() + timeout_s
+    stable = 0
+    while True:
+        check()
+        status = incident_status(bootstrap, topics)
+        on_status(status)
+        done = status.caught_up and status.raw_written >= expected_raw
+        stable = stable + 1 if done else 0
+        if stable >= 2:
+            return status
+        if time.monotonic() > deadline:
+            msg = f"incident path not caught up after {timeout_s:.0f} s: {status}"
             raise TimeoutError(msg)
         time.sleep(poll_s)

@@ -1,4 +1,5 @@
-"""Pure computations for civicstream: units, rolling means and the EPA AQI.
+"""Pure computations for civicstream: units, rolling means, the EPA AQI, incident privacy
+and statistics.
 
 Nothing here does I/O, reads a clock or knows about Kafka, so every function is
 deterministic and testable on its own. Import the modules, not names from the root::
@@ -9,15 +10,30 @@ deterministic and testable on its own. Import the modules, not names from the ro
 
 from __future__ import annotations
 
-from processors import aqi, daily, exceptions, health, purpleair, rolling, units, validation
+from processors import (
+    aqi,
+    daily,
+    exceptions,
+    health,
+    incident_stats,
+    privacy,
+    purpleair,
+    rolling,
+    taxonomy,
+    units,
+    validation,
+)
 
 __all__ = [
     "aqi",
     "daily",
     "exceptions",
     "health",
+    "incident_stats",
+    "privacy",
     "purpleair",
     "rolling",
+    "taxonomy",
     "units",
     "validation",
 ]

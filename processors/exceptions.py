@@ -7,7 +7,7 @@ layer can catch one family for "this record cannot be computed" and let real bug
 
 from __future__ import annotations
 
-__all__ = ["InvalidValue", "ProcessorError", "UnitError", "UnknownKey"]
+__all__ = ["InvalidRule", "InvalidValue", "ProcessorError", "UnitError", "UnknownKey"]
 
 
 class ProcessorError(ValueError):
@@ -24,3 +24,7 @@ class UnitError(ProcessorError):
 
 class UnknownKey(ProcessorError):
     """An AQI key (pollutant + averaging period) or pollutant the AQI tables do not define."""
+
+
+class InvalidRule(ProcessorError):
+    """A mapping table or privacy rule that cannot be applied (bad category, bad grid size)."""

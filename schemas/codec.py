@@ -44,6 +44,10 @@ SCHEMA_NAMES: dict[str, str] = {
     "aqi_hourly": "aqi_hourly.avsc",
     "aqi_daily": "aqi_daily.avsc",
     "deadletter": "deadletter.avsc",
+    "raw_incident": "raw_incident.avsc",
+    "incident_heartbeat": "incident_heartbeat.avsc",
+    "incident_published": "incident_published.avsc",
+    "incident_count": "incident_count.avsc",
 }
 
 # Contract name -> the files of its earlier versions. A contract evolves compatibly: the new

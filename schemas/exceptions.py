@@ -22,6 +22,7 @@ class Reason(StrEnum):
     LATE = "late"
     DUPLICATE = "duplicate"
     CHANNEL_DISAGREEMENT = "channel_disagreement"  # PurpleAir A/B channels (EPA cleaning)
+    UNKNOWN_SOURCE = "unknown_source"  # an incident source no city configuration declares
     UNPROCESSABLE = "unprocessable"  # an unexpected error; the detail names it
 
 

@@ -8,12 +8,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DEADLETTER_MAX_MESSAGE_BYTES", "MAX_MESSAGE_BYTES", "Topics"]
+__all__ = [
+    "DEADLETTER_MAX_MESSAGE_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "SINGLE_PARTITION",
+    "Topics",
+    "partitions_for",
+]
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 """The largest message the raw and output topics take (the broker refuses larger ones)."""
 DEADLETTER_MAX_MESSAGE_BYTES = 2 * MAX_MESSAGE_BYTES + 64 * 1024
 """Room in the dead-letter topic for the largest raw message, its key and the envelope."""
+
+SINGLE_PARTITION: tuple[str, ...] = ("civic.raw.incidents",)
+"""Topics (without prefix) that have exactly one partition, whatever the default.
+
+Incident statistics count distinct incidents per district and day across all incidents,
+and their publication delay and corrections follow one stream time: that needs every
+incident row in one ordered stream. One partition carries far more than any city's
+incident volume (thousands of rows per second against a few per minute).
+"""
+
+
+def partitions_for(topic: str, default: int) -> int:
+    """The partition count `topic` is created with (any namespace prefix)."""
+    return 1 if topic.endswith(SINGLE_PARTITION) else default
 
 
 @dataclass(frozen=True)
@@ -86,7 +106,11 @@ class Topics:
     def internal(self) -> tuple[str, ...]:
         """Topics the stream worker creates for itself (state changelog, Faust's leader)."""
         app_id = self.worker_group
-        return (f"{app_id}-station-state-changelog", f"{app_id}-__assignor-__leader")
+        return (
+            f"{app_id}-station-state-changelog",
+            f"{app_id}-incident-state-changelog",
+            f"{app_id}-__assignor-__leader",
+        )
 
     @property
     def raw(self) -> tuple[str, ...]:

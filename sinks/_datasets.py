@@ -7,6 +7,7 @@ deterministic function, so every backend stores the same text for the same recor
   ``2026-01-01T02:03:04.567Z`` (milliseconds) for event times; both sort as they read;
 - calendar dates (local days) become ISO 8601 dates, ``2026-01-01``;
 - maps and arrays become compact JSON with sorted keys, floats written as Python's ``repr``;
+- booleans become 0 or 1;
 - non-finite floats and naive datetimes are refused (`InvalidRecord`), never stored.
 
 ``None`` passes through unchanged: the store's NOT NULL constraints decide about it.
@@ -27,6 +28,8 @@ __all__ = [
     "AQI_DAILY",
     "AQI_HOURLY",
     "DATASETS",
+    "INCIDENTS",
+    "INCIDENT_COUNTS",
     "READINGS",
     "Catalog",
     "Column",
@@ -35,7 +38,7 @@ __all__ = [
     "get_dataset",
 ]
 
-Kind = Literal["text", "int", "real", "hour", "millis", "date", "json"]
+Kind = Literal["text", "int", "real", "hour", "millis", "date", "json", "bool"]
 
 
 def _text(value: Any) -> str:
@@ -50,6 +53,13 @@ def _int(value: Any) -> int:
         msg = f"expected an integer, got {type(value).__name__}"
         raise InvalidRecord(msg)
     return value
+
+
+def _bool(value: Any) -> int:
+    if not isinstance(value, bool):
+        msg = f"expected a boolean, got {type(value).__name__}"
+        raise InvalidRecord(msg)
+    return int(value)
 
 
 def _real(value: Any) -> float:
@@ -117,6 +127,7 @@ _CONVERTERS: dict[Kind, Callable[[Any], Any]] = {
     "millis": _millis,
     "date": _date,
     "json": _json,
+    "bool": _bool,
 }
 
 
@@ -483,7 +494,129 @@ AQI_DAILY = Dataset(
     ),
 )
 
-DATASETS: dict[str, Dataset] = {ds.name: ds for ds in (AQI_HOURLY, READINGS, AQI_DAILY)}
+INCIDENTS = Dataset(
+    name="incidents",
+    contract="incident_published",
+    topic="incidents_published",
+    columns=(
+        Column("incident_id", "text"),
+        Column("source", "text"),
+        Column("revision", "int"),
+        Column("category", "text"),
+        Column("source_category", "text", nullable=True),
+        Column("source_subcategory", "text", nullable=True),
+        Column("description", "text", nullable=True),
+        Column("offence_codes", "json"),
+        Column("source_categories", "json"),
+        Column("occurred_at", "millis"),
+        Column("day", "text"),
+        Column("reported_at", "millis", nullable=True),
+        Column("district", "text"),
+        Column("address", "text", nullable=True),
+        Column("lat", "real", nullable=True),
+        Column("lon", "real", nullable=True),
+        Column("location_withheld", "bool"),
+        Column("status", "text", nullable=True),
+    ),
+    key=("incident_id",),
+    revision="revision",
+    time_column="occurred_at",
+    coordinates=("lat", "lon"),
+    catalog=Catalog(
+        title="Police and fire incidents, privacy-safe",
+        description=(
+            "One row per reported incident (police incident reports and fire calls), "
+            "published once its publication delay has passed in event time: several offence "
+            "rows of one incident merged (the most serious category wins, every offence code "
+            "kept), the source's category mapped to a common taxonomy, the address generalised "
+            "to the hundred block or an intersection, coordinates snapped to a fixed grid, and "
+            "sensitive offences (sex offences, domestic violence, offences against children, "
+            "human trafficking; EMS calls) published without any location. No narratives or "
+            "personal data. A late report that changes an incident publishes a higher revision."
+        ),
+        keywords=("public safety", "crime", "police", "fire", "incidents", "open data"),
+        update_frequency="R/PT1H",
+        theme=("Public Safety",),
+        fields={
+            "incident_id": Field("The source's incident identifier, prefixed by the source."),
+            "source": Field("The publishing source, e.g. sfpd or pittsburgh-fire."),
+            "revision": Field("1 when first published; higher after a late change."),
+            "category": Field(
+                "Common category: violent, property, drugs, public_order, traffic, fire, ems, "
+                "false_alarm or other."
+            ),
+            "source_category": Field("The source's own category of the most serious offence."),
+            "source_subcategory": Field("The source's own subcategory, where it has one."),
+            "description": Field("The source's short offence description (no narrative)."),
+            "offence_codes": Field("JSON array: every offence code of the incident."),
+            "source_categories": Field("JSON array: every source category of the incident."),
+            "occurred_at": Field("When the incident happened, UTC (ISO 8601).", "UTC"),
+            "day": Field("The city's local day of occurred_at (ISO date)."),
+            "reported_at": Field("When the incident was reported, UTC, where known.", "UTC"),
+            "district": Field("Police district or council district."),
+            "address": Field(
+                "Hundred block (e.g. 1200 BLOCK OF MAIN ST) or intersection; empty when withheld."
+            ),
+            "lat": Field("Latitude of the grid cell's centre; empty when withheld.", "degrees"),
+            "lon": Field("Longitude of the grid cell's centre; empty when withheld.", "degrees"),
+            "location_withheld": Field("1 when the location is withheld (sensitive offence)."),
+            "status": Field("The source's resolution or status, where it has one."),
+        },
+    ),
+)
+
+INCIDENT_COUNTS = Dataset(
+    name="incident_counts",
+    contract="incident_count",
+    topic="incidents_stats",
+    columns=(
+        Column("district", "text"),
+        Column("category", "text"),
+        Column("day", "text"),
+        Column("count", "int", nullable=True),
+        Column("suppressed", "bool"),
+        Column("baseline", "real", nullable=True),
+        Column("baseline_days", "int"),
+        Column("spike", "bool"),
+        Column("tail_probability", "real", nullable=True),
+        Column("revision", "int"),
+        Column("as_of", "millis"),
+    ),
+    key=("district", "category", "day"),
+    revision="revision",
+    time_column="day",
+    catalog=Catalog(
+        title="Daily incident counts by district and category",
+        description=(
+            "Distinct incidents per district, common category and local day, plus a row with "
+            "category all per district and day, each with a 28-day baseline and a spike flag "
+            "when the count is improbably high for it (Poisson tail probability below 0.001 "
+            "against the baseline's upper 95% confidence limit). Cells below 3 are published "
+            "suppressed (count empty). Late reports correct earlier days with a higher "
+            "revision; only the highest is kept."
+        ),
+        keywords=("public safety", "crime", "fire", "incidents", "statistics", "counts"),
+        update_frequency="R/P1D",
+        theme=("Public Safety",),
+        fields={
+            "district": Field("Police district or council district."),
+            "category": Field("Common category, or all for every category together."),
+            "day": Field("The city's local day (ISO date)."),
+            "count": Field("Distinct incidents; empty when suppressed (fewer than 3)."),
+            "suppressed": Field("1 when the count is below 3 and withheld."),
+            "baseline": Field("Mean daily count of the 28 days before, where known."),
+            "baseline_days": Field("Days behind the baseline (up to 28)."),
+            "spike": Field("1 when the count is improbably high for the baseline."),
+            "tail_probability": Field("Poisson probability of a count at least this high."),
+            "revision": Field("1 when first published; higher after a late correction."),
+            "as_of": Field("Stream time at which this revision was computed, UTC.", "UTC"),
+        },
+    ),
+)
+
+DATASETS: dict[str, Dataset] = {
+    ds.name: ds for ds in (AQI_HOURLY, READINGS, AQI_DAILY, INCIDENTS, INCIDENT_COUNTS)
+}
 """Every dataset of the store, by name. A new dataset is its `Dataset` above (with its
 `Catalog` and, where it applies, `time_column`, `coordinates`, `station_column`), one entry
 here, ONE migration step in `sinks._migrations.MIGRATIONS` (both backends), and its

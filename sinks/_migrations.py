@@ -95,6 +95,7 @@ _TYPES: Mapping[Backend, Mapping[Kind, str]] = {
         "millis": "TEXT",
         "date": "TEXT",
         "json": "TEXT",
+        "bool": "INTEGER",
     },
     "postgresql": {
         "text": 'TEXT COLLATE "C"',
@@ -104,6 +105,7 @@ _TYPES: Mapping[Backend, Mapping[Kind, str]] = {
         "millis": 'TEXT COLLATE "C"',
         "date": 'TEXT COLLATE "C"',
         "json": 'TEXT COLLATE "C"',
+        "bool": "BIGINT",
     },
 }
 
@@ -251,6 +253,56 @@ MIGRATIONS: tuple[tuple[int, tuple[Operation, ...]], ...] = (
             CreateIndex("aqi_daily_day", "aqi_daily", ("day", "station_id")),
             AddColumn("aqi_hourly", Column("health_message", "text", nullable=True)),
             AddColumn("readings", Column("correction", "text", nullable=True)),
+        ),
+    ),
+    (
+        4,
+        (
+            # Incidents, privacy-safe, one row per incident; daily counts per district,
+            # category and local day. Both keep the highest revision. Booleans are 0/1.
+            CreateTable(
+                "incidents",
+                columns=(
+                    Column("incident_id", "text"),
+                    Column("source", "text"),
+                    Column("revision", "int"),
+                    Column("category", "text"),
+                    Column("source_category", "text", nullable=True),
+                    Column("source_subcategory", "text", nullable=True),
+                    Column("description", "text", nullable=True),
+                    Column("offence_codes", "json"),
+                    Column("source_categories", "json"),
+                    Column("occurred_at", "millis"),
+                    Column("day", "text"),
+                    Column("reported_at", "millis", nullable=True),
+                    Column("district", "text"),
+                    Column("address", "text", nullable=True),
+                    Column("lat", "real", nullable=True),
+                    Column("lon", "real", nullable=True),
+                    Column("location_withheld", "bool"),
+                    Column("status", "text", nullable=True),
+                ),
+                key=("incident_id",),
+            ),
+            CreateIndex("incidents_day", "incidents", ("day", "district")),
+            CreateTable(
+                "incident_counts",
+                columns=(
+                    Column("district", "text"),
+                    Column("category", "text"),
+                    Column("day", "text"),
+                    Column("count", "int", nullable=True),
+                    Column("suppressed", "bool"),
+                    Column("baseline", "real", nullable=True),
+                    Column("baseline_days", "int"),
+                    Column("spike", "bool"),
+                    Column("tail_probability", "real", nullable=True),
+                    Column("revision", "int"),
+                    Column("as_of", "millis"),
+                ),
+                key=("district", "category", "day"),
+            ),
+            CreateIndex("incident_counts_day", "incident_counts", ("day", "district")),
         ),
     ),
 )

@@ -12,7 +12,12 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from kafka.structs import TopicPartition
 
-from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Topics
+from schemas.topics import (
+    DEADLETTER_MAX_MESSAGE_BYTES,
+    MAX_MESSAGE_BYTES,
+    Topics,
+    partitions_for,
+)
 
 __all__ = [
     "committed_offsets",
@@ -93,7 +98,10 @@ def ensure_topics(
 
     Every topic takes messages up to `MAX_MESSAGE_BYTES`, the dead-letter topic up to
     `DEADLETTER_MAX_MESSAGE_BYTES`, so that any message a raw topic took fits, with its
-    envelope, into a dead letter."""
+    envelope, into a dead letter.
+    New topics get `partitions`, except the contract's single-partition topics
+    (`schemas.topics.SINGLE_PARTITION`: the raw incidents), which get one.
+    """
     wanted = list(topics)
     existing = partition_counts(bootstrap, wanted)
     missing = [name for name in wanted if name not in existing]
@@ -104,7 +112,7 @@ def ensure_topics(
                 [
                     NewTopic(
                         name,
-                        partitions,
+                        partitions_for(name, partitions),
                         replication_factor,
                         topic_configs=_topic_config(name),
                     )

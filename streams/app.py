@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -48,7 +49,13 @@ from streams.air_quality import (
     progress_update,
 )
 from streams.gaps import GapPolicy
-from streams.metrics import WorkerMetrics
+from streams.incidents import (
+    IncidentPipeline,
+    IncidentSource,
+    IncidentStateUpdate,
+    incident_progress_update,
+)
+from streams.metrics import IncidentMetrics, WorkerMetrics
 from streams.time import HourlyWindows, LocalDays
 from telemetry import serve
 
@@ -87,14 +94,44 @@ class TableStateStore:
         self.table.data[key] = update.data
 
 
+class IncidentTableStore:
+    """The incident state in its Faust table, written like `TableStateStore` writes
+    station states; a None value deletes the key (a tombstone in the changelog)."""
+
+    def __init__(self, table: Any, producer: Any) -> None:
+        self.table = table
+        self.producer = producer
+
+    def load(self, key: str) -> bytes | None:
+        value = self.table.data.get(key.encode())
+        return bytes(value) if value is not None else None
+
+    async def save(self, update: IncidentStateUpdate) -> None:
+        key = update.key.encode()
+        topic = self.table.changelog_topic.get_topic_name()
+        await self.producer.send(topic, key, update.data, update.partition, None, None)
+        if update.data is None:
+            self.table.data.pop(key, None)
+        else:
+            self.table.data[key] = update.data
+
+
 class Rewinder:
     """Acts on gaps in raw offsets as streams.gaps decides: seek back, or move on."""
 
-    def __init__(self, app: faust.App, store: TableStateStore, topic: str, bootstrap: str):
+    def __init__(
+        self,
+        app: faust.App,
+        store: Any,
+        topic: str,
+        bootstrap: str,
+        progress: Callable[[int, int], Any] = progress_update,
+    ):
         self.app = app
         self.store = store
         self.topic = topic
         self.bootstrap = bootstrap
+        self.progress = progress
         self.policy = GapPolicy()
 
     async def handle(self, partition: int, gap: Gap) -> None:
@@ -103,7 +140,7 @@ class Rewinder:
         tp = TP(self.topic, partition)
         decision = GapPolicy.resolve(gap.expected, await self._first_offset_from(tp, gap.expected))
         if decision.action == "accept":
-            await self.store.save(progress_update(partition, decision.offset))
+            await self.store.save(self.progress(partition, decision.offset))
             await self.app.producer.flush()
             # Faust commits only consecutive acked offsets: tell it these will never come,
             # or the group's committed offset (and so its lag) would stay behind for good.
@@ -134,6 +171,18 @@ class Rewinder:
             await probe.stop()
 
 
+def _keep_skipped_unacked(events: Sequence[Any], gaps: Mapping[int, Gap]) -> None:
+    """Take the records skipped above a gap out of Faust's acking.
+
+    They were not applied; a message already marked acked is never registered as done, so
+    no commit passes them, and whoever owns the partition next starts at the first one.
+    """
+    for event in events:
+        gap = gaps.get(event.message.partition)
+        if gap is not None and event.message.offset >= gap.first_seen:
+            event.message.acked = True
+
+
 def _broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
@@ -150,12 +199,15 @@ def create_app(
     stale_after_ms: int | None = None,
     days: LocalDays | None = None,
     sensors: SensorTypes | None = None,
+    incident_sources: Mapping[str, IncidentSource] | None = None,
 ) -> faust.App:
     """Build the worker app for one namespace; `partitions` must match the raw topic.
 
     With `metrics_port` 0 no metric is kept at all (the benchmark's baseline).
     `days` are the city's local standard-time days (daily AQI); `sensors` says which
     sensors are low-cost PurpleAir sensors (corrected PM2.5).
+    The raw incidents topic has one partition (schemas.topics.SINGLE_PARTITION); records
+    of sources not in `incident_sources` are dead-lettered ``unknown_source``.
     """
     app = faust.App(
         topics.worker_group,
@@ -226,13 +278,7 @@ def create_app(
             await app.producer.flush()
             for partition, gap in result.gaps.items():
                 await rewinder.handle(partition, gap)
-            # Records skipped above a gap were not applied: take them out of Faust's acking
-            # (a message already marked acked is never registered as done), so no commit
-            # passes them and whoever owns the partition next starts at the first one.
-            for event in events:
-                gap = result.gaps.get(event.message.partition)
-                if gap is not None and event.message.offset >= gap.first_seen:
-                    event.message.acked = True
+            _keep_skipped_unacked(events, result.gaps)
             if metrics is not None:
                 metrics.record_batch(
                     records,
@@ -255,6 +301,10 @@ def create_app(
                     flush=True,
                 )
 
+    incident_store = _incident_agent(
+        app, topics, bootstrap, incident_sources or {}, metrics_enabled=bool(metrics_port)
+    )
+
     stalled_at: dict[TP, int] = {}
 
     @app.timer(interval=_WATCHDOG_EVERY_SECONDS)
@@ -271,10 +321,12 @@ def create_app(
         if app.rebalancing:
             return
         consumer = app.consumer
+        stores = {topics.raw_air_quality: store, topics.raw_incidents: incident_store}
         for tp in consumer.assignment():
-            if tp.topic != topics.raw_air_quality:
+            state = stores.get(tp.topic)
+            if state is None:
                 continue
-            applied = load_progress(store, tp.partition)
+            applied = load_progress(state, tp.partition)
             seen = [
                 offset
                 for offset in (consumer._committed_offset.get(tp), consumer._read_offset.get(tp))
@@ -320,3 +372,74 @@ def create_app(
             )
 
     return app
+
+
+def _incident_agent(
+    app: faust.App,
+    topics: Topics,
+    bootstrap: str,
+    sources: Mapping[str, IncidentSource],
+    *,
+    metrics_enabled: bool,
+) -> IncidentTableStore:
+    """The incident agent: the same commit order as the air-quality agent (see above).
+    Returns its state store (the watchdog reads its progress)."""
+    raw_topic = app.topic(
+        topics.raw_incidents,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=1,
+    )
+    table = app.Table("incident-state", partitions=1, key_type=bytes, value_type=bytes)
+    pipeline = IncidentPipeline(topics, sources)
+    store = IncidentTableStore(table, app.producer)
+    rewinder = Rewinder(app, store, topics.raw_incidents, bootstrap, incident_progress_update)
+    metrics = IncidentMetrics.of() if metrics_enabled else None
+    totals = {"records": 0, "published": 0, "rows": 0, "corrections": 0, "dead_letters": 0}
+
+    @app.agent(raw_topic)
+    async def incidents(stream: Any) -> None:
+        last_report = time.monotonic()
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+            started = time.perf_counter()
+            records = [
+                SourceRecord(
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    key=event.message.key,
+                    value=event.message.value,
+                )
+                for event in events
+            ]
+            result = pipeline.process(records, store)
+            for output in result.outputs:
+                await app.producer.send(output.topic, output.key, output.value, None, None, None)
+            if result.outputs:
+                await app.producer.flush()
+            for update in result.state_updates:
+                await store.save(update)
+            await app.producer.flush()
+            for partition, gap in result.gaps.items():
+                await rewinder.handle(partition, gap)
+            _keep_skipped_unacked(events, result.gaps)
+            if metrics is not None:
+                metrics.observe(records, result, time.perf_counter() - started)
+            totals["records"] += len(records)
+            totals["published"] += result.published
+            totals["rows"] += result.stats_rows
+            totals["corrections"] += result.corrections
+            totals["dead_letters"] += sum(result.dead_letters.values())
+            if time.monotonic() - last_report >= _PROGRESS_EVERY_SECONDS:
+                last_report = time.monotonic()
+                print(
+                    "worker: {records:,} incident rows, {published:,} incidents published, "
+                    "{rows:,} count rows ({corrections:,} late corrections), "
+                    "{dead_letters:,} dead letters".format(**totals),
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    return store

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -18,7 +18,10 @@ from processors.aqi import CATEGORIES
 from streams.air_quality import BatchResult, SourceRecord
 from telemetry import ConsumerMetrics, MetricSet
 
-__all__ = ["FaustMonitor", "SensorClock", "WorkerMetrics"]
+if TYPE_CHECKING:
+    from streams.incidents import IncidentBatchResult
+
+__all__ = ["FaustMonitor", "IncidentMetrics", "SensorClock", "WorkerMetrics"]
 
 TopicPartition = tuple[str, int]
 HOUR_WINDOW = "hour"
@@ -302,3 +305,66 @@ class WorkerMetrics(MetricSet):
             kept = set(self._station_partitions)
             self.windows_open.labels(HOUR_WINDOW).set(sum(self._open_windows.values()))
         self.sensors.retain(kept)
+
+
+class IncidentMetrics(MetricSet):
+    """The incident agent's metrics: its records by outcome, what it published, and the
+    consumer metrics every process reports (events per topic, dead letters by reason)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.consumer = ConsumerMetrics.of(registry)
+        self.records = Counter(
+            "civicstream_worker_incident_records",
+            "Raw incident rows consumed, by outcome (accepted, unchanged, heartbeat, "
+            "dead_letter, redelivered, skipped).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.published = Counter(
+            "civicstream_worker_incidents_published",
+            "Incident records published to civic.incidents.published (revisions too).",
+            registry=registry,
+        )
+        self.count_rows = Counter(
+            "civicstream_worker_incident_count_rows",
+            "Daily count rows published to civic.incidents.stats.",
+            registry=registry,
+        )
+        self.corrections = Counter(
+            "civicstream_worker_incident_corrections",
+            "Complete days published again because a late report changed them.",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "civicstream_worker_incident_batch_seconds",
+            "Time to process one batch of raw incident rows and make its outputs durable.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=registry,
+        )
+        for outcome in ("accepted", "unchanged", "heartbeat", "dead_letter", "redelivered"):
+            self.records.labels(outcome)
+        self.records.labels("skipped")
+
+    def observe(self, records: Sequence[Any], result: IncidentBatchResult, seconds: float) -> None:
+        """Count one processed batch of `records` (anything with a `topic`)."""
+        self.batch_seconds.observe(seconds)
+        for outcome in ("accepted", "unchanged", "redelivered", "skipped"):
+            self.records.labels(outcome).inc(getattr(result, outcome))
+        self.records.labels("heartbeat").inc(result.heartbeats)
+        self.records.labels("dead_letter").inc(sum(result.dead_letters.values()))
+        self.published.inc(result.published)
+        self.count_rows.inc(result.stats_rows)
+        self.corrections.inc(result.corrections)
+        consumed: dict[str, int] = {}
+        for record in records:
+            consumed[record.topic] = consumed.get(record.topic, 0) + 1
+        for topic, count in consumed.items():
+            self.consumer.consumed.labels(topic).inc(count)
+        produced: dict[str, int] = {}
+        for output in result.outputs:
+            produced[output.topic] = produced.get(output.topic, 0) + 1
+        for topic, count in produced.items():
+            self.consumer.produced.labels(topic).inc(count)
+        for reason, count in result.dead_letters.items():
+            self.consumer.dead_letters.labels(reason).inc(count)

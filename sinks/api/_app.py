@@ -25,11 +25,13 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from sinks._datasets import DATASETS, Dataset
 from sinks._query import RecordQuery, parse_records_query
 from sinks.api._catalog import data_json, dataset_json
 from sinks.api._formats import FORMATS, RowEncoder
+from sinks.api._metrics import ApiMetrics, metrics_middleware
 from sinks.api._openapi import openapi
 from sinks.api._site import Site
 from sinks.exceptions import InvalidQuery, StoreError
@@ -78,7 +80,16 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 class Api:
     """The handlers, bound to one store and one city."""
 
-    def __init__(self, store: Store, site: Site, *, chunk_rows: int = 2000, threads: int = 4):
+    def __init__(
+        self,
+        store: Store,
+        site: Site,
+        *,
+        chunk_rows: int = 2000,
+        threads: int = 4,
+        registry: CollectorRegistry | None = None,
+    ):
+        self._registry = registry
         self.store = store
         self.site = site
         self.chunk_rows = chunk_rows
@@ -300,7 +311,9 @@ class Api:
     # --- the application ----------------------------------------------------------------------
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[_errors])
+        metrics = ApiMetrics.of(self._registry)
+        app = web.Application(middlewares=[metrics_middleware(metrics), _errors])
+        app.router.add_get("/metrics", metrics.page)
         app.router.add_get("/", self.index)
         app.router.add_get("/data.json", self.data_json)
         app.router.add_get("/api/openapi.json", self.openapi)

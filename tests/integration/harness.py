@@ -16,7 +16,12 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 
-from civicstream.status import PipelineStatus, wait_until_caught_up
+from civicstream.status import (
+    IncidentStatus,
+    PipelineStatus,
+    wait_until_caught_up,
+    wait_until_incidents_caught_up,
+)
 from schemas import Topics, decode
 from sinks.store import open_store
 from streams.admin import end_offsets, ensure_topics
@@ -42,6 +47,7 @@ class PipelineUnderTest:
     lateness: str = "10m"
     metrics: bool = False
     """Serve /metrics: the worker and the sink each on a free port (`metrics_ports`)."""
+    config: str | None = None  # CIVIC_CONFIG: city files separated by os.pathsep
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,7 +69,23 @@ class PipelineUnderTest:
             CIVIC_SINK_METRICS_PORT=str(self.metrics_ports.get("sink", 0)),
             PYTHONPATH=str(PROJECT_ROOT),
         )
+        if self.config is not None:
+            env["CIVIC_CONFIG"] = self.config
         return env
+
+    def cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `civicstream ARGS` in this namespace; fails the test if it fails."""
+        result = subprocess.run(
+            [sys.executable, "-m", "civicstream", *args],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            cwd=self.workdir,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
 
     def start(self, name: str) -> None:
         """Start the `worker` or the `sink` (logs in the test's work dir)."""
@@ -117,6 +139,29 @@ class PipelineUnderTest:
         for future in futures:
             future.get(timeout=0)  # raises if Kafka refused it
         return len(futures)
+
+    def send_incidents(self, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+        """Send raw incident rows (key, value) to the raw incidents topic, in order."""
+        producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024
+        )
+        futures = [producer.send(self.topics.raw_incidents, key=k, value=v) for k, v in messages]
+        producer.flush()
+        producer.close()
+        for future in futures:
+            future.get(timeout=0)
+        return len(futures)
+
+    def wait_until_incidents_caught_up(
+        self, expected_raw: int, timeout_s: float = 120
+    ) -> IncidentStatus:
+        return wait_until_incidents_caught_up(
+            self.bootstrap,
+            self.topics,
+            expected_raw=expected_raw,
+            timeout_s=timeout_s,
+            check=self.check_alive,
+        )
 
     def wait_until_caught_up(self, expected_raw: int, timeout_s: float = 120) -> PipelineStatus:
         return wait_until_caught_up(

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".." / "shared" / "data" / "airquality"
+INCIDENTS = ROOT / ".." / "shared" / "data" / "incidents"
 HOUR = 3_600_000
 LATENESS = 600_000
 
@@ -82,6 +83,8 @@ def test_run_replays_the_beijing_data_and_says_where_the_results_are(
             "2013-03-02T09:00:00+08:00",  # the 08:00 readings close March 1st (07:00 + 10 min)
             "--data-dir",
             str(DATA),
+            "--incident-dir",
+            str(INCIDENTS),
         ],
         cwd=tmp_path,
         env=_env(kafka_bootstrap, str(topic_prefix), store),
@@ -92,14 +95,17 @@ def test_run_replays_the_beijing_data_and_says_where_the_results_are(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replaying 12 Beijing stations" in result.stderr
+    assert "replaying SFPD_Incident_Reports_2018-12.csv" in result.stderr
     assert "Where the open data is" in result.stderr
     assert "12 daily AQI rows (station × local day)" in result.stderr
     assert "/metrics" in result.stderr
     if find_prometheus():
         assert "• Prometheus at http://127.0.0.1:" in result.stderr
+    assert "Incidents (sfpd): 11,884 rows → 9,749 incidents" in result.stderr
     assert str(store) in result.stderr
     assert "api/datasets · catalog http://localhost:" in result.stderr
     with open_store(f"sqlite:///{store}") as opened:
+        assert opened.count("incidents") == 9_749
         expected = _final_station_hours(1_362_067_200_000, 1_362_153_600_000 + 9 * HOUR)
         assert opened.count("aqi_hourly") == expected
         days = opened.fetch("aqi_daily")
@@ -186,6 +192,8 @@ def test_ctrl_c_stops_everything_run_started(kafka_bootstrap, topic_prefix, tmp_
             "2013-03-01T06:00:00+08:00",
             "--data-dir",
             str(DATA),
+            "--incidents",
+            "none",
         ],
         cwd=tmp_path,
         env=_env(kafka_bootstrap, str(topic_prefix), tmp_path / "store.db"),

@@ -602,7 +602,9 @@ def test_openapi_description_is_valid_and_lists_every_filter(client: Client) -> 
                 continue
             assert {column.name, f"{column.name}__gte", f"{column.name}__lt"} <= params
             assert (f"{column.name}__null" in params) == column.nullable
-        assert {"since", "until", "bbox", "sort", "limit", "offset", "cursor", "format"} <= params
+        assert {"since", "until", "sort", "limit", "offset", "cursor", "format"} <= params
+        placed = bool(ds.coordinates or ds.station_column)  # rows with a place on the map
+        assert ("bbox" in params) == placed
     assert {"/api/datasets", "/api/datasets/{name}", "/api/air-quality/now", "/data.json"} <= set(
         document["paths"]
     )
@@ -675,3 +677,28 @@ def test_a_tile_server_in_the_city_file_is_the_only_other_host_the_page_may_load
         finally:
             plain.close()
             tiles.close()
+
+
+def _requests_counted(client: Client, route: str, status: str) -> float:
+    """civicstream_api_requests_total for one route and status class, from /metrics."""
+    text = client.get("/metrics").body.decode()
+    wanted = f'civicstream_api_requests_total{{route="{route}",status="{status}"}} '
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_requests_by_route_pattern_and_status_class(client: Client) -> None:
+    records = "/api/datasets/{name}/records"
+    ok_before = _requests_counted(client, records, "2xx")
+    bad_before = _requests_counted(client, records, "4xx")
+    for name in ("aqi_hourly", "readings", "aqi_hourly"):
+        assert client.get(f"/api/datasets/{name}/records", {"limit": 1}).status == 200
+    assert client.get("/api/datasets/aqi_hourly/records", {"limit": "many"}).status == 400
+    assert _requests_counted(client, records, "2xx") == ok_before + 3
+    assert _requests_counted(client, records, "4xx") == bad_before + 1
+    page = client.get("/metrics")
+    assert page.headers["Content-Type"].startswith("text/plain")
+    assert "civicstream_api_request_seconds_bucket" in page.body.decode()
+    assert 'route="/api/datasets/aqi_hourly/records"' not in page.body.decode()  # no paths

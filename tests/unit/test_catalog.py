@@ -22,7 +22,7 @@ from civicstream.site import build_site
 from sinks._datasets import DATASETS
 from sinks.api import ApiServer, Site
 from sinks.store import Store, open_store
-from tests.unit.test_store import aqi, daily, reading
+from tests.unit.test_store import aqi, daily, incident, incident_count, reading
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "data" / "dcat-us-1.1"
 BASE = "https://project-open-data.cio.gov/v1.1/schema/"
@@ -74,6 +74,8 @@ def filled(store_url: str) -> Iterator[Store]:
                 "aqi_hourly": [aqi("dongsi", h) for h in range(5)],
                 "readings": [reading(minute=m) for m in (0, 30, 59)],
                 "aqi_daily": [daily("dongsi", d) for d in (1, 2)],
+                "incidents": [incident("sfpd-1"), incident("sfpd-2")],
+                "incident_counts": [incident_count(day=d) for d in (19, 20)],
             }
         )
         yield store
@@ -167,8 +169,11 @@ def test_every_distribution_link_works(filled: Store) -> None:
                 assert body
                 formats.add(distribution["format"])
                 if "mediaType" in distribution and distribution["format"] == "CSV":
-                    assert body.decode().splitlines()[0].startswith("station_id,")
-            assert formats == {"CSV", "GEOJSON", "JSONL", "API"}
+                    first_column = DATASETS[entry["identifier"].rsplit("/", 1)[-1]].columns[0]
+                    assert body.decode().splitlines()[0].startswith(first_column.name + ",")
+            ds = DATASETS[entry["identifier"].rsplit("/", 1)[-1]]
+            placed = {"GEOJSON"} if ds.coordinates or ds.station_column else set()
+            assert formats == {"CSV", "JSONL", "API"} | placed
             assert get(entry["describedBy"])
 
 

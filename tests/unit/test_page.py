@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,6 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from civicstream.settings import Settings
 from civicstream.site import build_site
-from sinks import _migrations
-from sinks._datasets import DATASETS, Catalog, Column, Dataset, Field
-from sinks._migrations import CreateTable
 from sinks.api import ApiServer
 from sinks.store import Store, open_store
 from tests.unit.test_store import aqi
@@ -68,29 +66,6 @@ EPA_RGB = {
     "Very Unhealthy": (143, 63, 151),
     "Hazardous": (126, 0, 35),
 }
-
-INCIDENT_COUNTS = Dataset(
-    name="incident_counts",
-    contract="incident_stats",
-    topic="incidents_stats",
-    columns=(
-        Column("district", "text"),
-        Column("category", "text"),
-        Column("day", "text"),
-        Column("count", "int", nullable=True),
-        Column("revision", "int"),
-    ),
-    key=("district", "category", "day"),
-    revision="revision",
-    time_column="day",
-    catalog=Catalog(
-        "Incidents per district and day",
-        "Counts of incidents.",
-        ("incidents",),
-        "R/P1D",
-        {name: Field(name) for name in ("district", "category", "day", "count", "revision")},
-    ),
-)
 
 
 def latest_records() -> list[dict[str, Any]]:
@@ -206,15 +181,8 @@ def browser() -> Iterator[WebDriver]:
 
 
 @pytest.fixture
-def page_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """A store with the hourly AQI above and, as the incidents work will add it, daily
-    incident counts per district."""
-    step = (
-        _migrations.schema_version() + 1,
-        (CreateTable("incident_counts", INCIDENT_COUNTS.columns, INCIDENT_COUNTS.key),),
-    )
-    monkeypatch.setattr(_migrations, "MIGRATIONS", (*_migrations.MIGRATIONS, step))
-    monkeypatch.setitem(DATASETS, "incident_counts", INCIDENT_COUNTS)
+def page_store(tmp_path: Path) -> Iterator[Store]:
+    """A store with the hourly AQI above and daily incident counts per district."""
     with open_store(f"sqlite:///{tmp_path}/page.db") as store:
         store.write_batch({"aqi_hourly": latest_records()})
         counts = []
@@ -228,7 +196,13 @@ def page_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stor
                             "category": category,
                             "day": f"2018-12-{day:02d}",
                             "count": None if count < 3 else count,
+                            "suppressed": count < 3,
+                            "baseline": None,
+                            "baseline_days": 0,
+                            "spike": False,
+                            "tail_probability": None,
                             "revision": 1,
+                            "as_of": datetime(2018, 12, day + 4, tzinfo=UTC),
                         }
                     )
         store.write_batch({"incident_counts": counts})

@@ -142,7 +142,7 @@ def test_the_beijing_city_has_no_low_cost_sensors_and_utc_plus_8():
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ('[city]\ntimezone = "Europe/Atlantis"\n', "unknown time zone"),
+        ('[city]\ntimezone = "Europe/Atlantis"\n', "not an IANA time zone"),
         ('[[stations]]\nid = "x"\nlat = 1\nlon = 2\nsensor_type = "cheap"\n', "station x"),
         ('[[sensors]]\nid = "s"\ntype = "other"\n', "sensor s"),
     ],

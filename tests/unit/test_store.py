@@ -93,6 +93,51 @@ def daily(station: str = "dongsi", day: int = 1, **changes: Any) -> dict[str, An
     return schemas.decode(schemas.encode("aqi_daily", record))
 
 
+def incident(incident_id: str = "sfpd-1", **changes: Any) -> dict[str, Any]:
+    """A published incident exactly as `schemas.decode` returns it."""
+    record: dict[str, Any] = {
+        "incident_id": incident_id,
+        "source": "sfpd",
+        "revision": 1,
+        "category": "property",
+        "source_category": "Larceny Theft",
+        "source_subcategory": None,
+        "description": "Theft, From Locked Vehicle, >$950",
+        "offence_codes": ["06244"],
+        "source_categories": ["Larceny Theft"],
+        "occurred_at": datetime(2018, 12, 19, 21, 30, tzinfo=UTC),
+        "day": "2018-12-19",
+        "reported_at": datetime(2018, 12, 20, 1, 5, tzinfo=UTC),
+        "district": "Mission",
+        "address": "1200 BLOCK OF VALENCIA ST",
+        "lat": 37.7531,
+        "lon": -122.4208,
+        "location_withheld": False,
+        "status": "Open or Active",
+    }
+    record.update(changes)
+    return schemas.decode(schemas.encode("incident_published", record))
+
+
+def incident_count(district: str = "Mission", day: int = 19, **changes: Any) -> dict[str, Any]:
+    """A daily incident count exactly as `schemas.decode` returns it."""
+    record: dict[str, Any] = {
+        "district": district,
+        "category": "all",
+        "day": f"2018-12-{day:02d}",
+        "count": 41,
+        "suppressed": False,
+        "baseline": 38.25,
+        "baseline_days": 28,
+        "spike": False,
+        "tail_probability": 0.31,
+        "revision": 1,
+        "as_of": datetime(2018, 12, day + 3, 8, tzinfo=UTC),
+    }
+    record.update(changes)
+    return schemas.decode(schemas.encode("incident_count", record))
+
+
 @pytest.fixture(params=["memory", "file", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "postgresql":

@@ -23,7 +23,7 @@ from sinks._postgres import PostgreSQLStore
 from sinks._query import parse_records_query
 from sinks.exceptions import StoreError
 from sinks.store import DatasetStatus, Store, open_store
-from tests.unit.test_store import H0, aqi, daily, reading
+from tests.unit.test_store import H0, aqi, daily, incident, incident_count, reading
 
 SQL_TYPES = {
     "sqlite": {
@@ -34,6 +34,7 @@ SQL_TYPES = {
         "millis": "TEXT",
         "date": "TEXT",
         "json": "TEXT",
+        "bool": "INTEGER",
     },
     "postgresql": {
         "text": "text",
@@ -43,6 +44,7 @@ SQL_TYPES = {
         "millis": "text",
         "date": "text",
         "json": "text",
+        "bool": "bigint",
     },
 }
 
@@ -181,6 +183,16 @@ def varied_batch() -> dict[str, list[dict[str, Any]]]:
             daily(),
             daily("Ωmega-站", 2, aqi=None, category=None, main_pollutant=None, reason="x"),
             daily(day=3, revision=2, concentrations={"pm25_24h": 0.1 + 0.2}),
+        ],
+        "incidents": [
+            incident(),
+            incident("sfpd-2", address=None, lat=None, lon=None, location_withheld=True),
+            incident("pgh-3", source="pittsburgh-fire", reported_at=None, offence_codes=[]),
+        ],
+        "incident_counts": [
+            incident_count(),
+            incident_count("Bayview", 20, count=None, suppressed=True, baseline=None),
+            incident_count(day=21, spike=True, tail_probability=2.7e-5, revision=3),
         ],
     }
 
