@@ -43,6 +43,7 @@ SCHEMA_NAMES: dict[str, str] = {
     "enriched_reading": "enriched_reading.avsc",
     "aqi_hourly": "aqi_hourly.avsc",
     "deadletter": "deadletter.avsc",
+    "archived_record": "archived_record.avsc",
 }
 
 

@@ -1,0 +1,434 @@
+"""The archive sink: every raw record, kept for good in Avro files by topic and event hour.
+
+Kafka keeps raw topics for days; the data team replays years. This worker copies every
+record of the raw topics (`Topics.raw`) into ``CIVIC_ARCHIVE_DIR`` (default
+``./data/archive``), byte for byte, with its source topic, partition and offset, its event
+time and its Kafka timestamp. Layout, write order and crash recovery: `sinks._archive_files`.
+
+Commit order, per batch (records gathered until ``--flush-records`` or ``--flush-seconds``):
+
+    files written + fsynced → renamed + directories fsynced → progress file replaced
+    atomically → Kafka offsets committed
+
+The progress files, not the consumer group, decide where a partition resumes: the group's
+offsets exist so that lag can be watched like any consumer's. Run it as
+``civicstream archive`` or ``python -m sinks.archive --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from kafka import KafkaConsumer  # type: ignore[import-untyped]
+from kafka.consumer.subscription_state import (  # type: ignore[import-untyped]
+    ConsumerRebalanceListener,
+)
+from kafka.errors import CommitFailedError, KafkaError  # type: ignore[import-untyped]
+from kafka.structs import OffsetAndMetadata, TopicPartition  # type: ignore[import-untyped]
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+
+from schemas import Topics
+from sinks._archive_files import (
+    ArchiveBusy,
+    ArchivedRecord,
+    ArchiveWriter,
+    WriteStats,
+    event_time_ms,
+)
+
+__all__ = ["ArchiveSink", "default_archive_dir", "main"]
+
+log = logging.getLogger(__name__)
+
+_COMMIT_TIMEOUT_MS = 30_000
+
+
+def default_archive_dir() -> Path:
+    """``CIVIC_ARCHIVE_DIR``, else ``./data/archive``."""
+    return Path(os.environ.get("CIVIC_ARCHIVE_DIR") or "data/archive")
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.records = Counter(
+            "civicstream_archive_records",
+            "Raw records written to the archive, per source topic.",
+            ["topic"],
+            registry=registry,
+        )
+        self.unparsed = Counter(
+            "civicstream_archive_unparsed_records",
+            "Archived records whose event time could not be read (filed by Kafka time).",
+            ["topic"],
+            registry=registry,
+        )
+        self.redelivered = Counter(
+            "civicstream_archive_redelivered_records",
+            "Records delivered again after a restart and skipped: already archived.",
+            registry=registry,
+        )
+        self.files = Counter(
+            "civicstream_archive_files", "Archive files written.", registry=registry
+        )
+        self.bytes = Counter(
+            "civicstream_archive_written_bytes",
+            "Bytes of archive files written.",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "civicstream_archive_batch_seconds",
+            "Time to write, fsync and record one batch, in seconds.",
+            registry=registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+        )
+        self.commits = Counter(
+            "civicstream_archive_commits",
+            "Kafka offset commits made after a batch was durable.",
+            registry=registry,
+        )
+
+
+# One set of collectors per registry, as in sinks.worker.
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
+_METRICS_LOCK = threading.Lock()
+
+
+def _metrics_for(registry: CollectorRegistry) -> _Metrics:
+    with _METRICS_LOCK:
+        metrics = _METRICS.get(registry)
+        if metrics is None:
+            metrics = _METRICS[registry] = _Metrics(registry)
+        return metrics
+
+
+@dataclass
+class ArchiveTotals:
+    """What the sink has archived since it started."""
+
+    written: int = 0
+    redelivered: int = 0
+    files: int = 0
+    bytes: int = 0
+    batches: int = 0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sink: ArchiveSink) -> None:
+        self.sink = sink
+
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        self.sink._drop_pending(revoked)
+
+    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        self.sink._resume(assigned)
+
+
+class ArchiveSink:
+    """Consumes the raw topics of one namespace into an archive directory."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        root: Path,
+        *,
+        group_id: str | None = None,
+        flush_records: int = 50_000,
+        flush_seconds: float = 10.0,
+        poll_timeout_ms: int = 500,
+        session_timeout_ms: int | None = None,
+        registry: CollectorRegistry | None = None,
+        on_batch: Callable[[WriteStats], None] | None = None,
+    ) -> None:
+        if flush_records < 1 or flush_seconds < 0:
+            msg = "flush_records must be at least 1 and flush_seconds not negative"
+            raise ValueError(msg)
+        self._topics = topics
+        self._flush_records = flush_records
+        self._flush_seconds = flush_seconds
+        self._poll_timeout_ms = poll_timeout_ms
+        self._on_batch = on_batch
+        self._metrics = _metrics_for(REGISTRY if registry is None else registry)
+        for topic in topics.raw:
+            self._metrics.records.labels(topic=topic)
+            self._metrics.unparsed.labels(topic=topic)
+        self.totals = ArchiveTotals()
+        self._pending: list[ArchivedRecord] = []
+        self._pending_since = 0.0
+        self._closed = False
+        self._writer = ArchiveWriter(root)
+        try:
+            liveness: dict[str, int] = {}
+            if session_timeout_ms is not None:
+                liveness = {
+                    "session_timeout_ms": session_timeout_ms,
+                    "heartbeat_interval_ms": max(1, session_timeout_ms // 3),
+                }
+            self._consumer: Any = KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                group_id=group_id or topics.archive_group,
+                client_id="civicstream-archive",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=min(flush_records, 5000),
+                **liveness,
+            )
+            self._consumer.subscribe(list(topics.raw), listener=_Listener(self))
+        except BaseException:
+            self._writer.close()
+            raise
+
+    # --- assignment ---------------------------------------------------------------------
+
+    def _resume(self, assigned: Iterable[Any]) -> None:
+        """Resume each assigned partition where the archive (not the group) says."""
+        partitions = list(assigned)
+        offsets = self._writer.recover((tp.topic, tp.partition) for tp in partitions)
+        for tp in partitions:
+            next_offset = offsets[(tp.topic, tp.partition)]
+            if next_offset is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, next_offset)
+            log.info("archive: %s[%d] resumes at offset %s", tp.topic, tp.partition, next_offset)
+
+    def _drop_pending(self, revoked: Iterable[Any]) -> None:
+        """Forget unwritten records of partitions we lose: their new owner reads them again."""
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        self._pending = [r for r in self._pending if (r.topic, r.partition) not in gone]
+
+    # --- batches ------------------------------------------------------------------------
+
+    def run_once(self, timeout_ms: int | None = None) -> int:
+        """Poll once; write the gathered batch when it is due. Returns records written."""
+        polled: dict[Any, list[Any]] = self._consumer.poll(
+            timeout_ms=self._poll_timeout_ms if timeout_ms is None else timeout_ms
+        )
+        for messages in polled.values():
+            if messages and not self._pending:
+                self._pending_since = time.monotonic()
+            for message in messages:
+                self._pending.append(_archived(message))
+        due = len(self._pending) >= self._flush_records or (
+            self._pending and time.monotonic() - self._pending_since >= self._flush_seconds
+        )
+        return self.flush() if due else 0
+
+    def flush(self) -> int:
+        """Write what is pending, durably, then commit its offsets. Returns records written."""
+        if not self._pending:
+            return 0
+        started = time.perf_counter()
+        stats = self._writer.write(self._pending)
+        self._pending = []
+        offsets = {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in stats.next_offsets.items()
+        }
+        if offsets:
+            try:
+                self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
+                self._metrics.commits.inc()
+            except (CommitFailedError, KafkaError) as error:  # the archive is durable anyway
+                log.warning("offset commit failed (the archive is written): %s", error)
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._count(stats)
+        if self._on_batch is not None:
+            self._on_batch(stats)
+        return stats.written
+
+    def _count(self, stats: WriteStats) -> None:
+        self.totals.written += stats.written
+        self.totals.redelivered += stats.redelivered
+        self.totals.files += stats.files
+        self.totals.bytes += stats.bytes
+        self.totals.batches += 1
+        for topic, count in stats.per_topic.items():
+            self._metrics.records.labels(topic=topic).inc(count)
+        for topic, count in stats.unparsed.items():
+            self._metrics.unparsed.labels(topic=topic).inc(count)
+        self._metrics.redelivered.inc(stats.redelivered)
+        self._metrics.files.inc(stats.files)
+        self._metrics.bytes.inc(stats.bytes)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, log_every_s: float = 10.0) -> None:
+        """Archive until `stop` is set; write what is pending, then close."""
+        last_log = time.monotonic()
+        try:
+            while not stop.is_set():
+                self.run_once()
+                if time.monotonic() - last_log >= log_every_s:
+                    last_log = time.monotonic()
+                    self._log("progress")
+            self.flush()
+        finally:
+            self.close()
+            self._log("stopped")
+
+    def _log(self, what: str) -> None:
+        t = self.totals
+        log.info(
+            "%s: %d records archived in %d files (%d bytes), %d re-deliveries skipped, %d batches",
+            what,
+            t.written,
+            t.files,
+            t.bytes,
+            t.redelivered,
+            t.batches,
+        )
+
+    def close(self) -> None:
+        """Close the consumer (committing nothing more) and release the archive."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close(autocommit=False)
+        finally:
+            self._writer.close()
+
+
+def _archived(message: Any) -> ArchivedRecord:
+    timestamp = message.timestamp
+    if timestamp is not None and timestamp < 0:
+        timestamp = None
+    return ArchivedRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=tuple((k, v) for k, v in (message.headers or ())),
+        event_ts_ms=event_time_ms(message.topic, message.value),
+        broker_ts_ms=timestamp,
+        broker_ts_type="log_append" if message.timestamp_type == 1 else "create",
+    )
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ
+    parser = argparse.ArgumentParser(
+        prog="civicstream archive",
+        description=(
+            "Archive every record of the raw topics (air quality, incidents) into Avro files "
+            "partitioned by topic and event hour, exactly once, for replays."
+        ),
+        epilog=(
+            "Per batch: files fsynced → renamed → directories fsynced → progress recorded → "
+            "Kafka offsets committed. Killed at any moment, a restart leaves every record in "
+            "the archive exactly once. SIGINT/SIGTERM write what is pending, then stop. "
+            "Layout: topic=<topic>/date=<YYYY-MM-DD>/hour=<HH>/part-<partition>-<first "
+            "offset>-<last offset>.avro (UTC event hour)."
+        ),
+    )
+    parser.add_argument(
+        "--bootstrap",
+        default=env.get("CIVIC_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        help="Kafka bootstrap servers (env CIVIC_KAFKA_BOOTSTRAP; default %(default)s)",
+    )
+    parser.add_argument(
+        "--prefix",
+        default=env.get("CIVIC_TOPIC_PREFIX", ""),
+        help="namespace prefixed to every topic (env CIVIC_TOPIC_PREFIX; default none)",
+    )
+    parser.add_argument(
+        "--archive-dir",
+        type=Path,
+        default=default_archive_dir(),
+        help="where the archive lives (env CIVIC_ARCHIVE_DIR; default %(default)s)",
+    )
+    parser.add_argument(
+        "--group", default=None, help="consumer group (default: PREFIX + civicstream-archive)"
+    )
+    parser.add_argument(
+        "--flush-records",
+        type=int,
+        default=50_000,
+        help="write a batch once this many records are pending (default %(default)s)",
+    )
+    parser.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=10.0,
+        help="... or once the oldest pending record waited this long (default %(default)s)",
+    )
+    parser.add_argument(
+        "--session-timeout-ms",
+        type=int,
+        default=10_000,
+        help="how long the group waits for a silent (killed) archive sink (default %(default)s)",
+    )
+    parser.add_argument("--log-every", type=float, default=10.0, metavar="SECONDS")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env.get("CIVIC_ARCHIVE_METRICS_PORT", "0")),
+        help="serve Prometheus /metrics on this port; 0 = off (env CIVIC_ARCHIVE_METRICS_PORT)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env.get("CIVIC_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (env CIVIC_LOG_LEVEL; default %(default)s)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the archive sink until SIGINT/SIGTERM; 0 on a clean stop, 1 on an error."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: writing what is pending, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    topics = Topics(args.prefix)
+    log.info("archive: %s topics %s → %s", args.bootstrap, ", ".join(topics.raw), args.archive_dir)
+    try:
+        sink = ArchiveSink(
+            args.bootstrap,
+            topics,
+            args.archive_dir,
+            group_id=args.group,
+            flush_records=args.flush_records,
+            flush_seconds=args.flush_seconds,
+            session_timeout_ms=args.session_timeout_ms,
+        )
+    except ArchiveBusy as error:
+        log.error("%s", error)
+        return 1
+    try:
+        sink.run(stop, log_every_s=args.log_every)
+    except Exception:
+        log.exception("archive sink failed; unwritten records are archived on restart")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
