@@ -26,6 +26,8 @@ environment (defaults in brackets):
   CIVIC_TOPIC_PREFIX      namespace prefixed to every topic and group [none]
   CIVIC_PARTITIONS        partitions for topics this command creates [4]
   CIVIC_METRICS_PORT      serve Prometheus /metrics on this port, 0 = off [0]
+  CIVIC_BATCH_MAX         most raw records per stream-worker batch [2000]
+  CIVIC_ARCHIVE_DIR       archive of raw events [data/archive]
 """
 
 
@@ -183,6 +185,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="event time between a station's readings [%(default)s]",
     )
     sim.add_argument("--seed", type=int, default=0, help="[%(default)s]")
+    from civicstream import replay as replay_commands  # replay, diff-datasets, archive
+
+    replay_commands.register(commands)
     return parser
 
 
@@ -192,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sinks.worker import main as sink_main
 
         return sink_main(args_list[1:])
+    if args_list[:1] == ["archive"]:
+        from sinks.archive import main as archive_main
+
+        return archive_main(args_list[1:])
     args = _build_parser().parse_args(args_list)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)  # its warnings are about our own choices
@@ -215,8 +224,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from civicstream import commands
 
     handler: Callable[[Settings, argparse.Namespace], int] = getattr(
-        commands, args.command.replace("-", "_")
-    )
+        args, "handler", None
+    ) or getattr(commands, args.command.replace("-", "_"))
     return handler(settings, args)
 
 

@@ -51,6 +51,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         partitions=counts[names.raw_air_quality],
         coordinates=_coordinates(settings),
         metrics_port=settings.metrics_port,
+        batch_max=settings.batch_max,
     )
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"

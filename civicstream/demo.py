@@ -46,12 +46,14 @@ class Children:
         self.log_dir = log_dir
         self.processes: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
 
-    def start(self, name: str, argv: list[str]) -> Path:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Path:
+        """Start `argv` as `name`; `env` replaces the environment when given."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("wb")
         process = subprocess.Popen(
             argv,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -92,6 +92,7 @@ class Settings:
     topic_prefix: str = ""
     partitions: int = 4
     metrics_port: int = 0
+    batch_max: int = 2000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +112,7 @@ class Settings:
             topic_prefix=env.get("CIVIC_TOPIC_PREFIX", defaults.topic_prefix),
             partitions=_positive_int(env, "CIVIC_PARTITIONS", defaults.partitions),
             metrics_port=_positive_int(env, "CIVIC_METRICS_PORT", defaults.metrics_port, zero=True),
+            batch_max=_positive_int(env, "CIVIC_BATCH_MAX", defaults.batch_max),
         )
 
     def city(self) -> City:

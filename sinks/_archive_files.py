@@ -43,7 +43,7 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -151,20 +151,35 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _without_docs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_docs(v) for k, v in node.items() if k != "doc"}
+    if isinstance(node, list):
+        return [_without_docs(item) for item in node]
+    return node
+
+
+_WRITE_SCHEMA: Any = None
+
+
 def _write_schema() -> Any:
-    return schema("archived_record")
+    """The archive schema without its docs: every file's header carries it."""
+    global _WRITE_SCHEMA
+    if _WRITE_SCHEMA is None:
+        plain = json.loads(json.dumps(schema("archived_record")))
+        _WRITE_SCHEMA = fastavro.parse_schema(_without_docs(plain))
+    return _WRITE_SCHEMA
 
 
-def _read_schema() -> Any:
-    """The archive schema with plain longs for times: reading skips datetime objects."""
-    raw = json.loads(json.dumps(_write_schema()))
-    for field_def in raw["fields"]:
-        if field_def["name"] in ("event_ts", "broker_ts"):
-            field_def["type"] = ["null", "long"]
-    return fastavro.parse_schema(raw)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
-_READ_SCHEMA: Any = None
+def _millis(value: datetime | int | None) -> int | None:
+    """fastavro reads timestamp-millis as aware datetimes; the archive API uses epoch ms."""
+    if value is None or isinstance(value, int):
+        return value
+    return (value - _EPOCH) // _MS
 
 
 @dataclass(frozen=True)
@@ -449,11 +464,8 @@ def archive_files(
 
 
 def _read_file(path: Path) -> Iterator[ArchivedRecord]:
-    global _READ_SCHEMA
-    if _READ_SCHEMA is None:
-        _READ_SCHEMA = _read_schema()
     with path.open("rb") as handle:
-        for row in fastavro.reader(handle, reader_schema=_READ_SCHEMA):
+        for row in fastavro.reader(handle):
             assert isinstance(row, dict)
             yield ArchivedRecord(
                 topic=row["topic"],
@@ -462,8 +474,8 @@ def _read_file(path: Path) -> Iterator[ArchivedRecord]:
                 key=row["key"],
                 value=row["value"],
                 headers=tuple((h["key"], h["value"]) for h in row["headers"]),
-                event_ts_ms=row["event_ts"],
-                broker_ts_ms=row["broker_ts"],
+                event_ts_ms=_millis(row["event_ts"]),
+                broker_ts_ms=_millis(row["broker_ts"]),
                 broker_ts_type=row["broker_ts_type"],
             )
 

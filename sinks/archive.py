@@ -42,12 +42,27 @@ from schemas import Topics
 from sinks._archive_files import (
     ArchiveBusy,
     ArchivedRecord,
+    ArchiveFile,
     ArchiveWriter,
     WriteStats,
+    archive_files,
     event_time_ms,
+    read_archive,
 )
 
-__all__ = ["ArchiveSink", "default_archive_dir", "main"]
+__all__ = [
+    "ArchiveBusy",
+    "ArchiveFile",
+    "ArchiveSink",
+    "ArchiveWriter",
+    "ArchivedRecord",
+    "archive_files",
+    "archived_record",
+    "default_archive_dir",
+    "event_time_ms",
+    "main",
+    "read_archive",
+]
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +234,7 @@ class ArchiveSink:
             if messages and not self._pending:
                 self._pending_since = time.monotonic()
             for message in messages:
-                self._pending.append(_archived(message))
+                self._pending.append(archived_record(message))
         due = len(self._pending) >= self._flush_records or (
             self._pending and time.monotonic() - self._pending_since >= self._flush_seconds
         )
@@ -301,7 +316,8 @@ class ArchiveSink:
             self._writer.close()
 
 
-def _archived(message: Any) -> ArchivedRecord:
+def archived_record(message: Any) -> ArchivedRecord:
+    """A consumed kafka-python record as the archive keeps it (event time read here)."""
     timestamp = message.timestamp
     if timestamp is not None and timestamp < 0:
         timestamp = None

@@ -48,7 +48,7 @@ from streams.time import HourlyWindows
 
 __all__ = ["create_app"]
 
-BATCH_MAX = 2000
+BATCH_MAX = 2000  # the default of CIVIC_BATCH_MAX: most raw records per batch
 BATCH_WITHIN_SECONDS = 0.25
 _PROGRESS_EVERY_SECONDS = 10.0
 
@@ -139,8 +139,12 @@ def create_app(
     coordinates: dict[str, tuple[float, float]] | None = None,
     replication_factor: int = 1,
     metrics_port: int = 0,
+    batch_max: int = BATCH_MAX,
 ) -> faust.App:
-    """Build the worker app for one namespace; `partitions` must match the raw topic."""
+    """Build the worker app for one namespace; `partitions` must match the raw topic.
+
+    `batch_max` bounds the records per batch; results do not depend on it (event time).
+    """
     app = faust.App(
         topics.worker_group,
         broker=_broker_urls(bootstrap),
@@ -181,7 +185,7 @@ def create_app(
     @app.agent(raw_topic)
     async def air_quality(stream: Any) -> None:
         last_report = time.monotonic()
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+        async for events in stream.take_events(batch_max, within=BATCH_WITHIN_SECONDS):
             started = time.perf_counter()
             records = [
                 SourceRecord(
