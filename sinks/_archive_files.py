@@ -38,6 +38,7 @@ import contextlib
 import fcntl
 import heapq
 import json
+import logging
 import os
 import re
 from collections import Counter
@@ -65,6 +66,8 @@ __all__ = [
     "hour_dir",
     "read_archive",
 ]
+
+log = logging.getLogger(__name__)
 
 _HOUR_MS = 3_600_000
 _NAME = re.compile(r"^part-(\d{5})-(\d{20})-(\d{20})\.avro$")
@@ -226,6 +229,10 @@ class ArchiveWriter:
             return None
         return int(data["next_offset"])
 
+    def next_offset(self, topic: str, partition: int) -> int | None:
+        """The next offset to archive of a recovered partition (None: nothing yet)."""
+        return self._next.get((topic, partition))
+
     def recover(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
         """Delete what unfinished batches of these source partitions left; return each one's
         next offset to archive (None: nothing archived yet)."""
@@ -233,11 +240,13 @@ class ArchiveWriter:
         for topic, partition in partitions:
             wanted.setdefault(topic, {})[partition] = self.progress(topic, partition)
         for topic, next_offsets in wanted.items():
+            removed = 0
             for path in (self.root / f"topic={topic}").glob("date=*/hour=*/*"):
                 if _TMP.match(path.name):
                     partition = int(path.name.split("-")[1])
                     if partition in next_offsets:
                         path.unlink()
+                        removed += 1
                     continue
                 match = _NAME.match(path.name)
                 if match is None or int(match.group(1)) not in next_offsets:
@@ -245,6 +254,13 @@ class ArchiveWriter:
                 next_offset = next_offsets[int(match.group(1))]
                 if next_offset is None or int(match.group(2)) >= next_offset:
                     path.unlink()  # a batch that never recorded its progress
+                    removed += 1
+            if removed:
+                log.warning(
+                    "%s: removed %d files of unfinished batches; their records follow again",
+                    topic,
+                    removed,
+                )
             for partition, next_offset in next_offsets.items():
                 self._next[(topic, partition)] = next_offset
         return {

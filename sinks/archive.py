@@ -24,16 +24,13 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from kafka import KafkaConsumer  # type: ignore[import-untyped]
-from kafka.consumer.subscription_state import (  # type: ignore[import-untyped]
-    ConsumerRebalanceListener,
-)
 from kafka.errors import CommitFailedError, KafkaError  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata, TopicPartition  # type: ignore[import-untyped]
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
@@ -138,19 +135,15 @@ class ArchiveTotals:
     batches: int = 0
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, sink: ArchiveSink) -> None:
-        self.sink = sink
-
-    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-        self.sink._drop_pending(revoked)
-
-    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
-        self.sink._resume(assigned)
-
-
 class ArchiveSink:
-    """Consumes the raw topics of one namespace into an archive directory."""
+    """Consumes the raw topics of one namespace into an archive directory.
+
+    It assigns itself every partition of the raw topics (looking for new ones every
+    `topic_check_s`) rather than joining a consumer group's rebalances: one process writes
+    an archive (`ArchiveWriter` holds a lock), where each partition resumes is the
+    archive's to say, and a restarted sink need not wait for a killed one's session to
+    expire. The group (`Topics.archive_group`) only receives commits, for lag monitoring.
+    """
 
     def __init__(
         self,
@@ -162,7 +155,7 @@ class ArchiveSink:
         flush_records: int = 50_000,
         flush_seconds: float = 10.0,
         poll_timeout_ms: int = 500,
-        session_timeout_ms: int | None = None,
+        topic_check_s: float = 30.0,
         registry: CollectorRegistry | None = None,
         on_batch: Callable[[WriteStats], None] | None = None,
     ) -> None:
@@ -181,15 +174,12 @@ class ArchiveSink:
         self.totals = ArchiveTotals()
         self._pending: list[ArchivedRecord] = []
         self._pending_since = 0.0
+        self._topic_check_s = topic_check_s
+        self._checked = 0.0
+        self._assigned: set[Any] = set()
         self._closed = False
         self._writer = ArchiveWriter(root)
         try:
-            liveness: dict[str, int] = {}
-            if session_timeout_ms is not None:
-                liveness = {
-                    "session_timeout_ms": session_timeout_ms,
-                    "heartbeat_interval_ms": max(1, session_timeout_ms // 3),
-                }
             self._consumer: Any = KafkaConsumer(
                 bootstrap_servers=bootstrap,
                 group_id=group_id or topics.archive_group,
@@ -197,36 +187,46 @@ class ArchiveSink:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=min(flush_records, 5000),
-                **liveness,
             )
-            self._consumer.subscribe(list(topics.raw), listener=_Listener(self))
+            self._refresh_assignment()
         except BaseException:
             self._writer.close()
             raise
 
     # --- assignment ---------------------------------------------------------------------
 
-    def _resume(self, assigned: Iterable[Any]) -> None:
-        """Resume each assigned partition where the archive (not the group) says."""
-        partitions = list(assigned)
-        offsets = self._writer.recover((tp.topic, tp.partition) for tp in partitions)
-        for tp in partitions:
-            next_offset = offsets[(tp.topic, tp.partition)]
+    def _refresh_assignment(self) -> None:
+        """Take every partition of the raw topics; a new one starts where the archive says."""
+        self._checked = time.monotonic()
+        existing = self._consumer.topics()
+        wanted = {
+            TopicPartition(topic, partition)
+            for topic in self._topics.raw
+            if topic in existing
+            for partition in self._consumer.partitions_for_topic(topic) or ()
+        }
+        new = wanted - self._assigned
+        if not new:
+            return
+        self.flush()  # so that every consumed record is written: positions = progress
+        recovered = self._writer.recover((tp.topic, tp.partition) for tp in new)
+        self._assigned |= new
+        self._consumer.assign(sorted(self._assigned))
+        for tp in self._assigned:
+            next_offset = self._writer.next_offset(tp.topic, tp.partition)
             if next_offset is None:
                 self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, next_offset)
-            log.info("archive: %s[%d] resumes at offset %s", tp.topic, tp.partition, next_offset)
-
-    def _drop_pending(self, revoked: Iterable[Any]) -> None:
-        """Forget unwritten records of partitions we lose: their new owner reads them again."""
-        gone = {(tp.topic, tp.partition) for tp in revoked}
-        self._pending = [r for r in self._pending if (r.topic, r.partition) not in gone]
+        for (topic, partition), next_offset in sorted(recovered.items()):
+            log.info("archive: %s[%d] resumes at offset %s", topic, partition, next_offset)
 
     # --- batches ------------------------------------------------------------------------
 
     def run_once(self, timeout_ms: int | None = None) -> int:
         """Poll once; write the gathered batch when it is due. Returns records written."""
+        if time.monotonic() - self._checked >= self._topic_check_s:
+            self._refresh_assignment()
         polled: dict[Any, list[Any]] = self._consumer.poll(
             timeout_ms=self._poll_timeout_ms if timeout_ms is None else timeout_ms
         )
@@ -370,7 +370,9 @@ def _parser() -> argparse.ArgumentParser:
         help="where the archive lives (env CIVIC_ARCHIVE_DIR; default %(default)s)",
     )
     parser.add_argument(
-        "--group", default=None, help="consumer group (default: PREFIX + civicstream-archive)"
+        "--group",
+        default=None,
+        help="group its offsets are committed to, for lag (default: PREFIX + civicstream-archive)",
     )
     parser.add_argument(
         "--flush-records",
@@ -383,12 +385,6 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="... or once the oldest pending record waited this long (default %(default)s)",
-    )
-    parser.add_argument(
-        "--session-timeout-ms",
-        type=int,
-        default=10_000,
-        help="how long the group waits for a silent (killed) archive sink (default %(default)s)",
     )
     parser.add_argument("--log-every", type=float, default=10.0, metavar="SECONDS")
     parser.add_argument(
@@ -433,7 +429,6 @@ def main(argv: list[str] | None = None) -> int:
             group_id=args.group,
             flush_records=args.flush_records,
             flush_seconds=args.flush_seconds,
-            session_timeout_ms=args.session_timeout_ms,
         )
     except ArchiveBusy as error:
         log.error("%s", error)
