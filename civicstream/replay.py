@@ -108,6 +108,11 @@ def register(commands: Any) -> None:
         help="the namespace's worker and sink already run: only send, then wait",
     )
     parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="with --no-start: return once the events are sent, without waiting for them",
+    )
+    parser.add_argument(
         "--keep",
         action="store_true",
         help="add to the namespace instead of starting it afresh (topics, groups, store)",
@@ -400,6 +405,9 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
         if getattr(live, prop) in sources
     }
     stations = [s.strip() for s in args.stations.split(",")] if args.stations else None
+    if args.no_wait and not args.no_start:
+        _say("civicstream replay: --no-wait needs --no-start (else it stops what it started)")
+        return 2
     if args.since is not None and args.until is not None and args.until <= args.since:
         _say("civicstream replay: --until must be after --since")
         return 2
@@ -452,6 +460,10 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
             progress=progress,
         )
         progress.close()
+        if args.no_wait:
+            rate = sent.records / sent.seconds if sent.seconds > 0 else 0.0
+            _say(f"\nSent {sent.records:,} events in {sent.seconds:.1f}s ({rate:,.0f} events/s).")
+            return 0
         _say("• processing (stream worker → topics → sink → store)")
         check = stopper.children.check if stopper.children else (lambda: None)
         status = wait_until_caught_up(
