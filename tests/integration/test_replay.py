@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -54,6 +55,23 @@ def test_a_replay_of_the_archive_equals_live_with_other_partitions_and_batches(
     for name in DATASETS:
         assert f"{name} " in result.stdout and "equal" in result.stdout
     assert "DIFFERENT" not in result.stdout
+
+
+def test_a_replay_into_the_live_datasets_changes_nothing_that_live_computed(pipeline_factory):
+    live = pipeline_factory("live", partitions=2).start_all()
+    live.start("archive", "--flush-seconds", "0.5")
+    sent = live.send(station_days("Dongsi", 7))
+    live.wait_until_caught_up(sent)
+    live.wait_until_archived()
+    before = {name: live.rows(name) for name in DATASETS}
+
+    replay = live.civicstream("replay", "--into-live", "--batch-max", "3")
+    assert replay.returncode == 0, replay.stderr
+    assert f"Store {live.store_url}" in replay.stderr
+    sink_log = (live.workdir / "data" / "logs" / "replay-into-live" / "sink.log").read_text()
+    stored = re.search(r"stopped: (\d+) consumed, written aqi_hourly=(\d+)", sink_log)
+    assert stored and int(stored.group(2)) == len(before["aqi_hourly"])  # it did write them
+    assert {name: live.rows(name) for name in DATASETS} == before
 
 
 def test_a_replay_from_kafka_by_time_range_equals_live_for_that_range(pipeline_factory):
