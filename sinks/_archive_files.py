@@ -301,6 +301,15 @@ class ArchiveWriter:
                 raise SinkError(msg)
             floor = self._next[tp]
             taken = by_tp.setdefault(tp, [])
+            if not taken and floor is not None and record.offset > floor:
+                log.warning(
+                    "%s[%d]: no records at offsets %d..%d (deleted by retention before they "
+                    "were archived, or transaction markers)",
+                    record.topic,
+                    record.partition,
+                    floor,
+                    record.offset - 1,
+                )
             last = taken[-1].offset if taken else None
             if (floor is not None and record.offset < floor) or (
                 last is not None and record.offset <= last
