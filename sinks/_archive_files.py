@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import heapq
 import json
 import logging
 import os
@@ -533,8 +532,9 @@ def read_archive(
 ) -> dict[tuple[str, int], Iterator[ArchivedRecord]]:
     """One iterator per source partition, each in source offset order.
 
-    `files` come from `archive_files`. A batch's files (one per hour it touched) are merged
-    by offset, batches follow each other by offset, and an offset is never yielded twice.
+    `files` come from `archive_files`. A batch's files (one per hour it touched) are read
+    together and sorted by offset, batches follow each other by offset, and an offset is
+    never yielded twice.
     Records are kept when their time (`ArchivedRecord.time_ms`) is in [since, until) and,
     if `keys` is given, their key is one of them.
     """
@@ -555,8 +555,11 @@ def _partition_records(
 ) -> Iterator[ArchivedRecord]:
     last = -1
     for first in sorted(batches):
-        merged = heapq.merge(*(_read_file(f.path) for f in batches[first]), key=lambda r: r.offset)
-        for record in merged:
+        # One batch at a time, in memory (at most --flush-records records): a bulk load's
+        # batch can touch thousands of hours, too many files to hold open for a merge.
+        records = [record for f in batches[first] for record in _read_file(f.path)]
+        records.sort(key=lambda r: r.offset)
+        for record in records:
             if record.offset <= last:
                 continue
             last = record.offset

@@ -253,3 +253,17 @@ def test_reading_selects_by_event_time_and_key(writer):
     assert len(files) == 2  # the hours 01 and 02: the directory is the first filter
     streams = read_archive(files, since_ms=T0 + HOUR, until_ms=T0 + 2 * HOUR + 1, keys={b"a"})
     assert [r.offset for r in streams[(AQ, 0)]] == [2]
+
+
+def test_a_batch_spread_over_more_hours_than_open_files_allowed_reads_back(writer):
+    import resource
+
+    writer.recover([(AQ, 0)])
+    writer.write([reading(o, T0 + o * HOUR) for o in range(120)])  # one batch, 120 files
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        streams = read_archive(archive_files(writer.root, AQ))
+        assert [r.offset for r in streams[(AQ, 0)]] == list(range(120))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
