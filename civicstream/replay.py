@@ -367,7 +367,9 @@ def _reset(settings: Settings, topics: Topics, store_url: str | None) -> None:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def _child_env(settings: Settings, prefix: str, store_url: str, partitions: int, batch: int):
+def _child_env(
+    settings: Settings, prefix: str, store_url: str, partitions: int, batch: int
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         CIVIC_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
@@ -466,13 +468,14 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         _say("• processing (stream worker → topics → sink → store)")
         check = stopper.children.check if stopper.children else (lambda: None)
+        expected = baseline[target.raw_air_quality] + sent.per_topic.get(live.raw_air_quality, 0)
         status = wait_until_caught_up(
             settings.kafka_bootstrap,
             target,
-            expected_raw=baseline[target.raw_air_quality]
-            + sent.per_topic.get(live.raw_air_quality, 0),
+            expected_raw=expected,
             timeout_s=args.timeout,
             check=check,
+            on_status=_StatusLine(expected),
         )
     with open_store(store_url) as store:
         rows = {dataset: store.count(dataset) for dataset in store.datasets}
@@ -490,6 +493,32 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
     if not args.into_live:
         _say(f"Compare with live: civicstream diff-datasets {LIVE} {name}")
     return 0
+
+
+class _StatusLine:
+    """How far the namespace's worker and sink have got, every few seconds."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.started = time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.last = self.started
+        self.finished = False
+
+    def __call__(self, status: Any) -> None:
+        now = time.monotonic()
+        done = status.caught_up and status.raw_processed >= self.expected
+        if self.finished or (not done and now - self.last < (0.5 if self.tty else 5.0)):
+            return
+        self.finished = done
+        self.last = now
+        line = (
+            f"  processed {status.raw_processed:,}/{self.expected:,} readings · "
+            f"{status.hourly_written:,} hourly AQI records · "
+            f"{status.sink_committed:,} outputs stored · {status.dead_letters:,} dead letters"
+        )
+        end = "\n" if done or not self.tty else ""
+        print(("\r\033[K" if self.tty else "") + line, end=end, file=sys.stderr, flush=True)
 
 
 class _Stopper:
