@@ -46,10 +46,12 @@ from sinks._archive_files import (
     event_time_ms,
     read_archive,
 )
+from sinks.exceptions import SinkError
 
 __all__ = [
     "ArchiveBusy",
     "ArchiveFile",
+    "ArchiveRewound",
     "ArchiveSink",
     "ArchiveWriter",
     "ArchivedRecord",
@@ -64,6 +66,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _COMMIT_TIMEOUT_MS = 30_000
+
+
+class ArchiveRewound(SinkError):
+    """A source partition's offsets went back below what the archive holds."""
 
 
 def default_archive_dir() -> Path:
@@ -153,7 +159,7 @@ class ArchiveSink:
         *,
         group_id: str | None = None,
         flush_records: int = 50_000,
-        flush_seconds: float = 10.0,
+        flush_seconds: float = 60.0,
         poll_timeout_ms: int = 500,
         topic_check_s: float = 30.0,
         registry: CollectorRegistry | None = None,
@@ -230,8 +236,11 @@ class ArchiveSink:
         polled: dict[Any, list[Any]] = self._consumer.poll(
             timeout_ms=self._poll_timeout_ms if timeout_ms is None else timeout_ms
         )
-        for messages in polled.values():
-            if messages and not self._pending:
+        for tp, messages in polled.items():
+            if not messages:
+                continue
+            self._check_not_rewound(tp, messages[0].offset)
+            if not self._pending:
                 self._pending_since = time.monotonic()
             for message in messages:
                 self._pending.append(archived_record(message))
@@ -239,6 +248,20 @@ class ArchiveSink:
             self._pending and time.monotonic() - self._pending_since >= self._flush_seconds
         )
         return self.flush() if due else 0
+
+    def _check_not_rewound(self, tp: Any, offset: int) -> None:
+        """Each partition is sought to its next offset to archive, so an earlier offset means
+        the topic was deleted and created again (or its log truncated): its new records
+        would reuse archived offsets. Stop rather than mix two histories."""
+        floor = self._writer.next_offset(tp.topic, tp.partition)
+        if floor is not None and offset < floor:
+            msg = (
+                f"{tp.topic}[{tp.partition}] delivers offset {offset}, but the archive holds "
+                f"it up to {floor - 1}: the topic was re-created or truncated. Archive it "
+                "into another CIVIC_ARCHIVE_DIR, or move its topic=… directory and its "
+                "_progress away"
+            )
+            raise ArchiveRewound(msg)
 
     def flush(self) -> int:
         """Write what is pending, durably, then commit its offsets. Returns records written."""
@@ -383,7 +406,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--flush-seconds",
         type=float,
-        default=10.0,
+        default=60.0,
         help="... or once the oldest pending record waited this long (default %(default)s)",
     )
     parser.add_argument("--log-every", type=float, default=10.0, metavar="SECONDS")
@@ -435,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         sink.run(stop, log_every_s=args.log_every)
+    except ArchiveRewound as error:
+        log.error("%s", error)
+        return 1
     except Exception:
         log.exception("archive sink failed; unwritten records are archived on restart")
         return 1

@@ -187,3 +187,22 @@ def test_an_archive_sink_killed_mid_run_keeps_every_event_exactly_once(pipeline_
     assert "resumes at offset" in pipeline.log("archive")
     # undecodable records are kept, under the hour of their Kafka timestamp
     assert any(v == b"\xff\xfe not utf-8" for *_, v in archived)
+
+
+def test_an_archive_sink_refuses_to_mix_a_recreated_topic_into_the_archive(
+    pipeline_factory,
+):
+    from streams.admin import delete_topics, ensure_topics
+
+    pipeline = pipeline_factory("recreated", partitions=1)
+    pipeline.start("archive", "--flush-seconds", "0.1")
+    pipeline.send(station_days("Dongsi", 1))
+    pipeline.wait_until_archived()
+    pipeline.stop()
+    delete_topics(pipeline.bootstrap, [pipeline.topics.raw_air_quality])
+    ensure_topics(pipeline.bootstrap, [pipeline.topics.raw_air_quality], 1)
+    pipeline.send(station_days("Dongsi", 1, first_day=1)[:5])
+    pipeline.start("archive", "--flush-seconds", "0.1")
+    process = pipeline.processes["archive"]
+    assert process.wait(timeout=60) == 1
+    assert "delivers offset 0, but the archive holds it up to" in pipeline.log("archive")
