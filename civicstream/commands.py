@@ -52,6 +52,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         coordinates=_coordinates(settings),
         metrics_port=settings.metrics_port,
         batch_max=settings.batch_max,
+        stale_after_ms=settings.stale_after_ms,
     )
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"

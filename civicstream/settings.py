@@ -93,6 +93,7 @@ class Settings:
     partitions: int = 4
     metrics_port: int = 0
     batch_max: int = 2000
+    stale_after_ms: int = 2 * 3_600_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +101,7 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         lateness = env.get("CIVIC_ALLOWED_LATENESS")
+        stale_after = env.get("CIVIC_STALE_AFTER")
         return cls(
             kafka_bootstrap=env.get("CIVIC_KAFKA_BOOTSTRAP") or defaults.kafka_bootstrap,
             store_url=env.get("CIVIC_STORE_URL") or defaults.store_url,
@@ -113,6 +115,11 @@ class Settings:
             partitions=_positive_int(env, "CIVIC_PARTITIONS", defaults.partitions),
             metrics_port=_positive_int(env, "CIVIC_METRICS_PORT", defaults.metrics_port, zero=True),
             batch_max=_positive_int(env, "CIVIC_BATCH_MAX", defaults.batch_max),
+            stale_after_ms=(
+                parse_duration_ms(stale_after, name="CIVIC_STALE_AFTER")
+                if stale_after
+                else defaults.stale_after_ms
+            ),
         )
 
     def city(self) -> City:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -151,6 +151,20 @@ class Dataset:
     def to_row(self, record: Mapping[str, Any]) -> tuple[Any, ...]:
         """The row for `record`, in column order. Raises `InvalidRecord`."""
         return tuple(column.convert(record.get(column.name)) for column in self.columns)
+
+    def rows(self, records: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Rows for `records`, one per natural key: the last record of a key wins, or, for
+        a dataset with a revision, the last of those with the highest revision."""
+        rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        at = self.column_names.index(self.revision) if self.revision else -1
+        for record in records:
+            row = self.to_row(record)
+            key = self.key_of(row)
+            earlier = rows.pop(key, None)  # a replaced key moves to its latest position
+            if earlier is not None and at >= 0 and earlier[at] > row[at]:
+                row = earlier
+            rows[key] = row
+        return list(rows.values())
 
     def key_of(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """The natural key of a row made by `to_row`."""

@@ -23,7 +23,6 @@ import os
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from typing import Any
 from kafka import KafkaConsumer  # type: ignore[import-untyped]
 from kafka.errors import CommitFailedError, KafkaError  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata, TopicPartition  # type: ignore[import-untyped]
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from schemas import Topics
 from sinks._archive_files import (
@@ -47,10 +46,12 @@ from sinks._archive_files import (
     read_archive,
 )
 from sinks.exceptions import SinkError
+from telemetry import ConsumerMetrics, MetricSet, serve
 
 __all__ = [
     "ArchiveBusy",
     "ArchiveFile",
+    "ArchiveMetrics",
     "ArchiveRewound",
     "ArchiveSink",
     "ArchiveWriter",
@@ -77,8 +78,13 @@ def default_archive_dir() -> Path:
     return Path(os.environ.get("CIVIC_ARCHIVE_DIR") or "data/archive")
 
 
-class _Metrics:
+class ArchiveMetrics(MetricSet):
+    """What the archive sink reports, plus `ConsumerMetrics` (events consumed per topic,
+    latency from poll to durable files, consumer lag and event-time lag per partition)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__(registry)
+        self.consumer = ConsumerMetrics.of(registry)
         self.records = Counter(
             "civicstream_archive_records",
             "Raw records written to the archive, per source topic.",
@@ -117,19 +123,6 @@ class _Metrics:
         )
 
 
-# One set of collectors per registry, as in sinks.worker.
-_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
-_METRICS_LOCK = threading.Lock()
-
-
-def _metrics_for(registry: CollectorRegistry) -> _Metrics:
-    with _METRICS_LOCK:
-        metrics = _METRICS.get(registry)
-        if metrics is None:
-            metrics = _METRICS[registry] = _Metrics(registry)
-        return metrics
-
-
 @dataclass
 class ArchiveTotals:
     """What the sink has archived since it started."""
@@ -163,6 +156,7 @@ class ArchiveSink:
         poll_timeout_ms: int = 500,
         topic_check_s: float = 30.0,
         registry: CollectorRegistry | None = None,
+        metrics: bool = True,
         on_batch: Callable[[WriteStats], None] | None = None,
     ) -> None:
         if flush_records < 1 or flush_seconds < 0:
@@ -173,12 +167,14 @@ class ArchiveSink:
         self._flush_seconds = flush_seconds
         self._poll_timeout_ms = poll_timeout_ms
         self._on_batch = on_batch
-        self._metrics = _metrics_for(REGISTRY if registry is None else registry)
-        for topic in topics.raw:
-            self._metrics.records.labels(topic=topic)
-            self._metrics.unparsed.labels(topic=topic)
+        self._metrics = ArchiveMetrics.of(registry) if metrics else None
+        if self._metrics is not None:
+            for topic in topics.raw:
+                self._metrics.records.labels(topic=topic)
+                self._metrics.unparsed.labels(topic=topic)
         self.totals = ArchiveTotals()
         self._pending: list[ArchivedRecord] = []
+        self._arrivals: list[tuple[str, float, int]] = []  # (topic, polled at, records)
         self._pending_since = 0.0
         self._topic_check_s = topic_check_s
         self._checked = 0.0
@@ -240,10 +236,14 @@ class ArchiveSink:
             if not messages:
                 continue
             self._check_not_rewound(tp, messages[0].offset)
+            now = time.monotonic()
             if not self._pending:
-                self._pending_since = time.monotonic()
+                self._pending_since = now
             for message in messages:
                 self._pending.append(archived_record(message))
+            self._arrivals.append((tp.topic, now, len(messages)))
+            if self._metrics is not None:
+                self._metrics.consumer.consumed.labels(tp.topic).inc(len(messages))
         due = len(self._pending) >= self._flush_records or (
             self._pending and time.monotonic() - self._pending_since >= self._flush_seconds
         )
@@ -269,6 +269,8 @@ class ArchiveSink:
             return 0
         started = time.perf_counter()
         stats = self._writer.write(self._pending)
+        newest = _newest_event_times(self._pending)
+        arrivals, self._arrivals = self._arrivals, []
         self._pending = []
         offsets = {
             TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
@@ -277,11 +279,13 @@ class ArchiveSink:
         if offsets:
             try:
                 self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
-                self._metrics.commits.inc()
+                if self._metrics is not None:
+                    self._metrics.commits.inc()
             except (CommitFailedError, KafkaError) as error:  # the archive is durable anyway
                 log.warning("offset commit failed (the archive is written): %s", error)
-        self._metrics.batch_seconds.observe(time.perf_counter() - started)
         self._count(stats)
+        if self._metrics is not None:
+            self._measure(stats, time.perf_counter() - started, arrivals, newest)
         if self._on_batch is not None:
             self._on_batch(stats)
         return stats.written
@@ -292,6 +296,29 @@ class ArchiveSink:
         self.totals.files += stats.files
         self.totals.bytes += stats.bytes
         self.totals.batches += 1
+
+    def _measure(
+        self,
+        stats: WriteStats,
+        seconds: float,
+        arrivals: list[tuple[str, float, int]],
+        newest: dict[tuple[str, int], int],
+    ) -> None:
+        assert self._metrics is not None
+        self._metrics.batch_seconds.observe(seconds)
+        durable = time.monotonic()
+        consumer = self._metrics.consumer
+        for topic, polled_at, count in arrivals:  # one observation per record
+            consumer.observe_latency(topic, [durable - polled_at] * count)
+        for (topic, partition), event_ms in newest.items():
+            consumer.event_time_lag.observe(topic, partition, event_ms / 1000)
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self._assigned:
+            end = self._consumer.highwater(tp)
+            position = self._writer.next_offset(tp.topic, tp.partition)
+            if end is not None and position is not None:
+                lags[(tp.topic, tp.partition)] = max(0, end - position)
+        consumer.set_consumer_lag(lags)
         for topic, count in stats.per_topic.items():
             self._metrics.records.labels(topic=topic).inc(count)
         for topic, count in stats.unparsed.items():
@@ -337,6 +364,16 @@ class ArchiveSink:
             self._consumer.close(autocommit=False)
         finally:
             self._writer.close()
+
+
+def _newest_event_times(records: list[ArchivedRecord]) -> dict[tuple[str, int], int]:
+    newest: dict[tuple[str, int], int] = {}
+    for record in records:
+        if record.event_ts_ms is not None:
+            key = (record.topic, record.partition)
+            if record.event_ts_ms > newest.get(key, -1):
+                newest[key] = record.event_ts_ms
+    return newest
 
 
 def archived_record(message: Any) -> ArchivedRecord:
@@ -441,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     if args.metrics_port:
-        start_http_server(args.metrics_port)
+        serve(args.metrics_port)
     topics = Topics(args.prefix)
     log.info("archive: %s topics %s → %s", args.bootstrap, ", ".join(topics.raw), args.archive_dir)
     try:
@@ -452,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             group_id=args.group,
             flush_records=args.flush_records,
             flush_seconds=args.flush_seconds,
+            metrics=bool(args.metrics_port),
         )
     except ArchiveBusy as error:
         log.error("%s", error)

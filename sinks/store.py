@@ -89,27 +89,12 @@ class Store(ABC):
         self.close()
 
 
-def _rows(ds: Dataset, records: Sequence[Record]) -> list[tuple[Any, ...]]:
-    """Rows for `records`, one per natural key: the last record of a key wins, or, for a
-    dataset with a revision, the last of those with the highest revision."""
-    rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-    at = ds.column_names.index(ds.revision) if ds.revision else -1
-    for record in records:
-        row = ds.to_row(record)
-        key = ds.key_of(row)
-        earlier = rows.pop(key, None)  # a replaced key moves to its latest position
-        if earlier is not None and at >= 0 and earlier[at] > row[at]:
-            row = earlier
-        rows[key] = row
-    return list(rows.values())
-
-
 def _batches(batches: Mapping[str, Sequence[Record]]) -> list[tuple[Dataset, list[Any]]]:
     """(dataset, rows) for every non-empty batch, in `DATASETS` order; converts first, so
     an invalid record fails the whole batch before anything is written."""
     for name in batches:
         get_dataset(name)
-    converted = [(ds, _rows(ds, batches.get(name, ()))) for name, ds in DATASETS.items()]
+    converted = [(ds, ds.rows(batches.get(name, ()))) for name, ds in DATASETS.items()]
     return [(ds, rows) for ds, rows in converted if rows]
 
 

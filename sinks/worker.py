@@ -12,24 +12,28 @@ import os
 import signal
 import threading
 import time
-import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
 from kafka.errors import CommitFailedError  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry
 
 from schemas import Reason, Topics, encode
 from schemas.codec import decode_as
-from sinks._datasets import DATASETS, Dataset
-from sinks.exceptions import InvalidRecord
-from sinks.store import Store, default_store_url, open_store
+from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
+from sinks._datasets import DATASETS, Dataset, get_dataset
+from sinks.ckan import CkanClient, CkanTarget
+from sinks.exceptions import InvalidRecord, StoreError
+from sinks.metrics import SinkMetrics
+from sinks.store import default_store_url, open_store
+from telemetry import serve
 
-__all__ = ["BatchStats", "SinkWorker", "main"]
+__all__ = ["BatchStats", "SinkWorker", "WriteTarget", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,8 @@ _ROUTES: dict[str, Dataset] = {ds.contract: ds for ds in DATASETS.values()}
 
 _DEADLETTER_TIMEOUT_S = 30.0
 _COMMIT_TIMEOUT_MS = 30_000
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -70,49 +76,17 @@ class _Rejected:
     detail: str
 
 
-class _Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.records = Counter(
-            "civicstream_sink_records",
-            "Records upserted into the open-data store, per dataset.",
-            ["dataset"],
-            registry=registry,
-        )
-        self.deadletters = Counter(
-            "civicstream_sink_deadletters",
-            "Messages the sink could not store, sent to the dead-letter topic.",
-            registry=registry,
-        )
-        self.batch_seconds = Histogram(
-            "civicstream_sink_batch_seconds",
-            "Time from a batch's poll to its offset commit.",
-            registry=registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-        )
-        self.commits = Counter(
-            "civicstream_sink_commits",
-            "Kafka offset commits made after a store transaction.",
-            registry=registry,
-        )
-        for ds in _ROUTES.values():
-            self.records.labels(dataset=ds.name)
+class WriteTarget(Protocol):
+    """Where a sink writes: the open-data store (`sinks.store.Store`) or a portal
+    (`sinks.ckan.CkanTarget`). `write_batch` returns only once the write is durable."""
 
+    def write_batch(self, batches: Mapping[str, Sequence[Mapping[str, Any]]]) -> None: ...
 
-# One set of collectors per registry: several workers in a process share them.
-_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
-_METRICS_LOCK = threading.Lock()
-
-
-def _metrics_for(registry: CollectorRegistry) -> _Metrics:
-    with _METRICS_LOCK:
-        metrics = _METRICS.get(registry)
-        if metrics is None:
-            metrics = _METRICS[registry] = _Metrics(registry)
-        return metrics
+    def close(self) -> None: ...
 
 
 class SinkWorker:
-    """Consumes `topics.aqi_hourly` and `topics.enriched_air_quality` into the store.
+    """Consumes the topics of the stored datasets (all, or `datasets`) into a write target.
 
     Commit order, per batch (one poll of at most `batch_size` records):
 
@@ -131,22 +105,27 @@ class SinkWorker:
     A crash anywhere before the last step replays the batch, and upserts by natural key
     make the replay a no-op. (The dead-letter topic is at-least-once: a replayed batch
     sends its dead letters again.) If a step fails, `run_once` seeks back to the start of
-    the batch before re-raising, so even a caller that retries never skips a record.
+    the batch before re-raising, so even a caller that retries never skips a record;
+    `run` retries a failed store transaction (with back-off) instead of exiting.
+
+    Metrics (`sinks.metrics.SinkMetrics`, on `registry`; none when `metrics` is False).
     """
 
     def __init__(
         self,
         bootstrap: str,
         topics: Topics,
-        store_url: str,
+        store: str | WriteTarget,
         *,
         group_id: str,
+        datasets: Collection[str] | None = None,
         batch_size: int = 2000,
         poll_timeout_ms: int = 500,
         on_batch: Callable[[BatchStats], None] | None = None,
         registry: CollectorRegistry | None = None,
         client_id: str = "civicstream-sink",
         session_timeout_ms: int | None = None,
+        metrics: bool = True,
     ) -> None:
         if batch_size < 1:
             msg = f"batch_size must be at least 1, got {batch_size}"
@@ -157,11 +136,14 @@ class SinkWorker:
         self._poll_timeout_ms = poll_timeout_ms
         self._on_batch = on_batch
         self._client_id = client_id
-        self._metrics = _metrics_for(REGISTRY if registry is None else registry)
+        self._metrics = SinkMetrics.of(registry) if metrics else None
+        self._positions: dict[Any, int] = {}  # partition -> next offset after the last commit
         self._totals = BatchStats(batches=0)
         self._producer: Any = None
         self._closed = False
-        self._store: Store = open_store(store_url)
+        self._store: WriteTarget = open_store(store) if isinstance(store, str) else store
+        names = DATASETS if datasets is None else datasets
+        subscribed = sorted({getattr(topics, get_dataset(name).topic) for name in names})
         try:
             liveness: dict[str, int] = {}
             if session_timeout_ms is not None:  # else the client's default (45 s)
@@ -178,9 +160,7 @@ class SinkWorker:
                 max_poll_records=batch_size,
                 **liveness,
             )
-            self._consumer.subscribe(
-                sorted({getattr(topics, ds.topic) for ds in DATASETS.values()})
-            )
+            self._consumer.subscribe(subscribed)
         except BaseException:
             self._store.close()
             raise
@@ -203,6 +183,7 @@ class SinkWorker:
         )
         batch = {tp: messages for tp, messages in polled.items() if messages}
         if not batch:
+            self._measure_lag()
             return 0
         started = time.perf_counter()
         try:
@@ -222,7 +203,13 @@ class SinkWorker:
             deadletters=stats.deadletters,
             seconds=time.perf_counter() - started,
         )
-        self._metrics.batch_seconds.observe(stats.seconds)
+        for tp, messages in batch.items():
+            self._positions[tp] = messages[-1].offset + 1
+        if self._metrics is not None:
+            self._metrics.batch_seconds.observe(stats.seconds)
+            for tp, messages in batch.items():  # received at the poll, durable now
+                self._metrics.consumer.observe_latency(tp.topic, [stats.seconds] * len(messages))
+            self._measure_lag()
         self._totals = self._totals + stats
         if self._on_batch is not None:
             self._on_batch(stats)
@@ -245,22 +232,33 @@ class SinkWorker:
                     records[ds.name].append(record)
             last = messages[-1]
             offsets[tp] = OffsetAndMetadata(last.offset + 1, "", last.leader_epoch)
+        metrics = self._metrics
         # 2. dead letters, flushed and acknowledged
         if dead:
             self._send_dead_letters(dead)
-            self._metrics.deadletters.inc(len(dead))
         # 3. one store transaction
-        self._store.write_batch(records)
-        for name, rows in records.items():
-            self._metrics.records.labels(dataset=name).inc(len(rows))
+        written = {name: len(rows) for name, rows in records.items()}
+        write_started = time.perf_counter()
+        try:
+            self._store.write_batch(records)
+        except Exception:
+            if metrics is not None:
+                metrics.write_failed(name for name, count in written.items() if count)
+            raise
+        write_seconds = time.perf_counter() - write_started
         # 4. exactly the offsets consumed
         self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
-        self._metrics.commits.inc()
-        return BatchStats(
-            consumed=consumed,
-            written={name: len(rows) for name, rows in records.items()},
-            deadletters=len(dead),
-        )
+        if metrics is not None:
+            metrics.written(written, write_seconds)
+            metrics.commits.inc()
+            consumer = metrics.consumer
+            for tp, messages in batch.items():
+                consumer.consumed.labels(tp.topic).inc(len(messages))
+            if dead:
+                consumer.produced.labels(self._topics.deadletter).inc(len(dead))
+                for _, reason, _ in dead:
+                    consumer.dead_letters.labels(str(reason)).inc()
+        return BatchStats(consumed=consumed, written=written, deadletters=len(dead))
 
     @staticmethod
     def _route(message: Any) -> tuple[Dataset, dict[str, Any]] | _Rejected:
@@ -288,6 +286,7 @@ class SinkWorker:
                 bootstrap_servers=self._bootstrap,
                 client_id=f"{self._client_id}-deadletter",
                 acks="all",
+                max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
             )
         futures = []
         for message, reason, detail in dead:
@@ -319,6 +318,21 @@ class SinkWorker:
         for future in futures:
             future.get(timeout=_DEADLETTER_TIMEOUT_S)  # raises if the broker did not take it
 
+    def _measure_lag(self) -> None:
+        """Lag of every owned partition: the highwater of the last fetch minus our position."""
+        if self._metrics is None:
+            return
+        owned = self._consumer.assignment() or set()
+        lags: dict[tuple[str, int], int] = {}
+        for tp in owned:
+            end = self._consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if end is not None and position is not None:
+                lags[(tp.topic, tp.partition)] = max(0, end - position)
+        self._metrics.consumer.set_consumer_lag(lags)
+        for tp in [tp for tp in self._positions if tp not in owned]:
+            del self._positions[tp]  # moved to another sink: its position is theirs now
+
     def _rewind(self, batch: Mapping[Any, Sequence[Any]]) -> None:
         """Seek every partition still assigned back to the batch's first offset."""
         for tp, messages in batch.items():
@@ -332,8 +346,16 @@ class SinkWorker:
         last_log = time.monotonic()
         logged = self._totals
         try:
+            retry_s = _RETRY_FIRST_S
             while not stop.is_set():
-                self.run_once()
+                try:
+                    self.run_once()
+                except StoreError as error:  # rewound by run_once: nothing lost, try again
+                    log.error("store write failed, retrying in %.1f s: %s", retry_s, error)
+                    stop.wait(retry_s)
+                    retry_s = min(retry_s * 2, _RETRY_MAX_S)
+                    continue
+                retry_s = _RETRY_FIRST_S
                 now = time.monotonic()
                 if now - last_log >= log_every_s:
                     self._log_progress(logged, now - last_log)
@@ -391,6 +413,39 @@ def _positive_int(text: str) -> int:
         msg = f"must be at least 1, got {value}"
         raise argparse.ArgumentTypeError(msg)
     return value
+
+
+def _resource(text: str) -> tuple[str, str]:
+    dataset, separator, resource_id = text.partition("=")
+    if not separator or not dataset.strip() or not resource_id.strip():
+        msg = f"expected DATASET=RESOURCE_ID, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    try:
+        name = get_dataset(dataset.strip()).name
+    except StoreError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return name, resource_id.strip()
+
+
+def _ckan_target(args: argparse.Namespace, env: Mapping[str, str]) -> CkanTarget:
+    """The CKAN target the arguments describe; `ValueError` says what is missing."""
+    pairs = args.ckan_resource
+    if pairs is None:
+        listed = [item for item in env.get("CIVIC_CKAN_RESOURCES", "").split(",") if item]
+        try:
+            pairs = [_resource(item) for item in listed]
+        except argparse.ArgumentTypeError as error:
+            msg = f"CIVIC_CKAN_RESOURCES: {error}"
+            raise ValueError(msg) from None
+    if not pairs:
+        msg = "--ckan-url needs at least one --ckan-resource DATASET=RESOURCE_ID"
+        raise ValueError(msg)
+    if args.ckan_token_file is not None:
+        token: str | None = args.ckan_token_file.read_text(encoding="utf-8").strip()
+    else:
+        token = env.get("CIVIC_CKAN_TOKEN") or None
+    client = CkanClient(args.ckan_url, token, retry_for_s=args.ckan_retry_for)
+    return CkanTarget(client, dict(pairs), chunk_size=args.ckan_chunk_size)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -460,6 +515,53 @@ def _parser() -> argparse.ArgumentParser:
         default=int(env.get("CIVIC_SINK_METRICS_PORT", "0")),
         help="serve Prometheus /metrics on this port; 0 = off (env CIVIC_SINK_METRICS_PORT)",
     )
+    ckan = parser.add_argument_group(
+        "publishing to a CKAN portal instead of the store",
+        "With --ckan-url the sink upserts the datasets named by --ckan-resource into that "
+        "CKAN's DataStore (datastore_create with the natural key as primary key, then "
+        "datastore_upsert), in its own consumer group (default PREFIX + civicstream-ckan). "
+        "The API token comes from CIVIC_CKAN_TOKEN or --ckan-token-file, never from the "
+        "command line.",
+    )
+    ckan.add_argument(
+        "--ckan-url",
+        default=env.get("CIVIC_CKAN_URL") or None,
+        metavar="URL",
+        help="the CKAN site, e.g. https://data.example.org (env CIVIC_CKAN_URL)",
+    )
+    ckan.add_argument(
+        "--ckan-resource",
+        action="append",
+        type=_resource,
+        default=None,
+        metavar="DATASET=RESOURCE_ID",
+        help=(
+            "publish DATASET into the CKAN resource RESOURCE_ID; repeat for more "
+            "(env CIVIC_CKAN_RESOURCES, comma-separated)"
+        ),
+    )
+    ckan.add_argument(
+        "--ckan-token-file",
+        type=Path,
+        metavar="PATH",
+        help="file holding the CKAN API token (else env CIVIC_CKAN_TOKEN)",
+    )
+    ckan.add_argument(
+        "--ckan-chunk-size",
+        type=_positive_int,
+        default=500,
+        help="most records per datastore_upsert request (default %(default)s)",
+    )
+    ckan.add_argument(
+        "--ckan-retry-for",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help=(
+            "keep retrying a CKAN that is down or overloaded this long before the sink "
+            "stops with an error (default %(default)s)"
+        ),
+    )
     parser.add_argument(
         "--log-level",
         default=env.get("CIVIC_LOG_LEVEL", "INFO"),
@@ -476,7 +578,18 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
-    group = args.group if args.group is not None else Topics(args.prefix).sink_group
+    topics = Topics(args.prefix)
+    target: str | WriteTarget = args.store
+    datasets: list[str] | None = None
+    default_group = topics.sink_group
+    if args.ckan_url:
+        try:
+            ckan = _ckan_target(args, os.environ)
+        except (ValueError, OSError) as error:
+            log.error("%s", error)
+            return 2
+        target, datasets, default_group = ckan, list(ckan.datasets), topics.ckan_group
+    group = args.group if args.group is not None else default_group
     stop = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -486,23 +599,25 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     if args.metrics_port:
-        start_http_server(args.metrics_port)
-    topics = Topics(args.prefix)
+        serve(args.metrics_port)
+    names = DATASETS if datasets is None else datasets
     log.info(
         "sink: %s topics %s → %s, group %s",
         args.bootstrap,
-        ", ".join(sorted({getattr(topics, ds.topic) for ds in DATASETS.values()})),
-        args.store,
+        ", ".join(sorted({getattr(topics, get_dataset(name).topic) for name in names})),
+        args.ckan_url or args.store,
         group,
     )
     try:
         worker = SinkWorker(
             args.bootstrap,
             topics,
-            args.store,
+            target,
             group_id=group,
+            datasets=datasets,
             batch_size=args.batch_size,
             session_timeout_ms=args.session_timeout_ms,
+            metrics=bool(args.metrics_port),
         )
         worker.run(stop, log_every_s=args.log_every)
     except Exception:
