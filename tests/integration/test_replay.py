@@ -106,8 +106,6 @@ def test_a_replay_from_kafka_by_time_range_equals_live_for_that_range(pipeline_f
     only_live = [line for line in lines if line.startswith("  only in A:")]
     assert only_live and all("station_id=tiantan" in line for line in only_live)
     assert not [line for line in lines if line.startswith(("  only in B:", "  changed:"))]
-    same = live.civicstream("diff-datasets", "live", "kafka", "--max-keys", "0")
-    assert same.stdout == result.stdout  # and a diff changes nothing
 
 
 def _iso(ms: int) -> str:
