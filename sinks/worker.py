@@ -473,7 +473,8 @@ def _parser() -> argparse.ArgumentParser:
         "--store",
         default=env.get("CIVIC_STORE_URL", default_store_url()),
         help=(
-            "store URL: sqlite:///relative.db, sqlite:////absolute.db "
+            "store URL: sqlite:///relative.db, sqlite:////absolute.db or "
+            "postgresql://user:password@host:port/dbname "
             "(env CIVIC_STORE_URL; default %(default)s)"
         ),
     )
