@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -20,6 +20,7 @@ from civicstream.settings import Settings
 __all__ = ["DatasetDiff", "compare_stores", "diff_datasets", "register"]
 
 Key = tuple[Any, ...]
+Row = tuple[Any, ...]
 
 
 def register(commands: Any) -> None:
@@ -65,8 +66,67 @@ class DatasetDiff:
         return not (self.only_a or self.only_b or self.changed)
 
 
-def _by_key(rows: Sequence[Mapping[str, Any]], key: Sequence[str]) -> dict[Key, Mapping[str, Any]]:
-    return {tuple(row[name] for name in key): row for row in rows}
+class _Unordered(Exception):
+    """A store returned keys out of Python's order (a collation that sorts otherwise)."""
+
+
+def _sorted_rows(store: Any, ds: Any) -> Iterator[tuple[Key, Row]]:
+    """(key, row) of every row, streamed in natural-key order; `_Unordered` if the store's
+    order is not Python's (then the comparison falls back to reading it whole)."""
+    from sinks._query import Order, RecordQuery
+
+    query = RecordQuery(ds, order=tuple(Order(name) for name in ds.key), limit=None)
+    at = [ds.column_names.index(name) for name in ds.key]
+    previous: Key | None = None
+    rows = store.stream(query)
+    try:
+        for chunk in rows:
+            for row in chunk:
+                key = tuple(row[i] for i in at)
+                if previous is not None and not key > previous:
+                    raise _Unordered
+                previous = key
+                yield key, row
+    finally:
+        rows.close()
+
+
+def _compare_streams(
+    ds: Any, a: Iterator[tuple[Key, Row]], b: Iterator[tuple[Key, Row]], compared: Sequence[int]
+) -> DatasetDiff:
+    """A merge join of two key-ordered streams: memory stays flat however large."""
+    names = ds.column_names
+    diff = DatasetDiff(ds.name)
+    item_a, item_b = next(a, None), next(b, None)
+    while item_a is not None or item_b is not None:
+        if item_b is None or (item_a is not None and item_a[0] < item_b[0]):
+            assert item_a is not None
+            diff.only_a.append(item_a[0])
+            diff.rows_a += 1
+            item_a = next(a, None)
+        elif item_a is None or item_b[0] < item_a[0]:
+            diff.only_b.append(item_b[0])
+            diff.rows_b += 1
+            item_b = next(b, None)
+        else:
+            row_a, row_b = item_a[1], item_b[1]
+            columns = tuple(names[i] for i in compared if row_a[i] != row_b[i])
+            if columns:
+                diff.changed.append((item_a[0], columns))
+            diff.rows_a += 1
+            diff.rows_b += 1
+            item_a, item_b = next(a, None), next(b, None)
+    return diff
+
+
+def _in_memory(ds: Any, store_a: Any, store_b: Any, compared: Sequence[int]) -> DatasetDiff:
+    at = [ds.column_names.index(name) for name in ds.key]
+
+    def keyed(store: Any) -> Iterator[tuple[Key, Row]]:
+        rows = [tuple(r[c] for c in ds.column_names) for r in store.fetch(ds.name)]
+        return iter(sorted((tuple(row[i] for i in at), row) for row in rows))
+
+    return _compare_streams(ds, keyed(store_a), keyed(store_b), compared)
 
 
 def compare_stores(
@@ -75,8 +135,8 @@ def compare_stores(
     datasets: Collection[str] | None = None,
     ignore: Collection[str] = (),
 ) -> list[DatasetDiff]:
-    """Each dataset's differences, in `DATASETS` order. One dataset of each store is held
-    in memory at a time."""
+    """Each dataset's differences, in `DATASETS` order, both stores streamed in key order
+    (a store whose order differs from Python's is read whole instead)."""
     from sinks._datasets import DATASETS
     from sinks.store import open_store
 
@@ -85,20 +145,17 @@ def compare_stores(
         for name, ds in DATASETS.items():
             if datasets is not None and name not in datasets:
                 continue
-            compared = [c for c in ds.column_names if c not in ds.key and c not in ignore]
-            rows_a = _by_key(store_a.fetch(name), ds.key)
-            rows_b = _by_key(store_b.fetch(name), ds.key)
-            diff = DatasetDiff(name, len(rows_a), len(rows_b))
-            for key in sorted(rows_a.keys() | rows_b.keys()):
-                row_a, row_b = rows_a.get(key), rows_b.get(key)
-                if row_b is None:
-                    diff.only_a.append(key)
-                elif row_a is None:
-                    diff.only_b.append(key)
-                else:
-                    columns = tuple(c for c in compared if row_a[c] != row_b[c])
-                    if columns:
-                        diff.changed.append((key, columns))
+            compared = [
+                i
+                for i, column in enumerate(ds.column_names)
+                if column not in ds.key and column not in ignore
+            ]
+            try:
+                diff = _compare_streams(
+                    ds, _sorted_rows(store_a, ds), _sorted_rows(store_b, ds), compared
+                )
+            except _Unordered:
+                diff = _in_memory(ds, store_a, store_b, compared)
             results.append(diff)
     return results
 
