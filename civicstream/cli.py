@@ -28,6 +28,8 @@ environment (defaults in brackets):
   CIVIC_METRICS_PORT      the worker's Prometheus /metrics port, 0 = no metrics [0]
   CIVIC_SINK_METRICS_PORT the sink's Prometheus /metrics port, 0 = no metrics [0]
   CIVIC_STALE_AFTER       stream-time silence before a sensor counts as stale [2h]
+  CIVIC_BATCH_MAX         most raw records per stream-worker batch [2000]
+  CIVIC_ARCHIVE_DIR       archive of raw events [data/archive]
   CIVIC_API_HOST          address `serve` listens on [127.0.0.1]
   CIVIC_API_PORT          port `serve` listens on [8080]
   CIVIC_PUBLIC_URL        public address of the API, for links in data.json [the request's]
@@ -275,6 +277,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="event time between a station's readings [%(default)s]",
     )
     sim.add_argument("--seed", type=int, default=0, help="[%(default)s]")
+    from civicstream import replay as replay_commands  # replay, diff-datasets, archive
+
+    replay_commands.register(commands)
     return parser
 
 
@@ -284,6 +289,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sinks.worker import main as sink_main
 
         return sink_main(args_list[1:])
+    if args_list[:1] == ["archive"]:
+        from sinks.archive import main as archive_main
+
+        return archive_main(args_list[1:])
     args = _build_parser().parse_args(args_list)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)  # its warnings are about our own choices
@@ -307,8 +316,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from civicstream import commands
 
     handler: Callable[[Settings, argparse.Namespace], int] = getattr(
-        commands, args.command.replace("-", "_")
-    )
+        args, "handler", None
+    ) or getattr(commands, args.command.replace("-", "_"))
     return handler(settings, args)
 
 

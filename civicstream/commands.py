@@ -78,6 +78,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         metrics_port=settings.metrics_port,
         days=days,
         sensors=SensorTypes(city.purpleair_stations(), city.purpleair_sensors()),
+        batch_max=settings.batch_max,
         stale_after_ms=settings.stale_after_ms,
         incident_sources=incident_sources,
     )

@@ -69,6 +69,7 @@ class Children:
         self.optional: set[str] = set()  # children whose exit is reported, not fatal
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Path:
+        """Start `argv` as `name`; `env` replaces the environment when given."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("wb")

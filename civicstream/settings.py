@@ -320,6 +320,7 @@ class Settings:
     topic_prefix: str = ""
     partitions: int = 4
     metrics_port: int = 0
+    batch_max: int = 2000
     stale_after_ms: int = 2 * 3_600_000
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -349,6 +350,7 @@ class Settings:
             topic_prefix=env.get("CIVIC_TOPIC_PREFIX", defaults.topic_prefix),
             partitions=_positive_int(env, "CIVIC_PARTITIONS", defaults.partitions),
             metrics_port=_positive_int(env, "CIVIC_METRICS_PORT", defaults.metrics_port, zero=True),
+            batch_max=_positive_int(env, "CIVIC_BATCH_MAX", defaults.batch_max),
             stale_after_ms=(
                 parse_duration_ms(stale_after, name="CIVIC_STALE_AFTER")
                 if stale_after

@@ -48,6 +48,7 @@ SCHEMA_NAMES: dict[str, str] = {
     "incident_heartbeat": "incident_heartbeat.avsc",
     "incident_published": "incident_published.avsc",
     "incident_count": "incident_count.avsc",
+    "archived_record": "archived_record.avsc",
 }
 
 # Contract name -> the files of its earlier versions. A contract evolves compatibly: the new

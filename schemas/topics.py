@@ -93,6 +93,11 @@ class Topics:
         return f"{self.prefix}civicstream-air-quality"
 
     @property
+    def archive_group(self) -> str:
+        """Consumer group of the archive sink (its offsets are for lag only: see sinks/archive)."""
+        return f"{self.prefix}civicstream-archive"
+
+    @property
     def sink_group(self) -> str:
         """Consumer group of the sink worker."""
         return f"{self.prefix}civicstream-sink"

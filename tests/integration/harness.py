@@ -24,7 +24,7 @@ from civicstream.status import (
 )
 from schemas import Topics, decode
 from sinks.store import open_store
-from streams.admin import end_offsets, ensure_topics
+from streams.admin import committed_offsets, end_offsets, ensure_topics
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +53,7 @@ class PipelineUnderTest:
     def __post_init__(self) -> None:
         self.topics = Topics(self.prefix)
         self.store_url = f"sqlite:///{self.workdir / 'store.db'}"
+        self.archive_dir = self.workdir / "archive"
         self.metrics_ports = {"worker": free_port(), "sink": free_port()} if self.metrics else {}
         ensure_topics(self.bootstrap, self.topics.all(), self.partitions)
 
@@ -65,6 +66,7 @@ class PipelineUnderTest:
             CIVIC_PARTITIONS=str(self.partitions),
             CIVIC_STORE_URL=self.store_url,
             CIVIC_ALLOWED_LATENESS=self.lateness,
+            CIVIC_ARCHIVE_DIR=str(self.archive_dir),
             CIVIC_METRICS_PORT=str(self.metrics_ports.get("worker", 0)),
             CIVIC_SINK_METRICS_PORT=str(self.metrics_ports.get("sink", 0)),
             PYTHONPATH=str(PROJECT_ROOT),
@@ -87,11 +89,12 @@ class PipelineUnderTest:
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
-    def start(self, name: str) -> None:
-        """Start the `worker` or the `sink` (logs in the test's work dir)."""
+    def start(self, name: str, *options: str, command: str | None = None) -> None:
+        """Start a process called `name` running `civicstream COMMAND OPTIONS` (COMMAND
+        defaults to the name: `worker`, `sink` or `archive`); logs in the test's work dir."""
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "civicstream", name],
+            [sys.executable, "-m", "civicstream", command or name, *options],
             env=self._env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -127,13 +130,27 @@ class PipelineUnderTest:
             if process.poll() is not None:
                 raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
 
+    def civicstream(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run a civicstream command in this pipeline's environment and work dir."""
+        return subprocess.run(
+            [sys.executable, "-m", "civicstream", *args],
+            env=self._env(),
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")[-4000:]
 
     # -- data -----------------------------------------------------------------------------
-    def send(self, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+    def send(self, messages: Iterable[tuple[bytes | None, bytes]], topic: str | None = None) -> int:
+        """Send (key, value) pairs to `topic` (default: the raw air-quality topic)."""
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
-        futures = [producer.send(self.topics.raw_air_quality, key=k, value=v) for k, v in messages]
+        topic = topic or self.topics.raw_air_quality
+        futures = [producer.send(topic, key=k, value=v) for k, v in messages]
         producer.flush()
         producer.close()
         for future in futures:
@@ -201,6 +218,19 @@ class PipelineUnderTest:
     def rows(self, dataset: str) -> list[dict[str, Any]]:
         with open_store(self.store_url) as store:
             return store.fetch(dataset)
+
+    def wait_until_archived(self, timeout_s: float = 60) -> None:
+        """Poll until the archive sink has committed every record of the raw topics."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.check_alive()
+            ends = end_offsets(self.bootstrap, self.topics.raw)
+            done = committed_offsets(self.bootstrap, self.topics.archive_group)
+            if all(done.get(topic, 0) >= end for topic, end in ends.items()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"archive at {done} of {ends} after {timeout_s} s")
+            time.sleep(0.1)
 
     def wait_until_hourly_output(self, minimum: int, timeout_s: float = 120) -> None:
         """Poll until the worker has produced at least `minimum` hourly records."""

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from processors import aqi
+from sinks.archive import ArchiveMetrics
 from sinks.metrics import SinkMetrics
 from streams.metrics import WorkerMetrics
 from telemetry import metric_names, new_registry
@@ -52,6 +53,7 @@ def exported() -> set[str]:
     registry = new_registry()  # + the process, platform and GC collectors
     WorkerMetrics.of(registry)
     SinkMetrics.of(registry)
+    ArchiveMetrics.of(registry)
     return metric_names(registry)
 
 
