@@ -52,11 +52,12 @@ class PipelineUnderTest:
         )
         return env
 
-    def start(self, name: str) -> None:
-        """Start the `worker` or the `sink` (logs in the test's work dir)."""
+    def start(self, name: str, command: str | None = None) -> None:
+        """Start a process called `name` running `civicstream COMMAND` (default: the name,
+        `worker` or `sink`), logging into the test's work dir."""
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "civicstream", name],
+            [sys.executable, "-m", "civicstream", command or name],
             env=self._env(),
             stdout=log,
             stderr=subprocess.STDOUT,
