@@ -1,7 +1,7 @@
 # civicstream developer and CI entry points. `make` (or `make help`) lists the targets.
 #
-# Works on a fresh Debian machine: missing python3-venv, Java or Maven are installed with
-# apt-get (as root, or through sudo) only when they are missing.
+# Works on a fresh Debian machine: missing python3-venv, Java, Maven or Prometheus are
+# installed with apt-get (as root, or through sudo) only when they are missing.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,8 +24,13 @@ APT_INSTALL = \
 	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $(1)
 
 .DEFAULT_GOAL := help
+<<<<<<< HEAD
 .PHONY: help venv install sys-python sys-java kafka-jars kafka-up kafka-down kafka-status \
 	test lint run bench clean distclean sys-go deploy-schemas docker-lock
+=======
+.PHONY: help venv install sys-python sys-java sys-prometheus kafka-jars kafka-up kafka-down kafka-status \
+	test lint run bench clean distclean
+>>>>>>> main
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -46,8 +51,17 @@ sys-java: ## make sure java and mvn exist (apt: openjdk-17-jre-headless, maven)
 	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
 	if [ -n "$$missing" ]; then $(call APT_INSTALL,$$missing); fi
 
+<<<<<<< HEAD
 sys-go: ## make sure the go command exists (apt: golang-go); it fetches the deploy schemas
 	@command -v go >/dev/null 2>&1 || { $(call APT_INSTALL,golang-go); }
+=======
+sys-prometheus: ## make sure prometheus and promtool exist (apt: prometheus; the tests run both)
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
+		{ $(call APT_INSTALL,prometheus); }
+	@command -v promtool >/dev/null 2>&1 || \
+		{ echo "the prometheus package installed no promtool" >&2; exit 1; }
+	@echo ">> $$(prometheus --version 2>&1 | head -n 1)"
+>>>>>>> main
 
 # ---------------------------------------------------------------- python environment
 
@@ -104,7 +118,11 @@ kafka-status: ## is the local broker running and answering?
 # The test session starts its own broker on free ports, unless CIVIC_TEST_KAFKA_BOOTSTRAP
 # names one to use; only then are Java, Maven and the jars not needed. The jars are fetched
 # here rather than inside pytest so that a first download (or its failure) is visible.
+<<<<<<< HEAD
 test: $(VENV_STAMP) deploy-schemas $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker)
+=======
+test: $(VENV_STAMP) sys-prometheus $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker and Prometheus servers)
+>>>>>>> main
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks)

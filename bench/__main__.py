@@ -6,6 +6,9 @@ For each workload the raw topic is filled first, then the clock runs while
 both on the same broker in the same run. Start-up (process start, group join, table
 recovery) is reported apart from the steady rate. A pure, in-process run of the
 air-quality step (no Kafka) shows the cost of the processing itself.
+`--metrics off` runs the worker and the sink without metrics; `--metrics both` runs
+civicstream with and without them, alternately, `--repeat` times (the overhead of metrics);
+with metrics on, /metrics of both processes is scraped every second meanwhile.
 Results go to stdout and bench/results/<time>.json.
 """
 
@@ -17,14 +20,18 @@ import json
 import os
 import platform
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 
 from civicstream.localbroker import load_local_kafka
 from civicstream.produce import produce
@@ -35,6 +42,7 @@ from schemas import Topics
 from sinks.store import open_store
 from streams.admin import ensure_topics
 from streams.air_quality import AirQualityPipeline, SourceRecord
+from streams.metrics import WorkerMetrics
 from streams.time import HourlyWindows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,15 +95,40 @@ async def _baseline(bootstrap: str, source: str, target: str, total: int) -> dic
     }
 
 
-def _civicstream(bootstrap: str, topics: Topics, total: int, workdir: Path, partitions: int):
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _scrape_every_second(ports: list[int], stop: threading.Event) -> None:
+    """What a Prometheus with a 1 s scrape interval asks of the processes."""
+    while not stop.wait(1.0):
+        for port in ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    r.read()
+            except OSError:
+                pass  # not serving yet
+
+
+def _civicstream(
+    bootstrap: str, topics: Topics, total: int, workdir: Path, partitions: int, metrics: bool
+):
+    ports = [_free_port(), _free_port()] if metrics else [0, 0]
     env = dict(
         os.environ,
         CIVIC_KAFKA_BOOTSTRAP=bootstrap,
         CIVIC_TOPIC_PREFIX=topics.prefix,
         CIVIC_PARTITIONS=str(partitions),
         CIVIC_STORE_URL=f"sqlite:///{workdir / 'store.db'}",
+        CIVIC_METRICS_PORT=str(ports[0]),
+        CIVIC_SINK_METRICS_PORT=str(ports[1]),
         PYTHONPATH=str(ROOT),
     )
+    scraping = threading.Event()
+    if metrics:
+        threading.Thread(target=_scrape_every_second, args=(ports, scraping), daemon=True).start()
     started = time.perf_counter()
     processes = {
         name: subprocess.Popen(
@@ -127,6 +160,7 @@ def _civicstream(bootstrap: str, topics: Topics, total: int, workdir: Path, part
             time.sleep(0.2)
         done = time.perf_counter()
     finally:
+        scraping.set()
         for process in processes.values():
             process.terminate()
         for process in processes.values():
@@ -135,6 +169,7 @@ def _civicstream(bootstrap: str, topics: Topics, total: int, workdir: Path, part
     with open_store(f"sqlite:///{workdir / 'store.db'}") as store:
         rows = {"aqi_hourly": store.count("aqi_hourly"), "readings": store.count("readings")}
     return {
+        "metrics": metrics,
         "records": total,
         "startup_s": round(first - started, 2),
         "steady_s": round(done - first, 2),
@@ -162,21 +197,34 @@ class _DictStates(dict):
 
 
 def _in_process(records: list, batch: int = 2000) -> dict:
+    """The air-quality step alone, then the worker's metric updates for the same batches."""
     pipeline = AirQualityPipeline(Topics(), HourlyWindows(600_000))
     states = _DictStates()
     source = [SourceRecord("raw", 0, i, r.key, r.value) for i, r in enumerate(records)]
     started = time.perf_counter()
     outputs = 0
+    batches = []
     for start in range(0, len(source), batch):
-        result = pipeline.process(source[start : start + batch], states)
+        chunk = source[start : start + batch]
+        result = pipeline.process(chunk, states)
         states.update((u.station_id, u.data) for u in result.state_updates)
         outputs += len(result.outputs)
+        batches.append((chunk, result))
     elapsed = time.perf_counter() - started
+    recording = []
+    for _ in range(3):  # WorkerMetrics.record_batch alone, on a fresh registry, best of 3
+        recorder = WorkerMetrics.of(CollectorRegistry())
+        began = time.perf_counter()
+        for chunk, result in batches:
+            now = time.monotonic()
+            recorder.record_batch(chunk, result, [now] * len(chunk), now, 0.0)
+        recording.append(time.perf_counter() - began)
     return {
         "records": len(records),
         "seconds": round(elapsed, 2),
         "per_s": round(len(records) / elapsed),
         "outputs": outputs,
+        "metrics_us_per_record": round(min(recording) / len(records) * 1e6, 2),
     }
 
 
@@ -189,6 +237,19 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=14, help="Beijing days (12 stations) [14]")
     parser.add_argument("--simulate", type=int, default=100_000, help="synthetic readings [100000]")
     parser.add_argument("--partitions", type=int, default=4, help="[4]")
+    parser.add_argument(
+        "--metrics",
+        choices=["on", "off", "both"],
+        default="on",
+        help="run civicstream with metrics (served and scraped every second), without, or "
+        "both alternately [on]",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="civicstream runs per metrics setting [1]"
+    )
+    parser.add_argument(
+        "--workloads", default="beijing,simulate", help="comma-separated [beijing,simulate]"
+    )
     parser.add_argument(
         "--bootstrap",
         default=os.environ.get("CIVIC_BENCH_BOOTSTRAP"),
@@ -208,44 +269,79 @@ def main() -> int:
         print(f"broker started in {time.perf_counter() - started:.1f}s at {bootstrap}")
     results: dict = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "metrics": args.metrics,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "partitions": args.partitions,
         "workloads": {},
     }
     try:
-        for name, records in (
-            ("beijing", workload("beijing", args.days, 0)),
-            ("simulate", workload("simulate", 0, args.simulate)),
-        ):
-            tag = f"bench-{name}-{int(time.time())}."
-            topics = Topics(tag)
-            ensure_topics(bootstrap, [*topics.all(), f"{tag}baseline-out"], args.partitions)
-            loaded = produce(records, bootstrap=bootstrap, topic=topics.raw_air_quality)
-            print(
-                f"\n{name}: {loaded.records:,} readings loaded at {loaded.per_second:,.0f}/s "
-                "(kafka-python producer)"
-            )
-            baseline = asyncio.run(
-                _baseline(bootstrap, topics.raw_air_quality, f"{tag}baseline-out", loaded.records)
-            )
-            print(f"  baseline aiokafka consume→produce: {baseline['per_s']:,}/s")
-            workdir = workroot / name
-            workdir.mkdir()
-            ours = _civicstream(bootstrap, topics, loaded.records, workdir, args.partitions)
-            print(
-                f"  civicstream raw → worker → sink → SQLite: {ours['per_s']:,}/s steady, "
-                f"{ours['end_to_end_per_s']:,}/s incl. {ours['startup_s']}s start-up "
-                f"(worker alone {ours['worker_per_s']:,}/s); "
-                f"peak RSS {ours['peak_rss_mib']} MiB; rows {ours['store_rows']}"
-            )
+        variants = {"on": [True], "off": [False], "both": [True, False]}[args.metrics]
+        for name in args.workloads.split(","):
+            records = workload(name, args.days, args.simulate)
+            runs = []
+            baseline = None
+            for run in range(args.repeat):
+                for metrics in variants:
+                    tag = f"bench-{name}-{run}{'m' if metrics else 'n'}-{int(time.time())}."
+                    topics = Topics(tag)
+                    ensure_topics(bootstrap, [*topics.all(), f"{tag}baseline-out"], args.partitions)
+                    loaded = produce(records, bootstrap=bootstrap, topic=topics.raw_air_quality)
+                    if baseline is None:
+                        print(
+                            f"\n{name}: {loaded.records:,} readings loaded at "
+                            f"{loaded.per_second:,.0f}/s (kafka-python producer)"
+                        )
+                        baseline = asyncio.run(
+                            _baseline(
+                                bootstrap,
+                                topics.raw_air_quality,
+                                f"{tag}baseline-out",
+                                loaded.records,
+                            )
+                        )
+                        print(f"  baseline aiokafka consume→produce: {baseline['per_s']:,}/s")
+                    workdir = workroot / tag.rstrip(".")
+                    workdir.mkdir()
+                    ours = _civicstream(
+                        bootstrap, topics, loaded.records, workdir, args.partitions, metrics
+                    )
+                    runs.append(ours)
+                    print(
+                        f"  civicstream (metrics {'on' if metrics else 'off'}) raw → worker → "
+                        f"sink → SQLite: {ours['per_s']:,}/s steady, "
+                        f"{ours['end_to_end_per_s']:,}/s incl. {ours['startup_s']}s start-up "
+                        f"(worker alone {ours['worker_per_s']:,}/s); "
+                        f"peak RSS {ours['peak_rss_mib']} MiB; rows {ours['store_rows']}"
+                    )
             pure = _in_process(records)
             print(f"  air-quality step alone (no Kafka): {pure['per_s']:,}/s")
+            print(
+                f"  worker metric updates (record_batch) alone: "
+                f"{pure['metrics_us_per_record']:.2f} µs per record, beside "
+                f"{pure['seconds'] / pure['records'] * 1e6:.0f} µs for the step"
+            )
             results["workloads"][name] = {
                 "produce_per_s": round(loaded.per_second),
                 "baseline": baseline,
-                "civicstream": ours,
+                "civicstream": runs[0] if len(runs) == 1 else runs,
                 "in_process": pure,
             }
+            if args.metrics == "both":
+                rates = {
+                    flag: sorted(r["worker_per_s"] for r in runs if r["metrics"] == flag)
+                    for flag in (True, False)
+                }
+                medians = {flag: values[len(values) // 2] for flag, values in rates.items()}
+                overhead = 1 - medians[True] / medians[False]
+                results["workloads"][name]["metrics_overhead"] = {
+                    "worker_per_s_on": rates[True],
+                    "worker_per_s_off": rates[False],
+                    "overhead_of_median": round(overhead, 3),
+                }
+                print(
+                    f"  metrics overhead (worker throughput, median of {args.repeat}): "
+                    f"{overhead:.1%} ({medians[False]:,}/s off → {medians[True]:,}/s on)"
+                )
     finally:
         if broker is not None:
             broker.stop()

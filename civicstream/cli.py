@@ -25,7 +25,9 @@ environment (defaults in brackets):
   CIVIC_ALLOWED_LATENESS  lateness of hourly windows, e.g. 600, 10m, PT10M [10m]
   CIVIC_TOPIC_PREFIX      namespace prefixed to every topic and group [none]
   CIVIC_PARTITIONS        partitions for topics this command creates [4]
-  CIVIC_METRICS_PORT      serve Prometheus /metrics on this port, 0 = off [0]
+  CIVIC_METRICS_PORT      the worker's Prometheus /metrics port, 0 = no metrics [0]
+  CIVIC_SINK_METRICS_PORT the sink's Prometheus /metrics port, 0 = no metrics [0]
+  CIVIC_STALE_AFTER       stream-time silence before a sensor counts as stale [2h]
 """
 
 

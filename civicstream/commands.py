@@ -51,6 +51,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         partitions=counts[names.raw_air_quality],
         coordinates=_coordinates(settings),
         metrics_port=settings.metrics_port,
+        stale_after_ms=settings.stale_after_ms,
     )
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"

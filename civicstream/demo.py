@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from civicstream.localbroker import load_local_kafka
+from civicstream.monitoring import PrometheusServer, find_prometheus, prometheus_config
 from civicstream.produce import produce
 from civicstream.progress import Progress
 from civicstream.settings import Settings
@@ -32,6 +34,8 @@ __all__ = ["run_demo"]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The first hour of the Beijing files: 2013-03-01 00:00 Beijing time (UTC+8).
 DEMO_START = datetime(2013, 3, 1, tzinfo=timezone(timedelta(hours=8)))
+# /metrics of the worker and the sink, and Prometheus: deploy/prometheus/prometheus.yml's.
+DEMO_PORTS = {"worker": 9191, "sink": 9192, "prometheus": 9090}
 
 
 def _month_after(start: datetime, months: int) -> datetime:
@@ -46,12 +50,13 @@ class Children:
         self.log_dir = log_dir
         self.processes: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
 
-    def start(self, name: str, argv: list[str]) -> Path:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Path:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("wb")
         process = subprocess.Popen(
             argv,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -105,6 +110,46 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _port(preferred: int) -> int:
+    """`preferred` when nothing listens on it, else a free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _metrics_ports(settings: Settings) -> dict[str, int]:
+    """The worker's and the sink's /metrics ports: the user's settings, else the demo's."""
+    sink = int(os.environ.get("CIVIC_SINK_METRICS_PORT") or 0)
+    return {
+        "worker": settings.metrics_port or _port(DEMO_PORTS["worker"]),
+        "sink": sink or _port(DEMO_PORTS["sink"]),
+    }
+
+
+def _start_prometheus(ports: dict[str, int], cleanup: ExitStack) -> str | None:
+    """A real Prometheus scraping the worker and the sink, when Debian's is installed."""
+    binary = find_prometheus()
+    if binary is None:
+        return None
+    targets = {name: [f"127.0.0.1:{port}"] for name, port in ports.items()}
+    server = PrometheusServer(
+        Path("data") / "prometheus",
+        _port(DEMO_PORTS["prometheus"]),
+        prometheus_config(targets, interval_s=5),
+        binary=binary,
+    )
+    try:
+        server.start()
+    except (OSError, RuntimeError, TimeoutError) as error:
+        _say(f"  Prometheus did not start ({error}); going on without it")
+        return None
+    cleanup.callback(server.stop)
+    return server.url
+
+
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     started = time.monotonic()
     topics = Topics(settings.topic_prefix)
@@ -135,10 +180,22 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         children = Children(Path("data") / "logs")
         cleanup.callback(children.stop)
         env_python = [sys.executable, "-m", "civicstream"]
+        ports = _metrics_ports(settings)
+        env = dict(
+            os.environ,
+            CIVIC_METRICS_PORT=str(ports["worker"]),
+            CIVIC_SINK_METRICS_PORT=str(ports["sink"]),
+        )
         workers_started = time.monotonic()
-        worker_log = children.start("worker", [*env_python, "worker"])
-        sink_log = children.start("sink", [*env_python, "sink"])
+        worker_log = children.start("worker", [*env_python, "worker"], env)
+        sink_log = children.start("sink", [*env_python, "sink"], env)
         _say(f"• worker and sink started (logs: {worker_log}, {sink_log})")
+        prometheus = _start_prometheus(ports, cleanup)
+        metrics = ", ".join(f"http://127.0.0.1:{port}/metrics" for port in ports.values())
+        if prometheus:
+            _say(f"• Prometheus at {prometheus} (alerts: {prometheus}/alerts), scraping {metrics}")
+        else:
+            _say(f"• metrics at {metrics} (install Debian's prometheus to have them scraped)")
         # 4. Replay.
         since = DEMO_START
         if args.until is not None:
@@ -168,6 +225,9 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         _wait_until_drained(settings, topics, children, sent.records, workers_started)
         elapsed = time.monotonic() - started
         _summary(settings, topics, sent.records, elapsed)
+        _say(f"  metrics    {metrics}")
+        if prometheus:
+            _say(f"  Prometheus {prometheus}  (graph, alerts; dashboards: deploy/grafana)")
         if args.exit_when_done:
             return 0
         try:  # from the moment the user is told, Ctrl-C is the normal way out (exit 0)

@@ -92,6 +92,7 @@ class Settings:
     topic_prefix: str = ""
     partitions: int = 4
     metrics_port: int = 0
+    stale_after_ms: int = 2 * 3_600_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +100,7 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         lateness = env.get("CIVIC_ALLOWED_LATENESS")
+        stale_after = env.get("CIVIC_STALE_AFTER")
         return cls(
             kafka_bootstrap=env.get("CIVIC_KAFKA_BOOTSTRAP") or defaults.kafka_bootstrap,
             store_url=env.get("CIVIC_STORE_URL") or defaults.store_url,
@@ -111,6 +113,11 @@ class Settings:
             topic_prefix=env.get("CIVIC_TOPIC_PREFIX", defaults.topic_prefix),
             partitions=_positive_int(env, "CIVIC_PARTITIONS", defaults.partitions),
             metrics_port=_positive_int(env, "CIVIC_METRICS_PORT", defaults.metrics_port, zero=True),
+            stale_after_ms=(
+                parse_duration_ms(stale_after, name="CIVIC_STALE_AFTER")
+                if stale_after
+                else defaults.stale_after_ms
+            ),
         )
 
     def city(self) -> City:

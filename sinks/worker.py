@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +21,16 @@ from typing import Any, Protocol, Self
 from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
 from kafka.errors import CommitFailedError  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry
 
 from schemas import Reason, Topics, encode
 from schemas.codec import decode_as
 from sinks._datasets import DATASETS, Dataset, get_dataset
 from sinks.ckan import CkanClient, CkanTarget
 from sinks.exceptions import InvalidRecord, StoreError
+from sinks.metrics import SinkMetrics
 from sinks.store import default_store_url, open_store
+from telemetry import serve
 
 __all__ = ["BatchStats", "SinkWorker", "WriteTarget", "main"]
 
@@ -40,6 +41,8 @@ _ROUTES: dict[str, Dataset] = {ds.contract: ds for ds in DATASETS.values()}
 
 _DEADLETTER_TIMEOUT_S = 30.0
 _COMMIT_TIMEOUT_MS = 30_000
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -72,47 +75,6 @@ class _Rejected:
     detail: str
 
 
-class _Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.records = Counter(
-            "civicstream_sink_records",
-            "Records upserted into the open-data store, per dataset.",
-            ["dataset"],
-            registry=registry,
-        )
-        self.deadletters = Counter(
-            "civicstream_sink_deadletters",
-            "Messages the sink could not store, sent to the dead-letter topic.",
-            registry=registry,
-        )
-        self.batch_seconds = Histogram(
-            "civicstream_sink_batch_seconds",
-            "Time from a batch's poll to its offset commit.",
-            registry=registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-        )
-        self.commits = Counter(
-            "civicstream_sink_commits",
-            "Kafka offset commits made after a store transaction.",
-            registry=registry,
-        )
-        for ds in _ROUTES.values():
-            self.records.labels(dataset=ds.name)
-
-
-# One set of collectors per registry: several workers in a process share them.
-_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
-_METRICS_LOCK = threading.Lock()
-
-
-def _metrics_for(registry: CollectorRegistry) -> _Metrics:
-    with _METRICS_LOCK:
-        metrics = _METRICS.get(registry)
-        if metrics is None:
-            metrics = _METRICS[registry] = _Metrics(registry)
-        return metrics
-
-
 class WriteTarget(Protocol):
     """Where a sink writes: the open-data store (`sinks.store.Store`) or a portal
     (`sinks.ckan.CkanTarget`). `write_batch` returns only once the write is durable."""
@@ -142,7 +104,10 @@ class SinkWorker:
     A crash anywhere before the last step replays the batch, and upserts by natural key
     make the replay a no-op. (The dead-letter topic is at-least-once: a replayed batch
     sends its dead letters again.) If a step fails, `run_once` seeks back to the start of
-    the batch before re-raising, so even a caller that retries never skips a record.
+    the batch before re-raising, so even a caller that retries never skips a record;
+    `run` retries a failed store transaction (with back-off) instead of exiting.
+
+    Metrics (`sinks.metrics.SinkMetrics`, on `registry`; none when `metrics` is False).
     """
 
     def __init__(
@@ -159,6 +124,7 @@ class SinkWorker:
         registry: CollectorRegistry | None = None,
         client_id: str = "civicstream-sink",
         session_timeout_ms: int | None = None,
+        metrics: bool = True,
     ) -> None:
         if batch_size < 1:
             msg = f"batch_size must be at least 1, got {batch_size}"
@@ -169,7 +135,8 @@ class SinkWorker:
         self._poll_timeout_ms = poll_timeout_ms
         self._on_batch = on_batch
         self._client_id = client_id
-        self._metrics = _metrics_for(REGISTRY if registry is None else registry)
+        self._metrics = SinkMetrics.of(registry) if metrics else None
+        self._positions: dict[Any, int] = {}  # partition -> next offset after the last commit
         self._totals = BatchStats(batches=0)
         self._producer: Any = None
         self._closed = False
@@ -215,6 +182,7 @@ class SinkWorker:
         )
         batch = {tp: messages for tp, messages in polled.items() if messages}
         if not batch:
+            self._measure_lag()
             return 0
         started = time.perf_counter()
         try:
@@ -234,7 +202,13 @@ class SinkWorker:
             deadletters=stats.deadletters,
             seconds=time.perf_counter() - started,
         )
-        self._metrics.batch_seconds.observe(stats.seconds)
+        for tp, messages in batch.items():
+            self._positions[tp] = messages[-1].offset + 1
+        if self._metrics is not None:
+            self._metrics.batch_seconds.observe(stats.seconds)
+            for tp, messages in batch.items():  # received at the poll, durable now
+                self._metrics.consumer.observe_latency(tp.topic, [stats.seconds] * len(messages))
+            self._measure_lag()
         self._totals = self._totals + stats
         if self._on_batch is not None:
             self._on_batch(stats)
@@ -257,22 +231,33 @@ class SinkWorker:
                     records[ds.name].append(record)
             last = messages[-1]
             offsets[tp] = OffsetAndMetadata(last.offset + 1, "", last.leader_epoch)
+        metrics = self._metrics
         # 2. dead letters, flushed and acknowledged
         if dead:
             self._send_dead_letters(dead)
-            self._metrics.deadletters.inc(len(dead))
         # 3. one store transaction
-        self._store.write_batch(records)
-        for name, rows in records.items():
-            self._metrics.records.labels(dataset=name).inc(len(rows))
+        written = {name: len(rows) for name, rows in records.items()}
+        write_started = time.perf_counter()
+        try:
+            self._store.write_batch(records)
+        except Exception:
+            if metrics is not None:
+                metrics.write_failed(name for name, count in written.items() if count)
+            raise
+        write_seconds = time.perf_counter() - write_started
         # 4. exactly the offsets consumed
         self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
-        self._metrics.commits.inc()
-        return BatchStats(
-            consumed=consumed,
-            written={name: len(rows) for name, rows in records.items()},
-            deadletters=len(dead),
-        )
+        if metrics is not None:
+            metrics.written(written, write_seconds)
+            metrics.commits.inc()
+            consumer = metrics.consumer
+            for tp, messages in batch.items():
+                consumer.consumed.labels(tp.topic).inc(len(messages))
+            if dead:
+                consumer.produced.labels(self._topics.deadletter).inc(len(dead))
+                for _, reason, _ in dead:
+                    consumer.dead_letters.labels(str(reason)).inc()
+        return BatchStats(consumed=consumed, written=written, deadletters=len(dead))
 
     @staticmethod
     def _route(message: Any) -> tuple[Dataset, dict[str, Any]] | _Rejected:
@@ -331,6 +316,21 @@ class SinkWorker:
         for future in futures:
             future.get(timeout=_DEADLETTER_TIMEOUT_S)  # raises if the broker did not take it
 
+    def _measure_lag(self) -> None:
+        """Lag of every owned partition: the highwater of the last fetch minus our position."""
+        if self._metrics is None:
+            return
+        owned = self._consumer.assignment() or set()
+        lags: dict[tuple[str, int], int] = {}
+        for tp in owned:
+            end = self._consumer.highwater(tp)
+            position = self._positions.get(tp)
+            if end is not None and position is not None:
+                lags[(tp.topic, tp.partition)] = max(0, end - position)
+        self._metrics.consumer.set_consumer_lag(lags)
+        for tp in [tp for tp in self._positions if tp not in owned]:
+            del self._positions[tp]  # moved to another sink: its position is theirs now
+
     def _rewind(self, batch: Mapping[Any, Sequence[Any]]) -> None:
         """Seek every partition still assigned back to the batch's first offset."""
         for tp, messages in batch.items():
@@ -344,8 +344,16 @@ class SinkWorker:
         last_log = time.monotonic()
         logged = self._totals
         try:
+            retry_s = _RETRY_FIRST_S
             while not stop.is_set():
-                self.run_once()
+                try:
+                    self.run_once()
+                except StoreError as error:  # rewound by run_once: nothing lost, try again
+                    log.error("store write failed, retrying in %.1f s: %s", retry_s, error)
+                    stop.wait(retry_s)
+                    retry_s = min(retry_s * 2, _RETRY_MAX_S)
+                    continue
+                retry_s = _RETRY_FIRST_S
                 now = time.monotonic()
                 if now - last_log >= log_every_s:
                     self._log_progress(logged, now - last_log)
@@ -589,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     if args.metrics_port:
-        start_http_server(args.metrics_port)
+        serve(args.metrics_port)
     names = DATASETS if datasets is None else datasets
     log.info(
         "sink: %s topics %s → %s, group %s",
@@ -607,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
             datasets=datasets,
             batch_size=args.batch_size,
             session_timeout_ms=args.session_timeout_ms,
+            metrics=bool(args.metrics_port),
         )
         worker.run(stop, log_every_s=args.log_every)
     except Exception:

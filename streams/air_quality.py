@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from processors.validation import InvalidReading, check_reading
 from schemas import InvalidInput, Reason, Topics, encode, parse_raw_reading
@@ -94,6 +94,17 @@ class BatchResult:
     skipped: int = 0
     hours_closed: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
+    # For metrics (streams.metrics turns these into gauges; nothing here touches a metric):
+    newest_event_ms: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> event time of the newest reading accepted from it."""
+    sensor_event_ms: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(station, pollutant) -> event time of the sensor's newest accepted reading."""
+    open_windows: dict[str, int] = field(default_factory=dict)
+    """Station -> hours still open after the batch (for every station the batch touched)."""
+    latest_aqi: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Station -> the AqiHourly record of its newest hour made final in this batch."""
+    anomalies: Counter[str] = field(default_factory=Counter)
+    """Anomaly kind -> readings flagged with it (fed by the anomaly detector)."""
 
 
 _PROGRESS_PREFIX = "\x00progress/"  # station ids cannot contain control characters
@@ -118,6 +129,11 @@ def progress_update(partition: int, next_offset: int) -> StateUpdate:
     """The state-table write that records a partition's next offset to apply."""
     data = json.dumps({"next_offset": next_offset}).encode()
     return StateUpdate(progress_key(partition), partition, data)
+
+
+def _keep_newest(newest: dict[Any, int], key: Any, ts_ms: int) -> None:
+    if ts_ms > newest.get(key, -1):
+        newest[key] = ts_ms
 
 
 def encode_state(state: StationState) -> bytes:
@@ -197,6 +213,9 @@ class AirQualityPipeline:
             else:
                 state.add(accepted)
                 result.accepted += 1
+                _keep_newest(result.newest_event_ms, (record.topic, partition), accepted.ts_ms)
+                sensor = (raw.station_id, accepted.pollutant)
+                _keep_newest(result.sensor_event_ms, sensor, accepted.ts_ms)
         for station_id, (state, partition) in touched.items():
             key = station_id.encode()
             for closed in state.close_final_hours(self.windows, self.coordinates.get(station_id)):
@@ -208,6 +227,8 @@ class AirQualityPipeline:
                 result.outputs.append(
                     Output(self.topics.aqi_hourly, key, encode("aqi_hourly", closed.aqi_record))
                 )
+                result.latest_aqi[station_id] = closed.aqi_record
+            result.open_windows[station_id] = len(state.open_hours)
             result.state_updates.append(StateUpdate(station_id, partition, encode_state(state)))
         # Progress last: a crash before it leaves station states ahead of it, and their own
         # source offsets make the re-delivered records no-ops.

@@ -8,7 +8,8 @@ Commit order, per batch (at-least-once, idempotent by construction):
   1. outputs (enriched readings, hourly AQI, dead letters) are produced and flushed:
      durable (acks=all) before anything else happens;
   2. the touched station states are written to the table's changelog and flushed;
-  3. the batch's events are acked when the loop body returns;
+  3. the batch's events are acked when the loop body returns, except those skipped above
+     a gap (below), which are kept from Faust's acking so no commit passes them;
   4. Faust commits the consumer offsets of acked events (every 1 s).
 Which raw records are applied is decided by the state, not by those commits: each raw
 partition's next offset is kept in the same table (written last, in step 2). A record
@@ -16,6 +17,8 @@ below it is a re-delivery and is skipped; a record above it means the consumer s
 some (Faust can ack and commit unprocessed records around rebalances), so nothing more
 of that partition is applied until the consumer is rewound to the first missing one
 (or, if the broker shows that offset holds no record, progress moves on: streams.gaps).
+A watchdog also rewinds a partition whose committed offset is ahead of the records applied
+with no progress for a few seconds: the case where no later record arrives to show a gap.
 A crash anywhere re-delivers the records after the last committed offset. A state that
 became durable in step 2 remembers the source offsets it applied, so those records are
 skipped; its outputs were already durable (step 1 precedes step 2). A state that did not
@@ -32,7 +35,6 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
-from prometheus_client import start_http_server
 
 from schemas import Topics
 from streams.air_quality import (
@@ -40,17 +42,21 @@ from streams.air_quality import (
     Gap,
     SourceRecord,
     StateUpdate,
+    load_progress,
     progress_update,
 )
 from streams.gaps import GapPolicy
 from streams.metrics import WorkerMetrics
 from streams.time import HourlyWindows
+from telemetry import serve
 
 __all__ = ["create_app"]
 
 BATCH_MAX = 2000
 BATCH_WITHIN_SECONDS = 0.25
 _PROGRESS_EVERY_SECONDS = 10.0
+_WATCHDOG_EVERY_SECONDS = 2.0
+_LAG_EVERY_SECONDS = 5.0
 
 
 class TableStateStore:
@@ -139,8 +145,12 @@ def create_app(
     coordinates: dict[str, tuple[float, float]] | None = None,
     replication_factor: int = 1,
     metrics_port: int = 0,
+    stale_after_ms: int | None = None,
 ) -> faust.App:
-    """Build the worker app for one namespace; `partitions` must match the raw topic."""
+    """Build the worker app for one namespace; `partitions` must match the raw topic.
+
+    With `metrics_port` 0 no metric is kept at all (the benchmark's baseline).
+    """
     app = faust.App(
         topics.worker_group,
         broker=_broker_urls(bootstrap),
@@ -173,7 +183,11 @@ def create_app(
         value_type=bytes,
     )
     pipeline = AirQualityPipeline(topics, windows, coordinates)
-    metrics = WorkerMetrics.create()
+    metrics = WorkerMetrics.of() if metrics_port else None
+    if metrics is not None:
+        metrics.faust.bind(app.monitor)
+        if stale_after_ms is not None:
+            metrics.sensors.stale_after_ms = stale_after_ms
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
@@ -198,19 +212,28 @@ def create_app(
                 await app.producer.send(output.topic, output.key, output.value, None, None, None)
             if result.outputs:
                 await app.producer.flush()
+            durable_at = time.monotonic()
             for update in result.state_updates:
                 await store.save(update)
             await app.producer.flush()
             for partition, gap in result.gaps.items():
                 await rewinder.handle(partition, gap)
-            metrics.batch_seconds.observe(time.perf_counter() - started)
-            metrics.records.labels("accepted").inc(result.accepted)
-            metrics.records.labels("redelivered").inc(result.redelivered)
-            metrics.records.labels("skipped").inc(result.skipped)
-            metrics.hours_closed.inc(result.hours_closed)
-            for reason, count in result.dead_letters.items():
-                metrics.records.labels("dead_letter").inc(count)
-                metrics.dead_letters.labels(reason).inc(count)
+            # Records skipped above a gap were not applied: take them out of Faust's acking
+            # (a message already marked acked is never registered as done), so no commit
+            # passes them and whoever owns the partition next starts at the first one.
+            for event in events:
+                gap = result.gaps.get(event.message.partition)
+                if gap is not None and event.message.offset >= gap.first_seen:
+                    event.message.acked = True
+            if metrics is not None:
+                metrics.record_batch(
+                    records,
+                    result,
+                    # Faust's monitor stamps each message when it arrives (monotonic clock).
+                    [event.message.time_in for event in events],
+                    durable_at,
+                    time.perf_counter() - started,
+                )
             totals["records"] += len(records)
             totals["accepted"] += result.accepted
             totals["dead_letters"] += sum(result.dead_letters.values())
@@ -224,11 +247,62 @@ def create_app(
                     flush=True,
                 )
 
-    if metrics_port:
+    stuck_at: dict[TP, int] = {}
+
+    @app.timer(interval=_WATCHDOG_EVERY_SECONDS)
+    async def rewind_acked_but_unapplied() -> None:
+        """Rewind a partition whose committed offset ran ahead of the records applied.
+
+        The agent acks the records of a batch it skipped (above a gap, waiting for the
+        rewind), so Faust may commit past them; if a rebalance then comes before the rewind
+        is served, the partition's next owner starts at that committed offset. When later
+        records follow, the pipeline sees the gap; when none do, only this check does:
+        committed > applied, with no progress over two ticks, means records were skipped.
+        """
+        if app.rebalancing:
+            return
+        committed = app.consumer._committed_offset  # read at assignment, then per commit
+        for tp in app.consumer.assignment():
+            if tp.topic != topics.raw_air_quality:
+                continue
+            applied = load_progress(store, tp.partition)
+            ahead = committed.get(tp)
+            if applied is None or ahead is None or ahead <= applied:
+                stuck_at.pop(tp, None)
+            elif stuck_at.get(tp) != applied:
+                stuck_at[tp] = applied  # first sighting: the agent may be just behind
+            else:
+                del stuck_at[tp]
+                print(
+                    f"worker: {tp.topic}[{tp.partition}] committed {ahead} but applied only "
+                    f"up to {applied}; rewinding to {applied}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await app.consumer.seek(tp, applied)
+
+    if metrics is not None:
 
         @app.task
         async def serve_metrics() -> None:
-            start_http_server(metrics_port)
+            serve(metrics_port)
             print(f"worker: metrics on http://127.0.0.1:{metrics_port}/metrics", file=sys.stderr)
+
+        @app.timer(interval=_LAG_EVERY_SECONDS)
+        async def measure_consumer_lag() -> None:
+            """End offsets from the broker, not from fetches: a stuck worker's lag grows."""
+            owned = [tp for tp in app.consumer.assignment() if tp.topic == topics.raw_air_quality]
+            if not owned:
+                return  # not assigned (yet), or rebalancing: keep the last values
+            try:
+                ends = await app.consumer.highwaters(*owned)
+            except Exception as error:  # the next tick tries again
+                print(f"worker: end offsets not read: {error!r}", file=sys.stderr)
+                return
+            committed = app.consumer._committed_offset  # read at assignment, then per commit
+            metrics.update_consumer_lag(
+                {(tp.topic, tp.partition): end for tp, end in ends.items()},
+                {(tp.topic, tp.partition): committed.get(tp) for tp in owned},
+            )
 
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +24,13 @@ from streams.admin import end_offsets, ensure_topics
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @dataclass
 class PipelineUnderTest:
     """One namespace: its topics, a stream worker, a sink worker and a store."""
@@ -32,11 +40,14 @@ class PipelineUnderTest:
     workdir: Path
     partitions: int = 3
     lateness: str = "10m"
+    metrics: bool = False
+    """Serve /metrics: the worker and the sink each on a free port (`metrics_ports`)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.topics = Topics(self.prefix)
         self.store_url = f"sqlite:///{self.workdir / 'store.db'}"
+        self.metrics_ports = {"worker": free_port(), "sink": free_port()} if self.metrics else {}
         ensure_topics(self.bootstrap, self.topics.all(), self.partitions)
 
     # -- processes ----------------------------------------------------------------------
@@ -48,6 +59,8 @@ class PipelineUnderTest:
             CIVIC_PARTITIONS=str(self.partitions),
             CIVIC_STORE_URL=self.store_url,
             CIVIC_ALLOWED_LATENESS=self.lateness,
+            CIVIC_METRICS_PORT=str(self.metrics_ports.get("worker", 0)),
+            CIVIC_SINK_METRICS_PORT=str(self.metrics_ports.get("sink", 0)),
             PYTHONPATH=str(PROJECT_ROOT),
         )
         return env

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from civicstream.monitoring import find_prometheus
 from civicstream.sources import open_sources
 from sinks.store import open_store
 
@@ -84,6 +85,9 @@ def test_run_replays_the_beijing_data_and_says_where_the_results_are(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replaying 12 Beijing stations" in result.stderr
     assert "Where the open data is" in result.stderr
+    assert "/metrics" in result.stderr
+    if find_prometheus():
+        assert "• Prometheus at http://127.0.0.1:" in result.stderr
     assert str(store) in result.stderr
     with open_store(f"sqlite:///{store}") as opened:
         expected = _final_station_hours(1_362_067_200_000, 1_362_153_600_000)
@@ -183,7 +187,8 @@ def test_ctrl_c_stops_everything_run_started(kafka_bootstrap, topic_prefix, tmp_
             if "Ctrl-C stops everything" in line:
                 break
         assert any("stays live" in line for line in seen), "".join(seen)
-        assert len(_processes_with(marker)) == 3  # run, worker, sink
+        # run, worker, sink, and Prometheus scraping them when it is installed
+        assert len(_processes_with(marker)) == (4 if find_prometheus() else 3)
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=60) == 0
     finally:

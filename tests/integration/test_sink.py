@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -270,12 +271,31 @@ def test_sink_stores_exact_rows_and_a_second_group_replays_them_as_a_no_op(env: 
     assert sum(b.consumed for b in batches) == produced.total()
     assert max(b.consumed for b in batches) <= 50
     assert sum(b.written["aqi_hourly"] for b in batches) == 26
-    assert (
-        registry.get_sample_value("civicstream_sink_records_total", {"dataset": "readings"}) == 321
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("civicstream_sink_rows_written_total", dataset="readings") == 321
+    assert sample("civicstream_sink_rows_written_total", dataset="aqi_hourly") == 26
+    assert sample("civicstream_sink_write_failures_total", dataset="readings") == 0
+    assert sample("civicstream_sink_commits_total") == len(batches)
+    assert not [f for f in registry.collect() if f.name == "civicstream_dead_letters" and f.samples]
+    assert sample("civicstream_sink_batch_seconds_count") == len(batches)
+    consumed = sum(
+        sample("civicstream_events_consumed_total", topic=topic) or 0
+        for topic in (env.topics.aqi_hourly, env.topics.enriched_air_quality)
     )
-    assert registry.get_sample_value("civicstream_sink_commits_total") == len(batches)
-    assert registry.get_sample_value("civicstream_sink_deadletters_total") == 0
-    assert registry.get_sample_value("civicstream_sink_batch_seconds_count") == len(batches)
+    assert consumed == produced.total()
+    latency_count = sum(
+        sample("civicstream_processing_latency_seconds_count", topic=topic) or 0
+        for topic in (env.topics.aqi_hourly, env.topics.enriched_air_quality)
+    )
+    assert latency_count == produced.total()
+    for tp in produced.end_offsets:  # all caught up
+        lag = sample(
+            "civicstream_consumer_lag_offsets", topic=tp.topic, partition=str(tp.partition)
+        )
+        assert lag == 0
 
     # a second sink, new group: re-reads everything from the start, changes nothing
     group_b = env.group("sink-b")
@@ -352,7 +372,14 @@ def test_corrupt_messages_are_dead_lettered_and_the_good_ones_around_them_stored
         assert letter["detail"]
         assert (letter["source_topic"], letter["source_partition"]) == (topic, 1)
         assert letter["source_offset"] == offset
-    assert registry.get_sample_value("civicstream_sink_deadletters_total") == len(bad)
+    for reason in ("invalid_avro", "invalid_field"):
+        expected = sum(1 for *_, r in bad if r == reason)
+        assert registry.get_sample_value("civicstream_dead_letters_total", {"reason": reason}) == (
+            expected
+        )
+    assert registry.get_sample_value(
+        "civicstream_events_produced_total", {"topic": env.topics.deadletter}
+    ) == len(bad)
 
 
 def test_a_failed_store_transaction_commits_nothing_and_the_retry_loses_nothing(
@@ -361,8 +388,9 @@ def test_a_failed_store_transaction_commits_nothing_and_the_retry_loses_nothing(
     readings = [reading("dongsi", "pm25", n) for n in range(30)]
     produced = send_records(env, [], readings)
     group = env.group("sink")
+    registry = CollectorRegistry()
     with SinkWorker(
-        env.bootstrap, env.topics, env.store_url, group_id=group, registry=CollectorRegistry()
+        env.bootstrap, env.topics, env.store_url, group_id=group, registry=registry
     ) as worker:
         store = worker._store
         real_write = store.write_batch
@@ -379,10 +407,50 @@ def test_a_failed_store_transaction_commits_nothing_and_the_retry_loses_nothing(
                 worker.run_once(timeout_ms=200)
         assert failures == [1]
         assert committed(env, group) == {}  # nothing committed for the failed batch
+        failed = registry.get_sample_value(
+            "civicstream_sink_write_failures_total", {"dataset": "readings"}
+        )
+        assert failed == 1
         assert stored(env) == 0
 
         monkeypatch.setattr(store, "write_batch", real_write)
         drain(worker, env, group, produced)  # the same worker, retrying: nothing skipped
+    with open_store(env.store_url) as check:
+        assert snapshot(check) == expected_rows([], readings)
+
+
+def test_the_running_sink_retries_a_failing_store_until_it_writes_again(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readings = [reading("dongsi", "pm25", n) for n in range(20)]
+    produced = send_records(env, [], readings)
+    group = env.group("sink")
+    registry = CollectorRegistry()
+    worker = SinkWorker(env.bootstrap, env.topics, env.store_url, group_id=group, registry=registry)
+    real_write = worker._store.write_batch
+    failures: list[int] = []
+
+    def flaky_write(*args: Any, **kwargs: Any) -> None:
+        if len(failures) < 2:
+            failures.append(1)
+            raise StoreError("database is locked")
+        real_write(*args, **kwargs)
+
+    monkeypatch.setattr(worker._store, "write_batch", flaky_write)
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: committed(env, group) == produced.end_offsets, "the sink to recover")
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert failures == [1, 1]
+    assert (
+        registry.get_sample_value("civicstream_sink_write_failures_total", {"dataset": "readings"})
+        == 2
+    )
     with open_store(env.store_url) as check:
         assert snapshot(check) == expected_rows([], readings)
 

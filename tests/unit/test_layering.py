@@ -1,5 +1,5 @@
-"""Dependencies point one way: streams → processors, schemas; sinks → schemas; Faust and
-Kafka stay at the edges."""
+"""Dependencies point one way: streams → processors, schemas, telemetry; sinks → schemas,
+telemetry; Faust and Kafka stay at the edges; metrics never reach processors/."""
 
 from __future__ import annotations
 
@@ -12,10 +12,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # package -> project packages and frameworks it must never import
 FORBIDDEN = {
-    "processors": {"streams", "sinks", "schemas", "civicstream", "faust", "kafka", "aiokafka"},
-    "schemas": {"streams", "sinks", "processors", "civicstream", "faust", "kafka", "aiokafka"},
+    "processors": {
+        *("streams", "sinks", "schemas", "civicstream", "telemetry"),
+        *("faust", "kafka", "aiokafka", "prometheus_client"),
+    },
+    "schemas": {
+        *("streams", "sinks", "processors", "civicstream", "telemetry"),
+        *("faust", "kafka", "aiokafka", "prometheus_client"),
+    },
     "sinks": {"streams", "processors", "civicstream", "faust", "aiokafka"},
     "streams": {"sinks", "civicstream"},
+    # the metrics every process shares: prometheus-client only
+    "telemetry": {
+        *("streams", "sinks", "processors", "schemas", "civicstream"),
+        *("faust", "kafka", "aiokafka"),
+    },
 }
 
 
