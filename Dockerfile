@@ -22,6 +22,7 @@ COPY schemas /src/schemas
 COPY processors /src/processors
 COPY streams /src/streams
 COPY sinks /src/sinks
+COPY telemetry /src/telemetry
 RUN /opt/civicstream/bin/pip install --no-deps . \
     && /opt/civicstream/bin/pip check
 

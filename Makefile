@@ -24,13 +24,9 @@ APT_INSTALL = \
 	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $(1)
 
 .DEFAULT_GOAL := help
-<<<<<<< HEAD
-.PHONY: help venv install sys-python sys-java kafka-jars kafka-up kafka-down kafka-status \
-	test lint run bench clean distclean sys-go deploy-schemas docker-lock
-=======
-.PHONY: help venv install sys-python sys-java sys-prometheus kafka-jars kafka-up kafka-down kafka-status \
-	test lint run bench clean distclean
->>>>>>> main
+.PHONY: help venv install sys-python sys-java sys-prometheus sys-test kafka-jars kafka-up \
+	kafka-down kafka-status pg-up pg-down test lint run serve bench bench-api vendor-leaflet \
+	clean distclean sys-go deploy-schemas docker-lock
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -51,17 +47,25 @@ sys-java: ## make sure java and mvn exist (apt: openjdk-17-jre-headless, maven)
 	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
 	if [ -n "$$missing" ]; then $(call APT_INSTALL,$$missing); fi
 
-<<<<<<< HEAD
-sys-go: ## make sure the go command exists (apt: golang-go); it fetches the deploy schemas
-	@command -v go >/dev/null 2>&1 || { $(call APT_INSTALL,golang-go); }
-=======
 sys-prometheus: ## make sure prometheus and promtool exist (apt: prometheus; the tests run both)
 	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
 		{ $(call APT_INSTALL,prometheus); }
 	@command -v promtool >/dev/null 2>&1 || \
 		{ echo "the prometheus package installed no promtool" >&2; exit 1; }
 	@echo ">> $$(prometheus --version 2>&1 | head -n 1)"
->>>>>>> main
+
+# The test suite also runs a real PostgreSQL server (the store's second backend) and drives
+# the residents' page in headless Chromium: Debian's packages, installed only when missing.
+sys-test: ## make sure PostgreSQL server binaries, chromium and chromedriver exist (apt)
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then $(call APT_INSTALL,$$missing); fi
+
+sys-go: ## make sure the go command exists (apt: golang-go); it fetches the deploy schemas
+	@command -v go >/dev/null 2>&1 || { $(call APT_INSTALL,golang-go); }
 
 # ---------------------------------------------------------------- python environment
 
@@ -113,16 +117,23 @@ kafka-down: ## stop the local broker
 kafka-status: ## is the local broker running and answering?
 	@$(LOCALKAFKA) status $(KAFKA_OPTS)
 
+# ---------------------------------------------------------------- local PostgreSQL
+
+PG_PORT ?= 5433
+LOCALPG := $(PYTHON) deploy/local-postgres/localpg.py
+
+pg-up: | sys-test ## start a local PostgreSQL in .postgres/ (port PG_PORT=5433); prints its URL
+	@$(LOCALPG) up --port $(PG_PORT)
+
+pg-down: ## stop the local PostgreSQL
+	@$(LOCALPG) down
+
 # ---------------------------------------------------------------- checks
 
 # The test session starts its own broker on free ports, unless CIVIC_TEST_KAFKA_BOOTSTRAP
 # names one to use; only then are Java, Maven and the jars not needed. The jars are fetched
 # here rather than inside pytest so that a first download (or its failure) is visible.
-<<<<<<< HEAD
-test: $(VENV_STAMP) deploy-schemas $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker)
-=======
-test: $(VENV_STAMP) sys-prometheus $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker and Prometheus servers)
->>>>>>> main
+test: $(VENV_STAMP) sys-prometheus sys-test deploy-schemas $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker, PostgreSQL and Prometheus servers)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks)
@@ -137,14 +148,34 @@ ARGS ?=
 run: $(VENV_STAMP) kafka-jars ## install, start the broker, worker and sink, replay a month of Beijing data (ARGS="--all", "--exit-when-done", ...)
 	$(VENV)/bin/civicstream run $(ARGS)
 
+serve: $(VENV_STAMP) ## the API, data.json and the residents' page on CIVIC_API_PORT (8080) over CIVIC_STORE_URL
+	$(VENV)/bin/civicstream serve $(ARGS)
+
 bench: $(VENV_STAMP) kafka-jars ## install, then run the benchmarks (ARGS="--days 30 ...")
 	$(VENV)/bin/python -m bench $(ARGS)
 
+bench-api: $(VENV_STAMP) sys-test ## store upserts (SQLite, PostgreSQL), API requests/s, export MB/s; bench/results/
+	$(VENV)/bin/python -m bench.api $(ARGS)
+
+# Maintainers: the residents' page serves Leaflet from sinks/api/static/vendor/leaflet (committed),
+# taken unchanged from the npm registry package.
+LEAFLET_VERSION ?= 1.9.4
+LEAFLET_DIR := sinks/api/static/vendor/leaflet
+vendor-leaflet: ## refresh the vendored Leaflet from the npm registry (needs npm)
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent leaflet@$(LEAFLET_VERSION) >/dev/null && \
+		tar xzf leaflet-$(LEAFLET_VERSION).tgz && sha256sum leaflet-$(LEAFLET_VERSION).tgz && \
+		cd - >/dev/null && mkdir -p $(LEAFLET_DIR)/images && \
+		cp $$tmp/package/dist/leaflet.js $$tmp/package/dist/leaflet.css $(LEAFLET_DIR)/ && \
+		cp $$tmp/package/dist/images/*.png $(LEAFLET_DIR)/images/ && \
+		cp $$tmp/package/LICENSE $(LEAFLET_DIR)/LICENSE && rm -rf $$tmp && \
+		echo "Leaflet $(LEAFLET_VERSION) in $(LEAFLET_DIR); update its README.md (version, SHA-256)"
+
 # ---------------------------------------------------------------- cleaning
 
-clean: ## stop the broker; remove .venv, data/, .kafka/ and caches (keeps the broker jars)
+clean: ## stop the broker and PostgreSQL; remove .venv, data/, .kafka/, .postgres/, test-output/ and caches (keeps the broker jars)
 	@if command -v $(PYTHON) >/dev/null 2>&1; then $(LOCALKAFKA) down $(KAFKA_OPTS); fi
-	rm -rf $(VENV) data/ $(KAFKA_DATA_DIR) .pytest_cache .ruff_cache .mypy_cache build/ dist/
+	@if command -v $(PYTHON) >/dev/null 2>&1; then $(LOCALPG) down >/dev/null; fi
+	rm -rf $(VENV) data/ $(KAFKA_DATA_DIR) .postgres/ test-output/ .pytest_cache .ruff_cache .mypy_cache build/ dist/
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +
 

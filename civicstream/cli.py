@@ -28,6 +28,9 @@ environment (defaults in brackets):
   CIVIC_METRICS_PORT      the worker's Prometheus /metrics port, 0 = no metrics [0]
   CIVIC_SINK_METRICS_PORT the sink's Prometheus /metrics port, 0 = no metrics [0]
   CIVIC_STALE_AFTER       stream-time silence before a sensor counts as stale [2h]
+  CIVIC_API_HOST          address `serve` listens on [127.0.0.1]
+  CIVIC_API_PORT          port `serve` listens on [8080]
+  CIVIC_PUBLIC_URL        public address of the API, for links in data.json [the request's]
 """
 
 
@@ -95,6 +98,11 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop everything once the data is processed instead of staying live",
     )
+    run.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="do not start the API and residents' page (civicstream serve) alongside",
+    )
 
     worker = commands.add_parser(
         "worker",
@@ -161,6 +169,25 @@ def _build_parser() -> argparse.ArgumentParser:
         help="records per partition to start from [%(default)s]",
     )
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
+
+    serve = commands.add_parser(
+        "serve",
+        help="the open-data API, the DCAT-US catalog and the residents' page (HTTP)",
+        description=(
+            "Serve the open-data store read-only over HTTP: the residents' page at /, the "
+            "DCAT-US catalog at /data.json, the API at /api/ (OpenAPI description at "
+            "/api/openapi.json). Stops on Ctrl-C."
+        ),
+    )
+    serve.add_argument("--host", help="address to listen on [CIVIC_API_HOST or 127.0.0.1]")
+    serve.add_argument("--port", type=int, help="port to listen on [CIVIC_API_PORT or 8080]")
+    serve.add_argument(
+        "--poll-seconds",
+        type=int,
+        default=60,
+        help="how often the page refreshes the air quality [%(default)s]",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request")
 
     sim = commands.add_parser(
         "simulate",

@@ -11,7 +11,7 @@ from civicstream.settings import Settings
 from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
-__all__ = ["replay_file", "run", "simulate", "tail", "topics", "worker"]
+__all__ = ["replay_file", "run", "serve", "simulate", "tail", "topics", "worker"]
 
 
 def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
@@ -153,3 +153,29 @@ def tail(settings: Settings, args: argparse.Namespace) -> int:
     wait_for_broker(settings.kafka_bootstrap)
     topic = shortcuts.get(args.topic, args.topic)
     return tail_topic(settings.kafka_bootstrap, topic, last=args.last, follow=args.follow)
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    from civicstream.site import build_site
+    from sinks.api import serve as serve_api
+    from sinks.exceptions import StoreError
+
+    host = args.host or settings.api_host
+    port = args.port if args.port is not None else settings.api_port
+    site = build_site(settings, poll_seconds=args.poll_seconds)
+    shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
+    print(
+        f"civicstream serve: http://{shown}:{port}/ (store {settings.store_url}); "
+        f"catalog /data.json, API /api/datasets, OpenAPI /api/openapi.json",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        serve_api(settings.store_url, site, host, port, access_log=args.access_log)
+    except StoreError as error:
+        print(f"civicstream serve: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"civicstream serve: cannot listen on {host}:{port}: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,8 +1,10 @@
 """`civicstream run`: the whole pipeline on the bundled Beijing data, with progress.
 
-Starts (or reuses) the local broker, resets the demo namespace, starts the stream worker
-and the sink worker as child processes, replays the station files and reports until every
-result is in the open-data store. Ctrl-C stops everything this command started.
+Starts (or reuses) the local broker, resets the demo namespace, starts the stream worker,
+the sink worker and the open-data API (``civicstream serve``: the residents' page, the
+catalog and the API, unless ``--no-serve`` or its port is taken) as child processes,
+replays the station files and reports until every result is in the open-data store.
+Ctrl-C stops everything this command started.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Children:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.processes: dict[str, tuple[subprocess.Popen[bytes], IO[bytes]]] = {}
+        self.optional: set[str] = set()  # children whose exit is reported, not fatal
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Path:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -66,9 +69,14 @@ class Children:
         return log_path
 
     def check(self) -> None:
-        for name, (process, _) in self.processes.items():
+        for name, (process, log) in list(self.processes.items()):
             if process.poll() is not None:
                 tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                if name in self.optional:
+                    _say(f"  (the {name} exited with code {process.returncode}: {tail.strip()})")
+                    log.close()
+                    del self.processes[name]
+                    continue
                 msg = f"the {name} exited with code {process.returncode}; its log ends:\n{tail}"
                 raise RuntimeError(msg)
 
@@ -150,6 +158,31 @@ def _start_prometheus(ports: dict[str, int], cleanup: ExitStack) -> str | None:
     return server.url
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _start_api(settings: Settings, children: Children, env_python: list[str]) -> str | None:
+    """`civicstream serve` as a child; its page URL, or None when its port is taken."""
+    if not _port_free(settings.api_host, settings.api_port):
+        _say(
+            f"• API: port {settings.api_port} is in use, so no `civicstream serve` this time "
+            "(CIVIC_API_PORT picks another)"
+        )
+        return None
+    children.optional.add("api")
+    log = children.start("api", [*env_python, "serve"])
+    shown = "localhost" if settings.api_host in ("127.0.0.1", "0.0.0.0") else settings.api_host
+    url = f"http://{shown}:{settings.api_port}/"
+    _say(f"• API and residents' page at {url} (log: {log})")
+    return url
+
+
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     started = time.monotonic()
     topics = Topics(settings.topic_prefix)
@@ -196,6 +229,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
             _say(f"• Prometheus at {prometheus} (alerts: {prometheus}/alerts), scraping {metrics}")
         else:
             _say(f"• metrics at {metrics} (install Debian's prometheus to have them scraped)")
+        api_url = None if args.no_serve else _start_api(settings, children, env_python)
         # 4. Replay.
         since = DEMO_START
         if args.until is not None:
@@ -224,7 +258,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         _say("• processing (stream worker → topics → sink → store)")
         _wait_until_drained(settings, topics, children, sent.records, workers_started)
         elapsed = time.monotonic() - started
-        _summary(settings, topics, sent.records, elapsed)
+        _summary(settings, topics, sent.records, elapsed, api_url)
         _say(f"  metrics    {metrics}")
         if prometheus:
             _say(f"  Prometheus {prometheus}  (graph, alerts; dashboards: deploy/grafana)")
@@ -286,7 +320,9 @@ def _command() -> str:
     return "civicstream"
 
 
-def _summary(settings: Settings, topics: Topics, sent: int, elapsed: float) -> None:
+def _summary(
+    settings: Settings, topics: Topics, sent: int, elapsed: float, api_url: str | None
+) -> None:
     hourly_rows, reading_rows = _store_counts(settings.store_url)
     dead = end_offsets(settings.kafka_bootstrap, [topics.deadletter])[topics.deadletter]
     store = settings.store_url
@@ -303,4 +339,11 @@ def _summary(settings: Settings, topics: Topics, sent: int, elapsed: float) -> N
         f"  topics     {', '.join(topics.all())} on {settings.kafka_bootstrap}\n"
         f"  read them  {_command()} tail aqi -n 3   (also enriched, deadletter, raw; -f follows)\n"
         f"  logs       data/logs/worker.log, data/logs/sink.log"
+        + (
+            f"\n  page       {api_url}  (air quality now, for residents)\n"
+            f"  API        {api_url}api/datasets · catalog {api_url}data.json · "
+            f"OpenAPI {api_url}api/openapi.json"
+            if api_url
+            else ""
+        )
     )

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["City", "ConfigError", "Settings", "Station", "load_city", "parse_duration_ms"]
 
@@ -51,11 +52,19 @@ class Station:
 
 @dataclass(frozen=True)
 class City:
-    """The city configuration file: who publishes, where, in which time zone."""
+    """The city configuration file: who publishes, where, in which time zone.
+
+    `publisher` is its ``[publisher]`` table (name, contact_name, contact_email, license,
+    homepage; bureau_code and program_code for US federal publishers only) and `map` its
+    ``[map]`` table (tiles, attribution): both read by ``civicstream serve``
+    (civicstream/site.py), which has defaults for every key.
+    """
 
     name: str
     timezone: str
     stations: Mapping[str, Station] = field(default_factory=dict)
+    publisher: Mapping[str, Any] = field(default_factory=dict)
+    map: Mapping[str, Any] = field(default_factory=dict)
 
 
 def load_city(path: Path) -> City:
@@ -77,7 +86,11 @@ def load_city(path: Path) -> City:
         for entry in raw.get("stations", [])
     }
     return City(
-        name=city.get("name", path.stem), timezone=city.get("timezone", "UTC"), stations=stations
+        name=city.get("name", path.stem),
+        timezone=city.get("timezone", "UTC"),
+        stations=stations,
+        publisher=raw.get("publisher", {}),
+        map=raw.get("map", {}),
     )
 
 
@@ -93,6 +106,9 @@ class Settings:
     partitions: int = 4
     metrics_port: int = 0
     stale_after_ms: int = 2 * 3_600_000
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +134,9 @@ class Settings:
                 if stale_after
                 else defaults.stale_after_ms
             ),
+            api_host=env.get("CIVIC_API_HOST") or defaults.api_host,
+            api_port=_positive_int(env, "CIVIC_API_PORT", defaults.api_port),
+            public_url=env.get("CIVIC_PUBLIC_URL") or None,
         )
 
     def city(self) -> City:

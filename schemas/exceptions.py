@@ -8,6 +8,7 @@ __all__ = ["InvalidInput", "Reason", "SchemaError"]
 class Reason(StrEnum):
     """Why an input went to the dead-letter topic. The values are part of the contract."""
 
+    TOO_LARGE = "too_large"  # above schemas.raw.MAX_RAW_BYTES
     INVALID_ENCODING = "invalid_encoding"
     INVALID_JSON = "invalid_json"
     INVALID_AVRO = "invalid_avro"

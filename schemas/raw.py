@@ -16,8 +16,18 @@ from typing import Any
 from schemas.codec import decode_as, encode, is_avro
 from schemas.exceptions import InvalidInput, Reason, SchemaError
 
-__all__ = ["RawReading", "parse_raw_reading", "parse_timestamp_ms", "reading_to_avro"]
+__all__ = [
+    "MAX_RAW_BYTES",
+    "RawReading",
+    "parse_raw_reading",
+    "parse_timestamp_ms",
+    "reading_to_avro",
+]
 
+MAX_RAW_BYTES = 64 * 1024
+"""The largest raw message parsed (a reading is about 200 bytes). Larger ones are
+dead-lettered as ``too_large`` with their original bytes, unparsed: the raw topics accept
+at most `schemas.topics.MAX_MESSAGE_BYTES`, and the dead-letter topic has room for that."""
 _MAX_ID_LENGTH = 128
 _MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -134,6 +144,9 @@ def _from_record(record: Any) -> RawReading:
 
 def parse_raw_reading(data: bytes) -> RawReading:
     """Parse one raw message value; raises InvalidInput with a dead-letter reason."""
+    if len(data) > MAX_RAW_BYTES:
+        msg = f"{len(data)} bytes, above the {MAX_RAW_BYTES}-byte limit for a raw message"
+        raise InvalidInput(Reason.TOO_LARGE, msg)
     if is_avro(data):
         try:
             name, record = decode_as(data)

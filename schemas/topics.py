@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Topics"]
+__all__ = ["DEADLETTER_MAX_MESSAGE_BYTES", "MAX_MESSAGE_BYTES", "Topics"]
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""The largest message the raw and output topics take (the broker refuses larger ones)."""
+DEADLETTER_MAX_MESSAGE_BYTES = 2 * MAX_MESSAGE_BYTES + 64 * 1024
+"""Room in the dead-letter topic for the largest raw message, its key and the envelope."""
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,22 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sinks.exceptions import InvalidRecord, StoreError
 
-__all__ = ["AQI_HOURLY", "DATASETS", "READINGS", "Column", "Dataset", "get_dataset"]
+__all__ = [
+    "AQI_HOURLY",
+    "DATASETS",
+    "READINGS",
+    "Catalog",
+    "Column",
+    "Dataset",
+    "Field",
+    "get_dataset",
+]
 
 Kind = Literal["text", "int", "real", "hour", "millis", "json"]
 
@@ -121,12 +130,45 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Field:
+    """What a column means, for the catalog, the API's data dictionary and OpenAPI."""
+
+    description: str
+    unit: str | None = None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A dataset's catalog entry (DCAT-US 1.1 ``data.json``, ``/api/datasets``).
+
+    Publisher, contact and licence are the city's (its configuration file), not the
+    dataset's; spatial coverage, temporal coverage and last modification come from the
+    store. `update_frequency` is DCAT's ``accrualPeriodicity``: an ISO 8601 repeating
+    duration such as ``R/PT1H``, or ``irregular``. `fields` documents every column.
+    """
+
+    title: str
+    description: str
+    keywords: tuple[str, ...]
+    update_frequency: str
+    fields: Mapping[str, Field]
+    theme: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Dataset:
     """A table of the open-data store, filled from one Avro contract on one topic.
 
     `topic` names the `schemas.Topics` property of the topic the sink reads it from.
     `revision`, when set, names an integer column: a row is replaced only by a record with
     a revision at least as high, so a late re-delivery of an old revision never wins.
+
+    How the dataset is published (all optional, used by the query layer and the API):
+    `time_column` is the event time that ``since``/``until`` filter on and the temporal
+    coverage spans; `coordinates` names the (latitude, longitude) columns of a dataset whose
+    rows carry a place; `station_column` names the station id of a dataset whose rows are
+    placed at the city's stations (bounding boxes and GeoJSON use the station's
+    coordinates); `catalog` is its catalog entry.
     """
 
     name: str
@@ -135,6 +177,10 @@ class Dataset:
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     revision: str | None = None
+    time_column: str | None = None
+    coordinates: tuple[str, str] | None = None
+    station_column: str | None = None
+    catalog: Catalog | None = field(default=None, compare=False)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -190,6 +236,65 @@ AQI_HOURLY = Dataset(
         Column("aqi_version", "text"),
     ),
     key=("station_id", "hour_start"),
+    time_column="hour_start",
+    station_column="station_id",
+    catalog=Catalog(
+        title="Hourly Air Quality Index (US EPA) by monitoring station",
+        description=(
+            "One row per monitoring station and clock hour: the real-time US EPA Air Quality "
+            "Index (EPA-454/B-24-002, 2024 rules) with its category, the pollutant that sets "
+            "it, every sub-index, the truncated concentrations behind them and the hour's "
+            "mean concentrations. PM2.5 and PM10 use the NowCast, ozone and carbon monoxide "
+            "the 8-hour mean, nitrogen dioxide and sulfur dioxide the 1-hour value. A row is "
+            "published once, when its hour is final in event time."
+        ),
+        keywords=(
+            "air quality",
+            "AQI",
+            "air quality index",
+            "PM2.5",
+            "PM10",
+            "ozone",
+            "nitrogen dioxide",
+            "sulfur dioxide",
+            "carbon monoxide",
+            "NowCast",
+            "EPA",
+        ),
+        update_frequency="R/PT1H",
+        theme=("Environment", "Health"),
+        fields={
+            "station_id": Field("Identifier of the monitoring station (see the city's list)."),
+            "hour_start": Field("Start of the clock hour, UTC (ISO 8601).", "UTC"),
+            "aqi": Field(
+                "Overall AQI: the highest sub-index; empty when no index can be computed "
+                "(see reason). Values above 500 continue the top line (beyond the AQI).",
+                "AQI",
+            ),
+            "category": Field(
+                "EPA category of aqi: Good, Moderate, Unhealthy for Sensitive Groups, "
+                "Unhealthy, Very Unhealthy or Hazardous."
+            ),
+            "main_pollutant": Field(
+                "Key of the sub-index that sets the AQI, e.g. pm25_nowcast or o3_8h."
+            ),
+            "sub_indices": Field(
+                "JSON object: the sub-index per key (pm25_nowcast pm10_nowcast o3_8h o3_1h "
+                "co_8h so2_1h so2_24h no2_1h).",
+                "AQI",
+            ),
+            "concentrations": Field(
+                "JSON object: the truncated concentration behind each sub-index, in EPA "
+                "units (PM µg/m³, O3 and CO ppm, SO2 and NO2 ppb)."
+            ),
+            "hourly_means": Field(
+                "JSON object: the mean of this hour's samples per pollutant, EPA units."
+            ),
+            "reading_count": Field("Accepted samples in this hour, all pollutants together."),
+            "reason": Field("Why aqi is empty: insufficient_data or no_index."),
+            "aqi_version": Field("The EPA rule set applied, EPA-454/B-24-002."),
+        },
+    ),
 )
 
 READINGS = Dataset(
@@ -215,11 +320,68 @@ READINGS = Dataset(
         Column("anomaly_score", "real", nullable=True),
     ),
     key=("station_id", "pollutant", "ts"),
+    time_column="ts",
+    coordinates=("lat", "lon"),
+    station_column="station_id",
+    catalog=Catalog(
+        title="Air-quality sensor readings, validated, in EPA units, with rolling means",
+        description=(
+            "Every accepted air-quality sample of the city's monitoring stations: the value "
+            "as the sensor sent it, the same value in EPA units, and the rolling means of its "
+            "hour (1, 8 and 24 hours, with EPA's completeness rules), with the station's "
+            "coordinates and quality flags. Invalid, duplicate and late samples are not "
+            "published. A reading is published when its clock hour is final in event time."
+        ),
+        keywords=(
+            "air quality",
+            "air pollution",
+            "sensor readings",
+            "PM2.5",
+            "PM10",
+            "ozone",
+            "nitrogen dioxide",
+            "sulfur dioxide",
+            "carbon monoxide",
+            "rolling mean",
+        ),
+        update_frequency="R/PT1H",
+        theme=("Environment",),
+        fields={
+            "station_id": Field("Identifier of the monitoring station."),
+            "pollutant": Field("One of pm25 pm10 o3 no2 so2 co."),
+            "ts": Field("Event time of the sample, UTC (ISO 8601, milliseconds).", "UTC"),
+            "hour_start": Field("Start of the clock hour the sample belongs to, UTC.", "UTC"),
+            "sensor_id": Field("Identifier of the sensor, when the station sends one."),
+            "value": Field("The sample as sent, in unit."),
+            "unit": Field("Unit of value: ug/m3, mg/m3, ppm or ppb."),
+            "value_epa": Field("The sample in EPA units (see unit_epa)."),
+            "unit_epa": Field(
+                "EPA unit of the pollutant: ug/m3 for PM, ppm for O3 and CO, ppb for SO2 and NO2."
+            ),
+            "mean_1h": Field("Mean of the samples of this clock hour, in unit_epa."),
+            "mean_8h": Field(
+                "Mean of the hourly means of the 8 hours ending with this one, in unit_epa; "
+                "empty with fewer than 6 valid hours."
+            ),
+            "mean_24h": Field(
+                "Mean of the hourly means of the 24 hours ending with this one, in unit_epa; "
+                "empty with fewer than 18 valid hours."
+            ),
+            "lat": Field("Latitude of the station, WGS 84.", "degrees"),
+            "lon": Field("Longitude of the station, WGS 84.", "degrees"),
+            "flags": Field("JSON array of quality flags; empty when none apply."),
+            "anomaly_score": Field(
+                "Anomaly score between 0 and 1 where a detector runs; empty otherwise."
+            ),
+        },
+    ),
 )
 
 DATASETS: dict[str, Dataset] = {ds.name: ds for ds in (AQI_HOURLY, READINGS)}
-"""Every dataset of the store, by name. A new dataset is one entry here, one migration in
-each backend, and its contract in schemas/."""
+"""Every dataset of the store, by name. A new dataset is its `Dataset` above (with its
+`Catalog` and, where it applies, `time_column`, `coordinates`, `station_column`), one entry
+here, ONE migration step in `sinks._migrations.MIGRATIONS` (both backends), and its
+contract in schemas/. See the `sinks` package docstring for the checklist."""
 
 
 def get_dataset(name: str) -> Dataset:

@@ -1,6 +1,6 @@
 """Errors raised by the sinks: one family, so callers can catch `SinkError`."""
 
-__all__ = ["InvalidRecord", "SinkError", "StoreError", "UnsupportedStoreURL"]
+__all__ = ["InvalidQuery", "InvalidRecord", "SinkError", "StoreError", "UnsupportedStoreURL"]
 
 
 class SinkError(Exception):
@@ -17,3 +17,10 @@ class UnsupportedStoreURL(StoreError):
 
 class InvalidRecord(SinkError, ValueError):
     """A decoded record that cannot become a row (a naive datetime, a non-finite float...)."""
+
+
+class InvalidQuery(StoreError, ValueError):
+    """A read request that names an unknown field or gives a value the field cannot hold.
+
+    The message says what is wrong and is meant for the requester (the API's 400 answer).
+    """

@@ -3,12 +3,15 @@
 `open_store(url)` picks the backend from the URL scheme:
 
 - ``sqlite:///relative/path.db`` (relative to the working directory),
-  ``sqlite:////absolute/path.db``, ``sqlite:///:memory:`` (tests);
-- ``postgresql://...`` is reserved for the PostgreSQL backend (not written yet).
+  ``sqlite:////absolute/path.db``, ``sqlite:///:memory:`` (tests): `SQLiteStore`;
+- ``postgresql://user@host:port/dbname`` (any libpq URI, also ``postgres://``):
+  `sinks._postgres.PostgreSQLStore`.
 
-Every backend implements `Store`; rows are made by `sinks._datasets`, so all backends store
-the same text for the same record. Upserts by natural key make every write idempotent:
-writing a batch twice leaves the same rows as writing it once.
+Every backend implements `Store` with the same schema (`sinks._migrations`, one list of
+versioned steps for all backends), the same rows (made by `sinks._datasets`, so every
+backend stores the same text for the same record) and the same reads (`sinks._query`
+renders one parameterised SELECT for both). Upserts by natural key make every write
+idempotent: writing a batch twice leaves the same rows as writing it once.
 """
 
 from __future__ import annotations
@@ -21,14 +24,24 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
+from sinks import _migrations
 from sinks._datasets import DATASETS, Dataset, get_dataset
+from sinks._migrations import Backend, render
+from sinks._query import RecordQuery, latest_sql, select_sql
 from sinks.exceptions import StoreError, UnsupportedStoreURL
 
-__all__ = ["SQLiteStore", "Store", "default_store_url", "open_store"]
+__all__ = [
+    "DatasetStatus",
+    "SQLiteStore",
+    "Store",
+    "default_store_url",
+    "open_store",
+]
 
 Record = Mapping[str, Any]
+Row = tuple[Any, ...]
 
 
 def default_store_url() -> str:
@@ -36,8 +49,22 @@ def default_store_url() -> str:
     return "sqlite:///data/civicstream.db"
 
 
+class DatasetStatus(NamedTuple):
+    """What the store knows about a dataset without scanning it.
+
+    `modified`: when a batch last wrote to it (UTC, ISO 8601), None before the first
+    batch; `first_time`/`last_time`: the span of its time column, as stored.
+    """
+
+    modified: str | None
+    first_time: str | None
+    last_time: str | None
+
+
 class Store(ABC):
-    """An open-data store backend: a few datasets, written in batches, read simply."""
+    """An open-data store backend: a few datasets, written in batches, read by queries."""
+
+    backend: Backend
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -56,10 +83,25 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def count(self, dataset: str) -> int:
-        """The number of rows in `dataset`."""
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        """All rows of a SELECT written with ``?`` placeholders."""
 
     @abstractmethod
+    def _iterate(self, sql: str, params: Sequence[Any], chunk_rows: int) -> Iterator[list[Row]]:
+        """The rows of a SELECT in chunks, from a cursor of its own (never all in memory)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store's resources; closing twice is harmless."""
+
+    # --- reads shared by every backend ----------------------------------------------------
+
+    def count(self, dataset: str) -> int:
+        """The number of rows in `dataset`."""
+        ds = get_dataset(dataset)
+        ((result,),) = self._read(f"SELECT COUNT(*) FROM {ds.name}", ())
+        return int(result)
+
     def fetch(
         self,
         dataset: str,
@@ -72,10 +114,57 @@ class Store(ABC):
         the natural key. `where` values may be given as in records (datetimes, maps) and
         are converted like them.
         """
+        ds = get_dataset(dataset)
+        clauses: list[str] = []
+        params: list[Any] = []
+        for name, value in (where or {}).items():
+            column = ds.column(name)
+            if value is None:
+                clauses.append(f"{name} IS NULL")
+            else:
+                clauses.append(f"{name} = ?")
+                params.append(column.convert(value))
+        order = [_order_term(ds, term) for term in (order_by if order_by is not None else ds.key)]
+        sql = f"SELECT {', '.join(ds.column_names)} FROM {ds.name}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        if order:
+            sql += " ORDER BY " + ", ".join(order)
+        names = ds.column_names
+        return [dict(zip(names, row, strict=True)) for row in self._read(sql, params)]
 
-    @abstractmethod
-    def close(self) -> None:
-        """Release the store's resources; closing twice is harmless."""
+    def records(self, query: RecordQuery) -> list[Row]:
+        """The rows of one page of `query`, in column order."""
+        sql, params = select_sql(query, self.backend)
+        return self._read(sql, params)
+
+    def stream(self, query: RecordQuery, chunk_rows: int = 2000) -> Iterator[list[Row]]:
+        """Every row of `query` in chunks of at most `chunk_rows`, read from a server-side
+        cursor (PostgreSQL) or a cursor of its own connection (SQLite): memory stays flat
+        however large the result. Close the iterator when you stop early."""
+        sql, params = select_sql(query, self.backend)
+        return self._iterate(sql, params, chunk_rows)
+
+    def latest(self, dataset: str, group: str, time: str) -> list[Row]:
+        """The newest row (by `time`) of each value of `group`, e.g. each station's latest
+        hour; ordered by `group`."""
+        return self._read(latest_sql(get_dataset(dataset), group, time), ())
+
+    def statuses(self) -> dict[str, DatasetStatus]:
+        """`DatasetStatus` of every dataset (all None for one never written)."""
+        known = {
+            row[0]: DatasetStatus(*row[1:])
+            for row in self._read(
+                "SELECT dataset, modified, first_time, last_time FROM dataset_status", ()
+            )
+        }
+        empty = DatasetStatus(None, None, None)
+        return {name: known.get(name, empty) for name in DATASETS}
+
+    def migrated_at(self) -> str:
+        """When the newest schema step was applied (UTC ISO 8601)."""
+        ((applied,),) = self._read("SELECT MAX(applied_at) FROM schema_version", ())
+        return str(applied)
 
     def __enter__(self) -> Self:
         return self
@@ -89,13 +178,62 @@ class Store(ABC):
         self.close()
 
 
-def _batches(batches: Mapping[str, Sequence[Record]]) -> list[tuple[Dataset, list[Any]]]:
+# --- shared pieces of every backend -------------------------------------------------------
+
+
+def _batches(batches: Mapping[str, Sequence[Record]]) -> list[tuple[Dataset, list[Row]]]:
     """(dataset, rows) for every non-empty batch, in `DATASETS` order; converts first, so
     an invalid record fails the whole batch before anything is written."""
     for name in batches:
         get_dataset(name)
     converted = [(ds, ds.rows(batches.get(name, ()))) for name, ds in DATASETS.items()]
     return [(ds, rows) for ds, rows in converted if rows]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _status_rows(converted: Sequence[tuple[Dataset, list[Row]]]) -> list[Row]:
+    """(dataset, modified, first_time, last_time) of each dataset a batch writes."""
+    now = _now()
+    result = []
+    for ds, rows in converted:
+        first = last = None
+        if ds.time_column is not None:
+            at = ds.column_names.index(ds.time_column)
+            times = [row[at] for row in rows if row[at] is not None]
+            if times:
+                first, last = min(times), max(times)
+        result.append((ds.name, now, first, last))
+    return result
+
+
+STATUS_UPSERT = (
+    "INSERT INTO dataset_status (dataset, modified, first_time, last_time) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (dataset) DO UPDATE SET modified = excluded.modified, "
+    "first_time = CASE WHEN dataset_status.first_time IS NULL "
+    "OR excluded.first_time < dataset_status.first_time "
+    "THEN excluded.first_time ELSE dataset_status.first_time END, "
+    "last_time = CASE WHEN dataset_status.last_time IS NULL "
+    "OR excluded.last_time > dataset_status.last_time "
+    "THEN excluded.last_time ELSE dataset_status.last_time END"
+)
+
+
+def upsert_sql(ds: Dataset, source: str | None = None) -> str:
+    """INSERT ... ON CONFLICT DO UPDATE of `ds`, from ``?`` values or from a `source`
+    SELECT; with a revision column, a stored row is replaced only by one as new."""
+    names = ds.column_names
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in ds.key)
+    values = source if source is not None else f"VALUES ({', '.join('?' for _ in names)})"
+    sql = (
+        f"INSERT INTO {ds.name} ({', '.join(names)}) {values} "
+        f"ON CONFLICT ({', '.join(ds.key)}) DO UPDATE SET {updates}"
+    )
+    if ds.revision:
+        sql += f" WHERE excluded.{ds.revision} >= {ds.name}.{ds.revision}"
+    return sql
 
 
 def _order_term(ds: Dataset, term: str) -> str:
@@ -109,56 +247,15 @@ def _order_term(ds: Dataset, term: str) -> str:
     return f"{name} {direction}".strip()
 
 
+def newer_schema_error(where: str, current: int) -> StoreError:
+    msg = (
+        f"store {where} has schema version {current}, newer than this code knows "
+        f"({_migrations.schema_version()}); upgrade civicstream"
+    )
+    return StoreError(msg)
+
+
 # --- SQLite -------------------------------------------------------------------------------
-
-# Applied in order, each once, recorded in schema_version. Never edit a released step: add one.
-_SQLITE_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
-    (
-        1,
-        (
-            """
-            CREATE TABLE aqi_hourly (
-                station_id     TEXT    NOT NULL,
-                hour_start     TEXT    NOT NULL,
-                aqi            INTEGER,
-                category       TEXT,
-                main_pollutant TEXT,
-                sub_indices    TEXT    NOT NULL,
-                concentrations TEXT    NOT NULL,
-                hourly_means   TEXT    NOT NULL,
-                reading_count  INTEGER NOT NULL,
-                reason         TEXT,
-                aqi_version    TEXT    NOT NULL,
-                PRIMARY KEY (station_id, hour_start)
-            )
-            """,
-            """
-            CREATE TABLE readings (
-                station_id    TEXT NOT NULL,
-                pollutant     TEXT NOT NULL,
-                ts            TEXT NOT NULL,
-                hour_start    TEXT NOT NULL,
-                sensor_id     TEXT,
-                value         REAL NOT NULL,
-                unit          TEXT NOT NULL,
-                value_epa     REAL NOT NULL,
-                unit_epa      TEXT NOT NULL,
-                mean_1h       REAL,
-                mean_8h       REAL,
-                mean_24h      REAL,
-                lat           REAL,
-                lon           REAL,
-                flags         TEXT NOT NULL,
-                anomaly_score REAL,
-                PRIMARY KEY (station_id, pollutant, ts)
-            )
-            """,
-            "CREATE INDEX readings_hour ON readings (hour_start, station_id)",
-        ),
-    ),
-)
-
-SQLITE_SCHEMA_VERSION = _SQLITE_MIGRATIONS[-1][0]
 
 
 @contextmanager
@@ -174,31 +271,24 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-def _upsert_sql(ds: Dataset) -> str:
-    names = ds.column_names
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in ds.key)
-    sql = (
-        f"INSERT INTO {ds.name} ({', '.join(names)}) "
-        f"VALUES ({', '.join('?' for _ in names)}) "
-        f"ON CONFLICT ({', '.join(ds.key)}) DO UPDATE SET {updates}"
-    )
-    if ds.revision:
-        sql += f" WHERE excluded.{ds.revision} >= {ds.name}.{ds.revision}"
-    return sql
-
-
 class SQLiteStore(Store):
     """The SQLite backend: WAL journal, ``synchronous=FULL`` (a commit survives power loss).
 
-    One connection, guarded by a lock, so the store may be created in one thread and used
-    in another. Readers in other processes see only committed batches.
+    One writing connection, guarded by a lock, so the store may be created in one thread
+    and used in another. Reads of a file store use one read-only connection per thread
+    (WAL lets them run beside the writer and each other); an export has a connection of
+    its own. Readers in other processes see only committed batches.
     """
+
+    backend: Backend = "sqlite"
 
     def __init__(self, path: str) -> None:
         self._path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         try:
             self._db: sqlite3.Connection | None = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -210,7 +300,7 @@ class SQLiteStore(Store):
             self.close()
             msg = f"cannot open SQLite store {path!r}: {error}"
             raise StoreError(msg) from error
-        self._upserts = {ds.name: _upsert_sql(ds) for ds in DATASETS.values()}
+        self._upserts = {ds.name: upsert_sql(ds) for ds in DATASETS.values()}
 
     @property
     def path(self) -> str:
@@ -232,71 +322,90 @@ class SQLiteStore(Store):
             (current,) = db.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM schema_version"
             ).fetchone()
-            if current > SQLITE_SCHEMA_VERSION:
-                msg = (
-                    f"store {self._path!r} has schema version {current}, newer than this "
-                    f"code knows ({SQLITE_SCHEMA_VERSION}); upgrade civicstream"
-                )
-                raise StoreError(msg)
-            for version, statements in _SQLITE_MIGRATIONS:
+            if current > _migrations.schema_version():
+                raise newer_schema_error(repr(self._path), current)
+            for version, operations in _migrations.MIGRATIONS:
                 if version <= current:
                     continue
-                for statement in statements:
-                    db.execute(statement)
+                for operation in operations:
+                    for statement in render(operation, "sqlite"):
+                        db.execute(statement)
                 db.execute(
                     "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                    (version, datetime.now(UTC).isoformat(timespec="seconds")),
+                    (version, _now()),
                 )
 
     def write_batch(self, batches: Mapping[str, Sequence[Record]]) -> None:
         converted = _batches(batches)
         if not converted:
             return
+        statuses = _status_rows(converted)
         with self._lock:
             db = self._conn()
             try:
                 with _transaction(db):
                     for ds, rows in converted:
                         db.executemany(self._upserts[ds.name], rows)
+                    db.executemany(STATUS_UPSERT, statuses)
             except sqlite3.Error as error:
                 msg = f"batch not written to {self._path!r} (rolled back): {error}"
                 raise StoreError(msg) from error
 
-    def count(self, dataset: str) -> int:
-        ds = get_dataset(dataset)
-        with self._lock:
-            (result,) = self._conn().execute(f"SELECT COUNT(*) FROM {ds.name}").fetchone()
-        return int(result)
+    # --- reads ----------------------------------------------------------------------------
 
-    def fetch(
-        self,
-        dataset: str,
-        where: Mapping[str, Any] | None = None,
-        order_by: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        ds = get_dataset(dataset)
-        clauses: list[str] = []
-        params: list[Any] = []
-        for name, value in (where or {}).items():
-            column = ds.column(name)
-            if value is None:
-                clauses.append(f"{name} IS NULL")
-            else:
-                clauses.append(f"{name} = ?")
-                params.append(column.convert(value))
-        order = [_order_term(ds, term) for term in (order_by if order_by is not None else ds.key)]
-        sql = f"SELECT {', '.join(ds.column_names)} FROM {ds.name}"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        if order:
-            sql += " ORDER BY " + ", ".join(order)
-        with self._lock:
-            cursor = self._conn().execute(sql, params)
-            names = [description[0] for description in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    def _connect_reader(self) -> sqlite3.Connection:
+        reader = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        reader.execute("PRAGMA query_only = ON")
+        return reader
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection (the writer's for an in-memory store)."""
+        self._conn()  # closed?
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._connect_reader()
+            with self._lock:
+                self._readers.append(reader)
+            self._local.reader = reader
+        return reader
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        try:
+            if self._path == ":memory:":
+                with self._lock:
+                    return self._conn().execute(sql, params).fetchall()
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            msg = f"read from {self._path!r} failed: {error}"
+            raise StoreError(msg) from error
+
+    def _iterate(self, sql: str, params: Sequence[Any], chunk_rows: int) -> Iterator[list[Row]]:
+        if self._path == ":memory:":  # one connection: take a snapshot under the lock
+            rows = self._read(sql, params)
+            for start in range(0, len(rows), chunk_rows):
+                yield rows[start : start + chunk_rows]
+            return
+        self._conn()
+        reader = self._connect_reader()
+        try:
+            # One read transaction: the export is a consistent snapshot.
+            reader.execute("BEGIN")
+            cursor = reader.execute(sql, params)
+            while chunk := cursor.fetchmany(chunk_rows):
+                yield chunk
+        except sqlite3.Error as error:
+            msg = f"read from {self._path!r} failed: {error}"
+            raise StoreError(msg) from error
+        finally:
+            reader.close()
 
     def close(self) -> None:
         with self._lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -316,8 +425,9 @@ def _open_sqlite(rest: str) -> Store:
 
 
 def _open_postgresql(rest: str) -> Store:
-    msg = "the PostgreSQL store is not implemented yet; use a sqlite:/// URL"
-    raise UnsupportedStoreURL(msg)
+    from sinks._postgres import PostgreSQLStore
+
+    return PostgreSQLStore("postgresql://" + rest)
 
 
 # scheme -> opener of the part after "scheme:///" (sqlite) or "scheme://" (others)
@@ -333,14 +443,17 @@ def open_store(url: str) -> Store:
 
     ``sqlite:///data/civicstream.db`` is relative to the working directory;
     ``sqlite:////var/lib/civicstream.db`` is absolute; ``sqlite:///:memory:`` is private
-    to the returned object. Raises `UnsupportedStoreURL` for other forms.
+    to the returned object; ``postgresql://user:password@host:5432/dbname`` is a
+    PostgreSQL database (the schema is created in it on first use). Raises
+    `UnsupportedStoreURL` for other forms.
     """
     scheme, separator, _ = url.partition("://")
     backend = _BACKENDS.get(scheme.lower()) if separator else None
     if backend is None:
         msg = (
             f"unsupported store URL {url!r}; expected one of "
-            "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:"
+            "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, "
+            "postgresql://user@host:port/dbname"
         )
         raise UnsupportedStoreURL(msg)
     prefix, opener = backend

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from schemas import Reason, Topics, encode
 from schemas.codec import decode_as
+from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from sinks._datasets import DATASETS, Dataset, get_dataset
 from sinks.ckan import CkanClient, CkanTarget
 from sinks.exceptions import InvalidRecord, StoreError
@@ -285,6 +286,7 @@ class SinkWorker:
                 bootstrap_servers=self._bootstrap,
                 client_id=f"{self._client_id}-deadletter",
                 acks="all",
+                max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
             )
         futures = []
         for message, reason, detail in dead:
@@ -471,7 +473,8 @@ def _parser() -> argparse.ArgumentParser:
         "--store",
         default=env.get("CIVIC_STORE_URL", default_store_url()),
         help=(
-            "store URL: sqlite:///relative.db, sqlite:////absolute.db "
+            "store URL: sqlite:///relative.db, sqlite:////absolute.db or "
+            "postgresql://user:password@host:port/dbname "
             "(env CIVIC_STORE_URL; default %(default)s)"
         ),
     )

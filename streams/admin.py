@@ -12,6 +12,8 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from kafka.structs import TopicPartition
 
+from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES, Topics
+
 __all__ = [
     "committed_offsets",
     "delete_groups",
@@ -78,10 +80,20 @@ def partition_counts(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:
         consumer.close()
 
 
+def _topic_config(name: str) -> dict[str, str]:
+    if name.endswith(Topics().deadletter):
+        return {"max.message.bytes": str(DEADLETTER_MAX_MESSAGE_BYTES)}
+    return {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+
+
 def ensure_topics(
     bootstrap: str, topics: Iterable[str], partitions: int, replication_factor: int = 1
 ) -> dict[str, int]:
-    """Create the topics that are missing; return the partition count of each."""
+    """Create the topics that are missing; return the partition count of each.
+
+    Every topic takes messages up to `MAX_MESSAGE_BYTES`, the dead-letter topic up to
+    `DEADLETTER_MAX_MESSAGE_BYTES`, so that any message a raw topic took fits, with its
+    envelope, into a dead letter."""
     wanted = list(topics)
     existing = partition_counts(bootstrap, wanted)
     missing = [name for name in wanted if name not in existing]
@@ -89,7 +101,15 @@ def ensure_topics(
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             admin.create_topics(
-                [NewTopic(name, partitions, replication_factor) for name in missing],
+                [
+                    NewTopic(
+                        name,
+                        partitions,
+                        replication_factor,
+                        topic_configs=_topic_config(name),
+                    )
+                    for name in missing
+                ],
                 timeout_ms=30_000,
             )
         except TopicAlreadyExistsError:

@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.types import TP
 
 from schemas import Topics
+from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from streams.air_quality import (
     AirQualityPipeline,
     Gap,
@@ -160,6 +161,8 @@ def create_app(
         producer_acks=-1,
         producer_linger=0.005,
         producer_max_batch_size=512 * 1024,
+        # a dead letter carries its source message whole: the largest a raw topic takes
+        producer_max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         # A killed worker's partitions move to its replacement after this long.

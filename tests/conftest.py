@@ -1,9 +1,14 @@
-"""Shared fixtures. Standard library and pytest only: the project packages may not exist yet.
+"""Shared fixtures.
 
 ``kafka_bootstrap`` is the bootstrap address of a real Kafka broker. It is session-scoped
 and lazy: the broker starts only when the first test that asks for it runs, so unit-only
 runs never start Java. Set ``CIVIC_TEST_KAFKA_BOOTSTRAP=host:port`` to use a broker that is
 already running (e.g. the one from ``make kafka-up``) instead.
+
+``postgres_server`` is the same for PostgreSQL: a throwaway server (deploy/local-postgres)
+started on first use, once per session; ``CIVIC_TEST_POSTGRES_URL`` names an existing
+server instead (a URL of a database of a role that may create databases).
+``store_url`` gives each test a fresh, empty store on every backend (parametrised).
 """
 
 from __future__ import annotations
@@ -11,16 +16,19 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from urllib.parse import urlsplit
 
 import pytest
 
-from civicstream.localbroker import load_local_kafka
+from civicstream.localbroker import load_local_kafka, load_local_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP_ENV = "CIVIC_TEST_KAFKA_BOOTSTRAP"
+POSTGRES_ENV = "CIVIC_TEST_POSTGRES_URL"
+BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,3 +77,52 @@ def topic_prefix(request: pytest.FixtureRequest) -> TopicPrefix:
     """Unique topic (and group) name prefix for this test; call it to make names."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
     return TopicPrefix(f"t-{slug}-{uuid.uuid4().hex[:8]}.")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a database on a PostgreSQL server for the session, started on first use."""
+    external = os.environ.get(POSTGRES_ENV, "").strip()
+    if external:
+        yield external
+        return
+    server = load_local_postgres().start()
+    try:
+        yield server.url("postgres")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server: str) -> Iterator[Callable[[], str]]:
+    """A factory of new, empty databases on the session's server (URLs); all are dropped
+    when the session ends."""
+    import psycopg
+
+    created: list[str] = []
+
+    def create() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return urlsplit(postgres_server)._replace(path=f"/{name}").geturl()
+
+    yield create
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        for name in created:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_database: Callable[[], str]) -> str:
+    """A new, empty database of its own for this test."""
+    return postgres_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of a fresh, empty store: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    return str(request.getfixturevalue("postgres_url"))

@@ -141,3 +141,17 @@ def test_every_file_the_compose_services_mount_exists() -> None:
         if build:
             context = COMPOSE.parent / build["context"]
             assert (context / build["dockerfile"]).is_file(), name
+
+
+def test_the_compose_prometheus_config_is_valid_and_keeps_the_alerting_job_names() -> None:
+    config = COMPOSE.parent / "prometheus.yml"
+    result = subprocess.run(
+        ["promtool", "check", "config", "--syntax-only", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = {job["job_name"] for job in yaml.safe_load(config.read_text())["scrape_configs"]}
+    demo = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert {job["job_name"] for job in demo["scrape_configs"]} <= jobs

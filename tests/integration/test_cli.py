@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +24,19 @@ HOUR = 3_600_000
 LATENESS = 600_000
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _env(bootstrap: str, prefix: str, store: Path) -> dict[str, str]:
     return dict(
         os.environ,
         CIVIC_KAFKA_BOOTSTRAP=bootstrap,
         CIVIC_TOPIC_PREFIX=prefix,
         CIVIC_STORE_URL=f"sqlite:///{store}",
+        CIVIC_API_PORT=str(_free_port()),  # `run` starts `serve` too
         PYTHONPATH=str(ROOT),
     )
 
@@ -89,6 +97,7 @@ def test_run_replays_the_beijing_data_and_says_where_the_results_are(
     if find_prometheus():
         assert "• Prometheus at http://127.0.0.1:" in result.stderr
     assert str(store) in result.stderr
+    assert "api/datasets · catalog http://localhost:" in result.stderr
     with open_store(f"sqlite:///{store}") as opened:
         expected = _final_station_hours(1_362_067_200_000, 1_362_153_600_000)
         assert opened.count("aqi_hourly") == expected
@@ -187,8 +196,8 @@ def test_ctrl_c_stops_everything_run_started(kafka_bootstrap, topic_prefix, tmp_
             if "Ctrl-C stops everything" in line:
                 break
         assert any("stays live" in line for line in seen), "".join(seen)
-        # run, worker, sink, and Prometheus scraping them when it is installed
-        assert len(_processes_with(marker)) == (4 if find_prometheus() else 3)
+        # run, worker, sink, serve, and Prometheus scraping them when it is installed
+        assert len(_processes_with(marker)) == (5 if find_prometheus() else 4)
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=60) == 0
     finally:

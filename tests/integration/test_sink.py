@@ -89,13 +89,14 @@ class Env:
     topics: Topics
     tmp_path: Path
     admin: Any
+    database_url: str | None = None  # a PostgreSQL database instead of the SQLite file
 
     def group(self, name: str) -> str:
         return f"{self.topics.prefix}{name}-{uuid.uuid4().hex[:6]}"
 
     @property
     def store_url(self) -> str:
-        return f"sqlite:///{self.tmp_path}/store/civic.db"
+        return self.database_url or f"sqlite:///{self.tmp_path}/store/civic.db"
 
 
 @pytest.fixture
@@ -233,10 +234,19 @@ def read_deadletters(env: Env, expected: int) -> list[tuple[bytes | None, dict[s
     return found
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_env(request: pytest.FixtureRequest, env: Env) -> Env:
+    """`env` with the store on each backend (PostgreSQL: the session's real server)."""
+    if request.param == "postgresql":
+        env.database_url = request.getfixturevalue("postgres_url")
+    return env
+
+
 # --- the worker in process ------------------------------------------------------------------
 
 
-def test_sink_stores_exact_rows_and_a_second_group_replays_them_as_a_no_op(env: Env) -> None:
+def test_sink_stores_exact_rows_and_a_second_group_replays_them_as_a_no_op(any_env: Env) -> None:
+    env = any_env
     stations = ["dongsi", "guanyuan", "tiantan", "wanliu"]
     aqi_records = [aqi(s, h, 20 + 7 * h) for s in stations for h in range(6)]
     readings = [reading(s, p, n) for s in stations for p in ("pm25", "o3") for n in range(40)]
@@ -490,15 +500,16 @@ def start_sink(env: Env, group: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def stored(env: Env) -> int:
-    if not (env.tmp_path / "store" / "civic.db").exists():
+    if env.database_url is None and not (env.tmp_path / "store" / "civic.db").exists():
         return 0
     with open_store(env.store_url) as store:
         return store.count("readings")
 
 
 def test_a_sink_killed_mid_stream_and_restarted_ends_with_exactly_the_records(
-    env: Env,
+    any_env: Env,
 ) -> None:
+    env = any_env
     stations = [f"station-{i:02d}" for i in range(12)]
     readings = [reading(s, p, n) for s in stations for p in ("pm25", "no2") for n in range(400)]
     produced = send_records(env, [], readings)

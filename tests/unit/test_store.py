@@ -1,4 +1,7 @@
-"""The open-data store: idempotent upserts, deterministic rows, one transaction per batch."""
+"""The open-data store: idempotent upserts, deterministic rows, one transaction per batch.
+
+Every behaviour test runs on each backend: SQLite in memory, a SQLite file, and a real
+PostgreSQL server (a database of its own per test; see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -64,9 +67,14 @@ def reading(
     return schemas.decode(schemas.encode("enriched_reading", record))
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = "sqlite:///:memory:" if request.param == "memory" else f"sqlite:///{tmp_path}/s.db"
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    elif request.param == "memory":
+        url = "sqlite:///:memory:"
+    else:
+        url = f"sqlite:///{tmp_path}/s.db"
     with open_store(url) as opened:
         yield opened
 
@@ -110,7 +118,6 @@ def test_file_store_is_wal_and_synchronous_full(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "match"),
     [
-        ("postgresql://civic@localhost/civic", "PostgreSQL store is not implemented"),
         ("mysql://localhost/civic", "unsupported store URL"),
         ("data/civicstream.db", "unsupported store URL"),
         ("sqlite://relative.db", "malformed sqlite store URL"),
@@ -131,7 +138,7 @@ def test_reopening_is_idempotent_and_records_the_schema_version(tmp_path: Path) 
         assert store.count("aqi_hourly") == 1
         assert store.count("readings") == 1
     db = sqlite3.connect(tmp_path / "s.db")
-    assert [row[0] for row in db.execute("SELECT version FROM schema_version")] == [1]
+    assert [row[0] for row in db.execute("SELECT version FROM schema_version")] == [1, 2]
     db.close()
 
 
@@ -316,9 +323,8 @@ def test_a_failure_mid_batch_leaves_both_datasets_unchanged(store: Store) -> Non
     assert [row["aqi"] for row in store.fetch("aqi_hourly")] == [3]
 
 
-def test_a_reader_never_sees_half_a_batch(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/s.db"
-    with open_store(url) as writer, open_store(url) as reader:
+def test_a_reader_never_sees_half_a_batch(store_url: str) -> None:
+    with open_store(store_url) as writer, open_store(store_url) as reader:
         writer.write_batch(
             {
                 "aqi_hourly": [aqi(hour=h) for h in range(5)],
@@ -359,8 +365,8 @@ def test_fetch_and_count_refuse_unknown_names(store: Store) -> None:
         store.fetch("readings", order_by=["random()"])
 
 
-def test_a_closed_store_says_so(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/s.db")
+def test_a_closed_store_says_so(store_url: str) -> None:
+    store = open_store(store_url)
     store.close()
     store.close()
     with pytest.raises(StoreError, match="closed"):
