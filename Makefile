@@ -26,7 +26,7 @@ APT_INSTALL = \
 .DEFAULT_GOAL := help
 .PHONY: help venv install sys-python sys-java sys-prometheus sys-test kafka-jars kafka-up \
 	kafka-down kafka-status pg-up pg-down test lint run serve bench bench-api vendor-leaflet \
-	clean distclean
+	clean distclean sys-go deploy-schemas docker-lock
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -64,6 +64,9 @@ sys-test: ## make sure PostgreSQL server binaries, chromium and chromedriver exi
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then $(call APT_INSTALL,$$missing); fi
 
+sys-go: ## make sure the go command exists (apt: golang-go); it fetches the deploy schemas
+	@command -v go >/dev/null 2>&1 || { $(call APT_INSTALL,golang-go); }
+
 # ---------------------------------------------------------------- python environment
 
 venv: $(VENV_STAMP) ## create .venv and pip install -e '.[dev]' (again only when pyproject.toml changes)
@@ -73,6 +76,32 @@ $(VENV_STAMP): pyproject.toml | sys-python
 	@test -x $(VENV)/bin/python || { echo ">> $(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
+
+# ---------------------------------------------------------------- deployment checks
+
+# The schemas that the deployment files are validated against, taken from the Go module
+# proxy (a registry reachable here), pinned: the Compose Specification's JSON schema
+# (compose-go) and the ServiceMonitor CRD (prometheus-operator).
+DEPLOY_SCHEMAS := .cache/deploy-schemas
+COMPOSE_GO := github.com/compose-spec/compose-go/v2@v2.16.2
+PROMETHEUS_OPERATOR := github.com/prometheus-operator/prometheus-operator@v0.85.0
+
+deploy-schemas: $(DEPLOY_SCHEMAS)/.fetched ## fetch the compose-spec and ServiceMonitor schemas (once)
+
+$(DEPLOY_SCHEMAS)/.fetched: | sys-go
+	@mkdir -p $(DEPLOY_SCHEMAS)
+	@dir=$$(GOFLAGS=-mod=mod go mod download -json $(COMPOSE_GO) | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
+		test -n "$$dir" && cp "$$dir/schema/compose-spec.json" $(DEPLOY_SCHEMAS)/
+	@dir=$$(GOFLAGS=-mod=mod go mod download -json $(PROMETHEUS_OPERATOR) | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
+		test -n "$$dir" && cp "$$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" $(DEPLOY_SCHEMAS)/
+	@echo "$(COMPOSE_GO) $(PROMETHEUS_OPERATOR)" > $@
+
+docker-lock: ## regenerate deploy/docker/requirements.txt (the image's pinned, hashed dependencies)
+	@rm -rf .cache/pip-tools && $(PYTHON) -m venv .cache/pip-tools
+	.cache/pip-tools/bin/pip install -q --disable-pip-version-check pip-tools
+	.cache/pip-tools/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links --output-file deploy/docker/requirements.txt \
+		pyproject.toml
 
 # ---------------------------------------------------------------- local Kafka broker
 
@@ -104,7 +133,7 @@ pg-down: ## stop the local PostgreSQL
 # The test session starts its own broker on free ports, unless CIVIC_TEST_KAFKA_BOOTSTRAP
 # names one to use; only then are Java, Maven and the jars not needed. The jars are fetched
 # here rather than inside pytest so that a first download (or its failure) is visible.
-test: $(VENV_STAMP) sys-prometheus sys-test $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker, PostgreSQL and Prometheus servers)
+test: $(VENV_STAMP) sys-prometheus sys-test deploy-schemas $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker, PostgreSQL and Prometheus servers)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from civicstream.monitoring import JOBS, PrometheusServer, find_prometheus, prometheus_config
+from sinks._datasets import DATASETS
 from streams.admin import end_offsets
 from tests.integration.harness import PipelineUnderTest, free_port
 
@@ -102,7 +103,7 @@ def test_prometheus_sees_events_aqi_dead_letters_lags_and_stale_sensors_as_they_
     produced = {t: float(n) for t, n in end_offsets(pipeline.bootstrap, outputs).items()}
     letters = pipeline.read_topic(pipeline.topics.deadletter)
     assert Counter(v["reason"] for _, v, *_ in letters) == {r: len(m) for r, m in bad.items()}
-    stored = {name: float(len(pipeline.rows(name))) for name in ("aqi_hourly", "readings")}
+    stored = {name: float(len(pipeline.rows(name))) for name in DATASETS}  # 0 for the others
 
     # What Prometheus scraped.
     eventually(lambda: by(prometheus, "up", "job"), {WORKER: 1.0, SINK: 1.0}, "targets up")
