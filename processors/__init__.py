@@ -1,4 +1,4 @@
-"""Pure computations for civicstream: units, rolling means and the EPA AQI.
+"""Pure computations for civicstream: units, rolling means, the EPA AQI and anomaly flags.
 
 Nothing here does I/O, reads a clock or knows about Kafka, so every function is
 deterministic and testable on its own. Import the modules, not names from the root::
@@ -9,6 +9,6 @@ deterministic and testable on its own. Import the modules, not names from the ro
 
 from __future__ import annotations
 
-from processors import aqi, daily, exceptions, rolling, units, validation
+from processors import anomaly, aqi, daily, exceptions, rolling, units, validation
 
-__all__ = ["aqi", "daily", "exceptions", "rolling", "units", "validation"]
+__all__ = ["anomaly", "aqi", "daily", "exceptions", "rolling", "units", "validation"]

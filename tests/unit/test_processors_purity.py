@@ -15,12 +15,14 @@ PACKAGE = Path(processors.__file__).parent
 MODULES = sorted(PACKAGE.glob("*.py"))
 ALLOWED_ROOTS = {
     "__future__",
+    "array",
     "collections",
     "contextlib",
     "dataclasses",
     "decimal",
     "math",
     "processors",
+    "struct",
     "types",
     "typing",
 }
@@ -52,4 +54,12 @@ def test_module_declares_all_and_every_name_exists(path: Path) -> None:
 
 
 def test_package_root_exports_only_modules() -> None:
-    assert processors.__all__ == ["aqi", "daily", "exceptions", "rolling", "units", "validation"]
+    assert processors.__all__ == [
+        "anomaly",
+        "aqi",
+        "daily",
+        "exceptions",
+        "rolling",
+        "units",
+        "validation",
+    ]
