@@ -129,6 +129,7 @@ _SCALARS: Final = (
     ("_n", "Q"),
     ("_rest", "I"),
     ("_run", "I"),
+    ("_season_n", "I"),
     ("_run_band", "B"),
     ("_run_stuck", "?"),
     ("_after_gap", "?"),
@@ -194,6 +195,8 @@ class SeriesDetector:
     """A concentration this many times above or below the expected one scores 1."""
     BUCKETS_PER_DAY: ClassVar[int] = 24
     SEASON_DAYS: ClassVar[int] = 7
+    SEASON_TRIALS: ClassVar[int] = 20
+    """Predictions the season must have made before it may be chosen over the level."""
     SPIKE_JUMP: ClassVar[float] = 4.0
     """A spike leaves its neighbours by more than SPIKE_JUMP usual steps at that level..."""
     SPIKE_RETURN: ClassVar[float] = 0.8
@@ -244,6 +247,7 @@ class SeriesDetector:
         "_run_stuck",
         "_score_prev",
         "_season",
+        "_season_n",
         "_season_var",
         "_short",
         "_spread",
@@ -259,7 +263,7 @@ class SeriesDetector:
         self._pollutant = pollutant
         self._floor = NOISE_FLOOR[pollutant] if pollutant else 0.0
         self._upper = float(PLAUSIBLE_MAX[pollutant]) if pollutant else math.inf
-        self._n = self._rest = self._run = self._run_band = self._flags_prev = 0
+        self._n = self._rest = self._run = self._run_band = self._flags_prev = self._season_n = 0
         self._run_stuck = False
         self._after_gap = True
         self._prev_ts = self._dt = self._prev = self._prev_g = _NAN
@@ -413,7 +417,11 @@ class SeriesDetector:
     def _prediction(self, ts: float) -> tuple[float, float]:
         """The better model's prediction of g, and its typical error."""
         season = self._season[self._bucket(ts)]
-        if season == season and self._n > self.WARMUP and self._mse_season < self._mse_level:
+        if (
+            season == season
+            and self._season_n >= self.SEASON_TRIALS
+            and self._mse_season < self._mse_level
+        ):
             return season, math.sqrt(self._season_var)
         return self._level, math.sqrt(self._level_var)
 
@@ -467,15 +475,20 @@ class SeriesDetector:
 
     # ------------------------------------------------------------------ learning
 
-    def _track(self, error: float, mse: float, var: float) -> tuple[float, float, float]:
+    def _track(
+        self, error: float, mse: float, var: float, count: int
+    ) -> tuple[float, float, float]:
         """A model's new mean square error (how well it predicts), error variance
-        (clipped, so that one wild reading does not blow it up) and clipped error."""
+        (clipped, so that one wild reading does not blow it up) and clipped error, after
+        its ``count``-th error: plain means at first, exponentially weighted later."""
+        weight_mse = max(self.ALPHA_MSE, 1.0 / count)
+        weight_var = max(self.ALPHA_VAR, 1.0 / count)
         if var > 0.0:
             limit = self.CLIP * math.sqrt(var)
             clipped = max(-limit, min(limit, error))
-            mse += self.ALPHA_MSE * (min(error * error, limit * limit) - mse)
-            return mse, var + self.ALPHA_VAR * (clipped * clipped - var), clipped
-        return mse + self.ALPHA_MSE * (error * error - mse), error * error, error
+            mse += weight_mse * (min(error * error, limit * limit) - mse)
+            return mse, var + weight_var * (clipped * clipped - var), clipped
+        return mse + weight_mse * (error * error - mse), error * error, error
 
     def _learn(self, ts: float, g: float) -> None:
         """Teach the level, the season, the range and the bands' centre one reading."""
@@ -487,15 +500,16 @@ class SeriesDetector:
             self._season[bucket] = g
             return
         self._mse_level, self._level_var, clipped = self._track(
-            g - self._level, self._mse_level, self._level_var
+            g - self._level, self._mse_level, self._level_var, n
         )
         self._level += self.ALPHA_LEVEL * clipped
         season = self._season[bucket]
         if season != season:
             self._season[bucket] = g
         else:
+            self._season_n = min(self._season_n + 1, 1 << 30)
             self._mse_season, self._season_var, clipped = self._track(
-                g - season, self._mse_season, self._season_var
+                g - season, self._mse_season, self._season_var, self._season_n
             )
             self._season[bucket] = season + self.ALPHA_SEASON * clipped
         if g < self._lo:
