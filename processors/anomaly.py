@@ -51,6 +51,7 @@ from array import array
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from processors._bands import BANDS, SLOTS, LevelBands
 from processors.validation import PLAUSIBLE_MAX
 
 __all__ = [
@@ -86,9 +87,6 @@ _NAN: Final = math.nan
 _LOG_1E10: Final = math.log(1e-10)
 _SQRT2: Final = math.sqrt(2.0)
 _POLLUTANTS: Final = (None, "pm25", "pm10", "o3", "no2", "so2", "co")
-_BANDS: Final = 8  # level bands of half a standard deviation, around the series' centre
-_BAND: Final = 6  # per band: step weight, mean step, repeat trials, repeats, run trials, runs
-_SLOTS: Final = 8  # values whose runs are followed one by one: value, trials, carried on
 
 
 def _flags(bits: int) -> frozenset[str]:
@@ -164,7 +162,7 @@ _HEADER: Final = struct.Struct("<BB" + "".join(code for _, code in _SCALARS))
 _VERSION: Final = 1
 
 
-class SeriesDetector:
+class SeriesDetector(LevelBands):
     """Causal detector for one series; the module docstring says what it flags and how.
 
     The class attributes in capitals are its parameters: one set for every series,
@@ -197,28 +195,16 @@ class SeriesDetector:
     SEASON_DAYS: ClassVar[int] = 7
     SEASON_TRIALS: ClassVar[int] = 20
     """Predictions the season must have made before it may be chosen over the level."""
-    SPIKE_JUMP: ClassVar[float] = 4.0
-    """A spike leaves its neighbours by more than SPIKE_JUMP usual steps at that level..."""
     SPIKE_RETURN: ClassVar[float] = 0.8
-    """...and its neighbours differ by less than SPIKE_RETURN of the smaller jump."""
-    LOCAL_WEIGHT: ClassVar[float] = 0.5
-    """Share of the last few steps' size that counts as usual when the series is restless."""
-    ALPHA_LOCAL: ClassVar[float] = 0.2
-    ALPHA_BAND: ClassVar[float] = 0.002
-    """Weight of a reading in the series' centre and spread, which place the level bands."""
-    STEP_MEMORY: ClassVar[float] = 0.998
-    RUN_MEMORY: ClassVar[float] = 0.99
+    """A spike leaves both neighbours by more than SPIKE_JUMP usual steps at its level,
+    while they differ by less than SPIKE_RETURN of the smaller jump."""
     STUCK_PROBABILITY: ClassVar[float] = 3e-4
     STUCK_MIN_RUN: ClassVar[int] = 4
-    VALUE_PRIOR: ClassVar[float] = 2.0
-    """Weight of the level band's run statistics in those of a single value."""
     GAP_FACTOR: ClassVar[float] = 3.0
     """A silence longer than GAP_FACTOR usual intervals breaks runs and spikes."""
 
     __slots__ = (
         "_after_gap",
-        "_bands",
-        "_center",
         "_dt",
         "_flags_prev",
         "_floor",
@@ -228,7 +214,6 @@ class SeriesDetector:
         "_level_var",
         "_lo",
         "_lo_prev",
-        "_local",
         "_long_mean",
         "_long_var",
         "_mse_level",
@@ -250,10 +235,7 @@ class SeriesDetector:
         "_season_n",
         "_season_var",
         "_short",
-        "_spread",
-        "_step",
         "_upper",
-        "_values",
     )
 
     def __init__(self, pollutant: str | None = None) -> None:
@@ -274,8 +256,8 @@ class SeriesDetector:
         self._short = self._long_mean = self._long_var = 0.0
         self._spread = self._step = self._local = 0.0
         self._season = array("d", [_NAN]) * (self.BUCKETS_PER_DAY * self.SEASON_DAYS)
-        self._bands = array("d", [0.0]) * (_BANDS * _BAND)
-        self._values = array("d", [_NAN, 0.0, 0.0]) * _SLOTS
+        self._bands = array("d", [0.0]) * BANDS
+        self._values = array("d", [_NAN, 0.0, 0.0]) * SLOTS
 
     @property
     def pollutant(self) -> str | None:
@@ -305,7 +287,7 @@ class SeriesDetector:
         if raw in SENTINELS:
             return "sentinel", f"{raw:g} is a missing-value code"
         if math.isinf(value):
-            return "out_of_range", f"{value} is not a number"
+            return "out_of_range", f"{value} is not a finite number"
         if self._pollutant is None:
             return None
         if value < 0.0:
@@ -516,86 +498,7 @@ class SeriesDetector:
             self._lo = g
         elif g > self._hi:
             self._hi = g
-        deviation = g - self._center
-        spread = self._spread
-        if spread > 0.0:
-            limit = 3.0 * math.sqrt(spread)
-            deviation = max(-limit, min(limit, deviation))
-        self._center += self.ALPHA_BAND * deviation
-        self._spread = spread + self.ALPHA_BAND * (deviation * deviation - spread)
-
-    # ------------------------------------------------------------------ level bands
-
-    def _band(self, g: float) -> int:
-        """The level band of g: half standard deviations around the series' centre."""
-        spread = self._spread
-        if not spread > 0.0:
-            return _BANDS // 2
-        band = math.floor((g - self._center) / math.sqrt(spread) * 2.0) + _BANDS // 2
-        return 0 if band < 0 else _BANDS - 1 if band >= _BANDS else band
-
-    def _typical_step(self, band: int) -> float:
-        """The usual size of a change at this level (repeats left out, so that one
-        quantisation step at the floor is the small change it is), or a share of the
-        last few steps' size when the series is restless."""
-        i = band * _BAND
-        usual = self._bands[i + 1] if self._bands[i] >= 20.0 else self._step
-        return max(usual, self.LOCAL_WEIGHT * self._local)
-
-    def _learn_step(self, band: int, step: float, repeat: bool) -> None:
-        """One step between consecutive readings: its size, and whether it repeated."""
-        bands = self._bands
-        memory = self.STEP_MEMORY
-        typical = self._typical_step(band)
-        if typical > 0.0:
-            step = min(step, self.SPIKE_JUMP * typical)
-        self._local += self.ALPHA_LOCAL * (step - self._local)
-        i = band * _BAND
-        if not repeat:
-            self._step += 0.01 * (step - self._step)
-            weight = bands[i] * memory + 1.0
-            bands[i] = weight
-            bands[i + 1] += (step - bands[i + 1]) / weight
-        bands[i + 2] = bands[i + 2] * memory + 1.0
-        bands[i + 3] = bands[i + 3] * memory + (1.0 if repeat else 0.0)
-
-    def _learn_run(self, band: int, value: float, run: int) -> None:
-        """An honest run of ``run >= 2`` equal readings ended: after its first repeat it
-        had ``run - 1`` chances to go on and took ``run - 2``."""
-        memory = self.RUN_MEMORY
-        bands = self._bands
-        i = band * _BAND
-        bands[i + 4] = bands[i + 4] * memory + (run - 1)
-        bands[i + 5] = bands[i + 5] * memory + (run - 2)
-        values = self._values
-        slot = self._slot(value)
-        if slot < 0:  # the value takes over the least followed slot
-            slot = min(range(0, len(values), 3), key=lambda j: values[j + 1])
-            values[slot], values[slot + 1], values[slot + 2] = value, 0.0, 0.0
-        values[slot + 1] = values[slot + 1] * memory + (run - 1)
-        values[slot + 2] = values[slot + 2] * memory + (run - 2)
-
-    def _slot(self, value: float) -> int:
-        values = self._values
-        for j in range(0, len(values), 3):
-            if values[j] == value:
-                return j
-        return -1
-
-    def _run_probability(self, band: int, value: float, run: int) -> float:
-        """Chance that honest data repeats this value ``run`` times in a row: how often a
-        reading at its level repeats the previous one, and how often runs of this very
-        value (else: of values at its level) go on."""
-        bands = self._bands
-        i = band * _BAND
-        repeat = (bands[i + 3] + 1.0) / (bands[i + 2] + 2.0)
-        carry_on = (bands[i + 5] + 9.0) / (bands[i + 4] + 10.0)
-        slot = self._slot(value)
-        if slot >= 0:
-            values = self._values
-            prior = self.VALUE_PRIOR
-            carry_on = (values[slot + 2] + prior * carry_on) / (values[slot + 1] + prior)
-        return repeat * carry_on ** (run - 2)
+        self._learn_level(g)
 
     # ------------------------------------------------------------------ explanation
 
