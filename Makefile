@@ -25,7 +25,7 @@ APT_INSTALL = \
 
 .DEFAULT_GOAL := help
 .PHONY: help venv install sys-python sys-java kafka-jars kafka-up kafka-down kafka-status \
-	test lint run bench clean distclean
+	test lint run bench bench-anomaly clean distclean
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -92,6 +92,9 @@ run: $(VENV_STAMP) kafka-jars ## install, start the broker, worker and sink, rep
 
 bench: $(VENV_STAMP) kafka-jars ## install, then run the benchmarks (ARGS="--days 30 ...")
 	$(VENV)/bin/python -m bench $(ARGS)
+
+bench-anomaly: $(VENV_STAMP) ## score the anomaly detector: NAB, Beijing fault injection, cost; writes bench/anomaly/RESULTS.md
+	$(VENV)/bin/python -m bench.anomaly $(ARGS)
 
 # ---------------------------------------------------------------- cleaning
 

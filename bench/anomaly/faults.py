@@ -7,9 +7,9 @@ in turn from :data:`KINDS` (seeded RNG), somewhere in its first part, so that th
 detector has settled again before the next one:
 
 * ``stuck`` — the sensor freezes: 12–48 readings repeat the last good value;
-* ``spike`` — one reading rises to 3–10 times itself or the series' median, whichever
-  is larger (its neighbours are real readings): a jump out of the series' normal range,
-  where ×3 on an ozone reading of 2 µg/m³ at night would be an honest-looking change;
+* ``spike`` — one reading raised by 2–9 times the larger of itself and the series'
+  median (its neighbours are real readings): a jump out of the series' normal range,
+  where tripling an ozone reading of 2 µg/m³ at night would look like an honest change;
 * ``sentinel`` — one reading replaced by -200, -999, -9999 or 9999 as sent (µg/m³);
 * ``out_of_range`` — one reading negative, or 1.5–20 times the physical limit;
 * ``unit_mixup`` — 1–24 readings sent in mg/m³ where µg/m³ was meant (values / 1000);
@@ -17,9 +17,11 @@ detector has settled again before the next one:
 
 A fault is *detected* when a reading it touched carries the flag of its kind (for a
 spike: the revision of its verdict that the next reading brings; for a unit mix-up: any
-flag). Dropouts have no flag of their own: what counts is that the readings after one
-are not flagged. Untouched readings are all the others: their share with a fault flag
-is the false-flag rate (the data's own spikes and caps included).
+flag). Stuck runs are also counted apart by the value they freeze at: at or below the
+series' 10th percentile (its floor, where honest data repeats for days) or above.
+Dropouts have no flag of their own: what counts is that the readings after one are not
+flagged. Untouched readings are all the others: their share with a fault flag is the
+false-flag rate (the data's own spikes and caps included).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ COLUMNS = {"pm25": "PM2.5", "pm10": "PM10", "so2": "SO2", "no2": "NO2", "co": "C
 LEARN = 720  # readings (a month) before the first fault
 SLOT = 500
 AFTER_DROPOUT = 24  # readings after a dropout that must stay unflagged
+LOW_PERCENTILE = 10  # a stuck run at or below this percentile of its series is "low"
 BEIJING = timedelta(hours=8)  # the files' local time, UTC+8 without daylight saving
 
 
@@ -96,6 +99,7 @@ class Fault:
     kind: str
     start: int
     length: int
+    value: float | None = None  # the value a stuck sensor repeats
 
 
 def inject(series: Series, seed: int) -> tuple[list[float | None], list[Fault]]:
@@ -146,7 +150,7 @@ def inject(series: Series, seed: int) -> tuple[list[float | None], list[Fault]]:
         else:  # dropout
             length = int(rng.integers(1, 49))
             raw[start : start + length] = [None] * length
-        faults.append(Fault(kind, start, length))
+        faults.append(Fault(kind, start, length, raw[start] if kind == "stuck" else None))
     return raw, faults
 
 
@@ -204,6 +208,7 @@ def evaluate_series(
     flags = run_detector(series, raw, detector_class)
     tally = FaultTally(readings=len(raw))
     touched = np.zeros(len(raw), dtype=bool)
+    low = float(np.percentile([v for v in series.raw if v is not None], LOW_PERCENTILE))
     for fault in faults:
         span = range(fault.start, min(fault.start + fault.length, len(raw)))
         touched[span.start : span.stop] = True
@@ -217,6 +222,10 @@ def evaluate_series(
         if hits:
             tally.detected[fault.kind] += 1
             tally.delays[fault.kind].append(hits[0] - fault.start)
+        if fault.kind == "stuck" and fault.value is not None:
+            where = "stuck_low" if fault.value <= low else "stuck_high"
+            tally.injected[where] += 1
+            tally.detected[where] += bool(hits)
     for i in np.flatnonzero(~touched):
         if series.raw[i] is None:
             continue
