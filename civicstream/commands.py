@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from civicstream.settings import ConfigError, Settings
+from civicstream.settings import City, ConfigError, Settings
 from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from streams.incident_state import IncidentSource
 
 __all__ = [
+    "config",
     "export",
     "incident_source",
     "replay_file",
@@ -32,6 +33,11 @@ def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
     return {s.station_id: (s.lat, s.lon) for s in settings.city().stations.values()}
 
 
+def _partitions(settings: Settings) -> dict[str, int]:
+    """Partitions for every topic of the namespace (city file, CIVIC_PARTITIONS)."""
+    return settings.topic_partitions(Topics(settings.topic_prefix))
+
+
 def topics(settings: Settings, args: argparse.Namespace) -> int:
     from streams.admin import ensure_topics, wait_for_broker
 
@@ -40,7 +46,7 @@ def topics(settings: Settings, args: argparse.Namespace) -> int:
     counts = ensure_topics(
         settings.kafka_bootstrap,
         names,
-        args.partitions or settings.partitions,
+        settings.topic_partitions(Topics(settings.topic_prefix), args.partitions),
         args.replication_factor,
     )
     for name in names:
@@ -60,7 +66,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     wait_for_broker(settings.kafka_bootstrap)
     names = Topics(settings.topic_prefix)
     incident_sources = settings.incident_sources()
-    counts = ensure_topics(settings.kafka_bootstrap, names.all(), settings.partitions)
+    counts = ensure_topics(settings.kafka_bootstrap, names.all(), settings.topic_partitions(names))
     days = LocalDays(city.standard_offset_ms)
     if counts.get(names.raw_incidents, 1) != 1:
         msg = (
@@ -115,7 +121,7 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
         return _replay_incidents(settings, args)
     wait_for_broker(settings.kafka_bootstrap)
     topic = Topics(settings.topic_prefix).raw_air_quality
-    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    ensure_topics(settings.kafka_bootstrap, [topic], _partitions(settings))
     try:
         records = open_sources(args.paths, _coordinates(settings), args.since, args.until)
         if args.format == "avro":
@@ -159,7 +165,7 @@ def _replay_incidents(settings: Settings, args: argparse.Namespace) -> int:
     source = incident_source(settings, args.format)
     wait_for_broker(settings.kafka_bootstrap)
     topic = Topics(settings.topic_prefix).raw_incidents
-    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    ensure_topics(settings.kafka_bootstrap, [topic], _partitions(settings))
     try:
         records = list(
             read_incidents(args.paths, source.name, source.timezone, args.since, args.until)
@@ -209,7 +215,7 @@ def simulate(settings: Settings, args: argparse.Namespace) -> int:
 
     wait_for_broker(settings.kafka_bootstrap)
     topic = Topics(settings.topic_prefix).raw_air_quality
-    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    ensure_topics(settings.kafka_bootstrap, [topic], _partitions(settings))
     records = simulate_readings(
         args.stations, args.count, args.start, args.seed, args.step_seconds * 1000
     )
@@ -301,3 +307,58 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
         count = len(entities)
         print(f"wrote {count} AirQualityObserved entities to {args.output}", file=sys.stderr)
     return 0
+
+
+def config(settings: Settings, args: argparse.Namespace) -> int:
+    """`civicstream config check FILE...`: every problem of every file, or a summary."""
+    from civicstream.city import Problem, read_city
+
+    del settings  # the files are named on the command line
+    problems = 0
+    declared: dict[str, str] = {}  # incident source → the file that declared it first
+    for path in args.files:
+        checked = read_city(path)
+        messages = checked.messages()
+        if checked.city is not None:
+            for name in checked.city.incident_sources:
+                if name in declared:
+                    twice = Problem(
+                        f"incidents.sources.{name}",
+                        f'incident source "{name}" is also declared in {declared[name]}',
+                    )
+                    messages.append(twice.describe(path))
+                declared.setdefault(name, str(path))
+        for message in messages:
+            print(message)
+        problems += len(messages)
+        if checked.city is not None and not messages:
+            print(f"{path}: ok: {_summary(checked.city)}")
+    sys.stdout.flush()
+    if problems:
+        files = len(args.files)
+        noun = "problem" if problems == 1 else "problems"
+        print(f"{problems} {noun} in {files} file{'s' if files > 1 else ''}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summary(city: City) -> str:
+    from streams.time import standard_offset_ms
+
+    hours = standard_offset_ms(city.timezone) / 3_600_000
+    purpleair = len(city.purpleair_stations())
+    stations = f"{len(city.stations)} station{'s' if len(city.stations) != 1 else ''}"
+    if purpleair:
+        stations += f" ({purpleair} PurpleAir)"
+    sensors = f"{len(city.sensors)} sensor{'s' if len(city.sensors) != 1 else ''}"
+    sources = ", ".join(city.incident_sources) or "none"
+    text = (
+        f"{city.name}, {city.timezone} (standard time UTC{hours:+g}); {stations}, {sensors}; "
+        f"incident sources: {sources}"
+    )
+    if city.topic_partitions or city.default_partitions:
+        named = [f"{topic}={count}" for topic, count in city.topic_partitions.items()]
+        if city.default_partitions:
+            named.append(f"default={city.default_partitions}")
+        text += f"; partitions: {', '.join(named)}"
+    return text

@@ -271,7 +271,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         # 2. A clean demo namespace, so a second run gives the same results as the first.
         _say("• resetting the demo topics, consumer groups and store")
         _reset(settings, topics)
-        ensure_topics(settings.kafka_bootstrap, topics.all(), settings.partitions)
+        ensure_topics(settings.kafka_bootstrap, topics.all(), settings.topic_partitions(topics))
         # 3. Worker and sink.
         children = Children(Path("data") / "logs")
         cleanup.callback(children.stop)

@@ -398,7 +398,8 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
         store_url = args.store or settings.store_url
     else:
         store_url = args.store or namespace_store_url(settings.store_url, name)
-    partitions = args.partitions or settings.partitions
+    counts = settings.topic_partitions(target, args.partitions)
+    partitions = counts[target.raw_air_quality]
     batch_max = args.batch_max or settings.batch_max
     sources = _selected_topics(args.topics, live)
     targets = {
@@ -426,7 +427,7 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
         if not args.no_start and not args.keep:
             _say(f"• starting {where} afresh (topics, consumer groups, store)")
             _reset(settings, target, None if args.into_live else store_url)
-        ensure_topics(settings.kafka_bootstrap, target.all(), partitions)
+        ensure_topics(settings.kafka_bootstrap, target.all(), counts)
         baseline = end_offsets(settings.kafka_bootstrap, [target.raw_air_quality])
         if not args.no_start:
             children = Children(Path("data") / "logs" / f"replay-{name}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
@@ -92,7 +92,10 @@ def _topic_config(name: str) -> dict[str, str]:
 
 
 def ensure_topics(
-    bootstrap: str, topics: Iterable[str], partitions: int, replication_factor: int = 1
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int | Mapping[str, int],
+    replication_factor: int = 1,
 ) -> dict[str, int]:
     """Create the topics that are missing; return the partition count of each.
 
@@ -100,7 +103,9 @@ def ensure_topics(
     `DEADLETTER_MAX_MESSAGE_BYTES`, so that any message a raw topic took fits, with its
     envelope, into a dead letter.
     New topics get `partitions`, except the contract's single-partition topics
-    (`schemas.topics.SINGLE_PARTITION`: the raw incidents), which get one.
+    (`schemas.topics.SINGLE_PARTITION`: the raw incidents), which get one; `partitions`
+    may also give the count per topic name (Settings.topic_partitions).
+    Existing topics are left as they are, whatever their count.
     """
     wanted = list(topics)
     existing = partition_counts(bootstrap, wanted)
@@ -112,7 +117,9 @@ def ensure_topics(
                 [
                     NewTopic(
                         name,
-                        partitions_for(name, partitions),
+                        partitions[name]
+                        if isinstance(partitions, Mapping)
+                        else partitions_for(name, partitions),
                         replication_factor,
                         topic_configs=_topic_config(name),
                     )
