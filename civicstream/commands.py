@@ -87,6 +87,18 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         batch_max=settings.batch_max,
         stale_after_ms=settings.stale_after_ms,
         incident_sources=incident_sources,
+        state_store=settings.state_store,
+        state_dir=settings.state_dir,
+        standby_replicas=settings.standby_replicas,
+    )
+    where = (
+        f" in {settings.state_dir / names.worker_group}" if settings.state_store != "memory" else ""
+    )
+    print(
+        f"civicstream worker: tables in {settings.state_store}{where}, "
+        f"{settings.standby_replicas} standby replica(s)",
+        file=sys.stderr,
+        flush=True,
     )
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"

@@ -31,10 +31,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
 
 from schemas import Topics
@@ -68,6 +70,63 @@ _WATCHDOG_EVERY_SECONDS = 2.0
 _LAG_EVERY_SECONDS = 5.0
 
 
+class LocalTable:
+    """A Faust table's local data, read and written by key and partition, for either store.
+
+    The memory store is one dict for every partition. The RocksDB store keeps a database
+    per partition and picks it from Faust's "current event": in a batch that is just the
+    last event taken, and in a timer there is none, so `table[key]` would read and write
+    the wrong partition. Here a write goes to the database of the partition given, and a
+    read looks in the databases of the partitions this worker owns (a key lives in one:
+    the partition of its records). Once the broker has a changelog record, its offset is
+    kept in its partition's database, as Faust does for its own writes: a restart recovers
+    only the changelog records after it.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.data = table.data
+        self.rocksdb = isinstance(self.data, RocksDBStore)
+        self._persisted: dict[int, int] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if not self.rocksdb:
+            value = self.data.get(key)
+            return bytes(value) if value is not None else None
+        for db in self.data._dbs_for_actives():
+            value = db.get(key)
+            if value is not None:
+                return bytes(value)
+        return None
+
+    def put(self, key: bytes, partition: int, value: bytes | None, sent: Any) -> None:
+        """Write `value` (None deletes) locally; `sent` is the changelog record's future."""
+        if not self.rocksdb:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+            return
+        db = self.data._db_for_partition(partition)
+        if value is None:
+            db.delete(key)
+        else:
+            db.put(key, value)
+        sent.add_done_callback(lambda future: self._persist(partition, future))
+
+    def _persist(self, partition: int, future: Any) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        offset = future.result().offset
+        if offset <= self._persisted.get(partition, -1):
+            return
+        if partition not in self.data._dbs:
+            return  # revoked meanwhile: the next owner's recovery starts from its own offset
+        self._persisted[partition] = offset
+        tp = TP(self.table.changelog_topic.get_topic_name(), partition)
+        self.data.set_persisted_offset(tp, offset)
+
+
 class TableStateStore:
     """Station states in a Faust table, written to the partition of the station's events.
 
@@ -81,17 +140,17 @@ class TableStateStore:
 
     def __init__(self, table: Any, producer: Any) -> None:
         self.table = table
+        self.local = LocalTable(table)
         self.producer = producer
 
     def load(self, station_id: str) -> bytes | None:
-        value = self.table.data.get(station_id.encode())
-        return bytes(value) if value is not None else None
+        return self.local.get(station_id.encode())
 
     async def save(self, update: StateUpdate) -> None:
         key = update.station_id.encode()
         topic = self.table.changelog_topic.get_topic_name()
-        await self.producer.send(topic, key, update.data, update.partition, None, None)
-        self.table.data[key] = update.data
+        sent = await self.producer.send(topic, key, update.data, update.partition, None, None)
+        self.local.put(key, update.partition, update.data, sent)
 
 
 class IncidentTableStore:
@@ -100,20 +159,17 @@ class IncidentTableStore:
 
     def __init__(self, table: Any, producer: Any) -> None:
         self.table = table
+        self.local = LocalTable(table)
         self.producer = producer
 
     def load(self, key: str) -> bytes | None:
-        value = self.table.data.get(key.encode())
-        return bytes(value) if value is not None else None
+        return self.local.get(key.encode())
 
     async def save(self, update: IncidentStateUpdate) -> None:
         key = update.key.encode()
         topic = self.table.changelog_topic.get_topic_name()
-        await self.producer.send(topic, key, update.data, update.partition, None, None)
-        if update.data is None:
-            self.table.data.pop(key, None)
-        else:
-            self.table.data[key] = update.data
+        sent = await self.producer.send(topic, key, update.data, update.partition, None, None)
+        self.local.put(key, update.partition, update.data, sent)
 
 
 class Rewinder:
@@ -201,6 +257,9 @@ def create_app(
     days: LocalDays | None = None,
     sensors: SensorTypes | None = None,
     incident_sources: Mapping[str, IncidentSource] | None = None,
+    state_store: str = "memory",
+    state_dir: Path | None = None,
+    standby_replicas: int = 1,
 ) -> faust.App:
     """Build the worker app for one namespace; `partitions` must match the raw topic.
 
@@ -210,11 +269,26 @@ def create_app(
     sensors are low-cost PurpleAir sensors (corrected PM2.5).
     The raw incidents topic has one partition (schemas.topics.SINGLE_PARTITION); records
     of sources not in `incident_sources` are dead-lettered ``unknown_source``.
+    `state_store` "rocksdb" keeps the tables on disk under `state_dir`/<group>/ (one
+    directory per worker: RocksDB locks it); "memory" rebuilds them from the changelogs at
+    every start. `standby_replicas` other workers keep a warm copy of each table partition.
     """
+    store_options: dict[str, Any] = {"store": "memory://"}
+    if state_store == "rocksdb":
+        # faust-streaming's "rocksdb://" store runs on the rocksdict binding when it is
+        # installed (it is a dependency); "rocksdict://" is not a store URL of Faust's.
+        store_options = {
+            "store": "rocksdb://",
+            "datadir": str(Path(state_dir or "data/state") / topics.worker_group),
+        }
+    elif state_store != "memory":
+        msg = f"unknown state store {state_store!r} (memory, rocksdb)"
+        raise ValueError(msg)
     app = faust.App(
         topics.worker_group,
         broker=_broker_urls(bootstrap),
-        store="memory://",
+        **store_options,
+        table_standby_replicas=standby_replicas,
         topic_partitions=partitions,
         topic_replication_factor=replication_factor,
         producer_acks=-1,

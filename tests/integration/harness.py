@@ -48,6 +48,8 @@ class PipelineUnderTest:
     metrics: bool = False
     """Serve /metrics: the worker and the sink each on a free port (`metrics_ports`)."""
     config: str | None = None  # CIVIC_CONFIG: city files separated by os.pathsep
+    env: dict[str, str] = field(default_factory=dict)
+    """More environment for every process (e.g. CIVIC_STATE_STORE)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +75,7 @@ class PipelineUnderTest:
         )
         if self.config is not None:
             env["CIVIC_CONFIG"] = self.config
+        env.update(self.env)
         return env
 
     def cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
@@ -89,13 +92,20 @@ class PipelineUnderTest:
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
-    def start(self, name: str, *options: str, command: str | None = None) -> None:
+    def start(
+        self,
+        name: str,
+        *options: str,
+        command: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         """Start a process called `name` running `civicstream COMMAND OPTIONS` (COMMAND
-        defaults to the name: `worker`, `sink` or `archive`); logs in the test's work dir."""
+        defaults to the name: `worker`, `sink` or `archive`; `env` adds to its environment);
+        logs in the test's work dir."""
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "civicstream", command or name, *options],
-            env=self._env(),
+            env={**self._env(), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -112,6 +122,12 @@ class PipelineUnderTest:
         process = self.processes.pop(name)
         process.kill()
         process.wait(timeout=30)
+
+    def terminate(self, name: str) -> None:
+        """SIGTERM and wait: a clean shutdown (final commit, stores closed)."""
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
 
     def stop(self) -> None:
         for process in self.processes.values():
