@@ -68,6 +68,9 @@ BATCH_WITHIN_SECONDS = 0.25
 _PROGRESS_EVERY_SECONDS = 10.0
 _WATCHDOG_EVERY_SECONDS = 2.0
 _LAG_EVERY_SECONDS = 5.0
+SESSION_TIMEOUT_SECONDS = 10.0
+"""A worker that dies without leaving the group keeps its partitions this long."""
+HEARTBEAT_SECONDS = 1.0
 
 
 class LocalTable:
@@ -277,10 +280,9 @@ def create_app(
     if state_store == "rocksdb":
         # faust-streaming's "rocksdb://" store runs on the rocksdict binding when it is
         # installed (it is a dependency); "rocksdict://" is not a store URL of Faust's.
-        store_options = {
-            "store": "rocksdb://",
-            "datadir": str(Path(state_dir or "data/state") / topics.worker_group),
-        }
+        datadir = Path(state_dir or "data/state") / topics.worker_group
+        datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+        store_options = {"store": "rocksdb://", "datadir": str(datadir)}
     elif state_store != "memory":
         msg = f"unknown state store {state_store!r} (memory, rocksdb)"
         raise ValueError(msg)
@@ -299,8 +301,8 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         # A killed worker's partitions move to its replacement after this long.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
+        broker_heartbeat_interval=HEARTBEAT_SECONDS,
         web_enabled=False,
     )
     raw_topic = app.topic(
