@@ -150,7 +150,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Create missing topics and list all of them.",
     )
     topics.add_argument(
-        "--partitions", type=int, help="partitions per topic [CIVIC_PARTITIONS or 4]"
+        "--partitions",
+        type=int,
+        help="partitions of every topic [city file [topics] partitions, CIVIC_PARTITIONS, 4]",
     )
     topics.add_argument("--replication-factor", type=int, default=1, help="[%(default)s]")
 

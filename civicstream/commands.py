@@ -88,7 +88,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         stale_after_ms=settings.stale_after_ms,
         incident_sources=incident_sources,
         state_store=settings.state_store,
-        state_dir=settings.state_dir,
+        state_dir=settings.state_path(names),
         standby_replicas=settings.standby_replicas,
     )
     where = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -157,6 +158,8 @@ def _incident_config(settings: Settings, source: str) -> str | None:
 def _reset(settings: Settings, topics: Topics) -> None:
     delete_topics(settings.kafka_bootstrap, [*topics.all(), *topics.internal])
     delete_groups(settings.kafka_bootstrap, [topics.worker_group, topics.sink_group])
+    # The worker's local tables (CIVIC_STATE_STORE=rocksdb) belong to the deleted changelogs.
+    shutil.rmtree(settings.state_path(topics), ignore_errors=True)
     if settings.store_url.startswith("sqlite:///") and ":memory:" not in settings.store_url:
         path = Path(settings.store_url.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -93,7 +94,9 @@ def register(commands: Any) -> None:
         help="event-time speed-up (60 = an hour per minute); 0 = as fast as possible",
     )
     parser.add_argument(
-        "--partitions", type=int, help="partitions of the namespace's topics [CIVIC_PARTITIONS]"
+        "--partitions",
+        type=int,
+        help="partitions of every topic of the namespace [as for `civicstream topics`]",
     )
     parser.add_argument(
         "--batch-max", type=int, help="the namespace worker's batch size [CIVIC_BATCH_MAX]"
@@ -361,6 +364,8 @@ def _reset(settings: Settings, topics: Topics, store_url: str | None) -> None:
 
     delete_topics(settings.kafka_bootstrap, [*topics.all(), *topics.internal])
     delete_groups(settings.kafka_bootstrap, [topics.worker_group, topics.sink_group])
+    # The worker's local tables (CIVIC_STATE_STORE=rocksdb) belong to the deleted changelogs.
+    shutil.rmtree(settings.state_path(topics), ignore_errors=True)
     if store_url is not None and store_url.startswith("sqlite:///"):
         path = store_url.removeprefix("sqlite:///")
         for suffix in ("", "-wal", "-shm"):

@@ -124,6 +124,10 @@ class Settings:
             ),
         )
 
+    def state_path(self, topics: Topics) -> Path:
+        """The worker's local table directory for the namespace of `topics` (RocksDB)."""
+        return self.state_dir / topics.worker_group
+
     def topic_partitions(self, topics: Topics, partitions: int | None = None) -> dict[str, int]:
         """The partitions each topic of `topics` is created with.
 

@@ -272,15 +272,16 @@ def create_app(
     sensors are low-cost PurpleAir sensors (corrected PM2.5).
     The raw incidents topic has one partition (schemas.topics.SINGLE_PARTITION); records
     of sources not in `incident_sources` are dead-lettered ``unknown_source``.
-    `state_store` "rocksdb" keeps the tables on disk under `state_dir`/<group>/ (one
-    directory per worker: RocksDB locks it); "memory" rebuilds them from the changelogs at
-    every start. `standby_replicas` other workers keep a warm copy of each table partition.
+    `state_store` "rocksdb" keeps the tables on disk in `state_dir` (Settings.state_path:
+    one directory per worker and namespace, RocksDB locks it); "memory" rebuilds them from
+    the changelogs at every start. `standby_replicas` other workers keep a warm copy of
+    each table partition.
     """
     store_options: dict[str, Any] = {"store": "memory://"}
     if state_store == "rocksdb":
         # faust-streaming's "rocksdb://" store runs on the rocksdict binding when it is
         # installed (it is a dependency); "rocksdict://" is not a store URL of Faust's.
-        datadir = Path(state_dir or "data/state") / topics.worker_group
+        datadir = state_dir or Path("data/state") / topics.worker_group
         datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
         store_options = {"store": "rocksdb://", "datadir": str(datadir)}
     elif state_store != "memory":

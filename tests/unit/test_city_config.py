@@ -246,6 +246,10 @@ def test_the_state_store_is_memory_unless_rocksdb_is_asked_for():
         Path("/var/lib/civicstream/state"),
         0,
     )
+    # one directory per namespace: a replay's worker never opens the live worker's tables
+    assert rocks.state_path(Topics("replay-x.")) == Path(
+        "/var/lib/civicstream/state/replay-x.civicstream-air-quality"
+    )
     with pytest.raises(
         ConfigError, match="CIVIC_STATE_STORE='redis' must be one of memory, rocksdb"
     ):
