@@ -35,13 +35,15 @@ def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
 def topics(settings: Settings, args: argparse.Namespace) -> int:
     from streams.admin import ensure_topics, wait_for_broker
 
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     names = Topics(settings.topic_prefix).all()
     counts = ensure_topics(
         settings.kafka_bootstrap,
         names,
         args.partitions or settings.partitions,
         args.replication_factor,
+        security=security,
     )
     for name in names:
         print(f"{name:40s} {counts.get(name, 0)} partitions")
@@ -57,10 +59,13 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     from streams.time import HourlyWindows, LocalDays
 
     city = settings.city()
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     names = Topics(settings.topic_prefix)
     incident_sources = settings.incident_sources()
-    counts = ensure_topics(settings.kafka_bootstrap, names.all(), settings.partitions)
+    counts = ensure_topics(
+        settings.kafka_bootstrap, names.all(), settings.partitions, security=security
+    )
     days = LocalDays(city.standard_offset_ms)
     if counts.get(names.raw_incidents, 1) != 1:
         msg = (
@@ -81,7 +86,9 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         batch_max=settings.batch_max,
         stale_after_ms=settings.stale_after_ms,
         incident_sources=incident_sources,
+        security=security,
     )
+    print(f"civicstream worker: Kafka {settings.kafka_bootstrap} ({security})", file=sys.stderr)
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"
         f" → {names.enriched_air_quality}, {names.aqi_hourly}, {names.aqi_daily},"
@@ -113,9 +120,10 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.format in INCIDENT_FORMATS:
         return _replay_incidents(settings, args)
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     topic = Topics(settings.topic_prefix).raw_air_quality
-    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions, security=security)
     try:
         records = open_sources(args.paths, _coordinates(settings), args.since, args.until)
         if args.format == "avro":
@@ -127,6 +135,7 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
             topic=topic,
             speed=args.speed,
             progress=progress,
+            security=security,
         )
         progress.close()
     except SourceError as error:
@@ -157,9 +166,10 @@ def _replay_incidents(settings: Settings, args: argparse.Namespace) -> int:
     from streams.admin import ensure_topics, wait_for_broker
 
     source = incident_source(settings, args.format)
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     topic = Topics(settings.topic_prefix).raw_incidents
-    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions, security=security)
     try:
         records = list(
             read_incidents(args.paths, source.name, source.timezone, args.since, args.until)
@@ -178,6 +188,7 @@ def _replay_incidents(settings: Settings, args: argparse.Namespace) -> int:
         topic=topic,
         speed=args.speed,
         progress=progress,
+        security=security,
     )
     progress.close()
     print(
@@ -207,15 +218,21 @@ def simulate(settings: Settings, args: argparse.Namespace) -> int:
     from civicstream.simulate import simulate_readings
     from streams.admin import ensure_topics, wait_for_broker
 
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     topic = Topics(settings.topic_prefix).raw_air_quality
-    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions, security=security)
     records = simulate_readings(
         args.stations, args.count, args.start, args.seed, args.step_seconds * 1000
     )
     progress = Progress(f"simulate → {topic}", total=args.count)
     stats = produce(
-        records, bootstrap=settings.kafka_bootstrap, topic=topic, rate=args.rate, progress=progress
+        records,
+        bootstrap=settings.kafka_bootstrap,
+        topic=topic,
+        rate=args.rate,
+        progress=progress,
+        security=security,
     )
     progress.close()
     print(
@@ -246,22 +263,26 @@ def tail(settings: Settings, args: argparse.Namespace) -> int:
         "incidents": names.incidents_published,
         "counts": names.incidents_stats,
     }
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     topic = shortcuts.get(args.topic, args.topic)
-    return tail_topic(settings.kafka_bootstrap, topic, last=args.last, follow=args.follow)
+    return tail_topic(
+        settings.kafka_bootstrap, topic, last=args.last, follow=args.follow, security=security
+    )
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     from civicstream.site import build_site
     from sinks.api import serve as serve_api
     from sinks.exceptions import StoreError
+    from sinks.store import redacted_url
 
     host = args.host or settings.api_host
     port = args.port if args.port is not None else settings.api_port
     site = build_site(settings, poll_seconds=args.poll_seconds)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     print(
-        f"civicstream serve: http://{shown}:{port}/ (store {settings.store_url}); "
+        f"civicstream serve: http://{shown}:{port}/ (store {redacted_url(settings.store_url)}); "
         f"catalog /data.json, API /api/datasets, OpenAPI /api/openapi.json",
         file=sys.stderr,
         flush=True,

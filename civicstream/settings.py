@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from kafkaconf import KafkaSecurity, KafkaSecurityError
+
 if TYPE_CHECKING:
     from streams.incident_state import IncidentSource
 
@@ -313,6 +315,9 @@ class Settings:
     """Everything a civicstream process needs to know, resolved once."""
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    """TLS and SASL for every Kafka client of this process (CIVIC_KAFKA_SECURITY_PROTOCOL,
+    CIVIC_KAFKA_SASL_*, CIVIC_KAFKA_SSL_*: see the kafkaconf package)."""
     store_url: str = "sqlite:///data/civicstream.db"
     config_path: Path = BUNDLED_CITY
     more_configs: tuple[Path, ...] = ()
@@ -337,8 +342,13 @@ class Settings:
         # city of the air-quality stations; incident sources come from all of them.
         configs = [Path(p.strip()) for p in env.get("CIVIC_CONFIG", "").split(os.pathsep)]
         configs = [p for p in configs if str(p) not in ("", ".")] or [defaults.config_path]
+        try:
+            kafka_security = KafkaSecurity.from_env(env)
+        except KafkaSecurityError as error:
+            raise ConfigError(str(error)) from None
         return cls(
             kafka_bootstrap=env.get("CIVIC_KAFKA_BOOTSTRAP") or defaults.kafka_bootstrap,
+            kafka_security=kafka_security,
             store_url=env.get("CIVIC_STORE_URL") or defaults.store_url,
             config_path=configs[0],
             more_configs=tuple(configs[1:]),

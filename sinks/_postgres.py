@@ -14,7 +14,6 @@ database at once (a sink and the API) apply each step exactly once.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -34,6 +33,7 @@ from sinks.store import (
     _now,
     _status_rows,
     newer_schema_error,
+    redacted_url,
     upsert_sql,
 )
 
@@ -43,7 +43,6 @@ DEFAULT_COPY_THRESHOLD = 1000
 """Rows of one dataset in one batch from which COPY beats executemany (bench/store.py)."""
 
 _MIGRATION_LOCK = 0x63697669  # "civi": pg_advisory_xact_lock key of schema migrations
-_PASSWORD = re.compile(r"(://[^:/@]+:)[^@/]*@")
 
 
 def _pg(sql: str) -> str:
@@ -52,7 +51,7 @@ def _pg(sql: str) -> str:
 
 
 def _redacted(url: str) -> str:
-    return _PASSWORD.sub(r"\1***@", url)
+    return redacted_url(url)
 
 
 class PostgreSQLStore(Store):

@@ -16,6 +16,7 @@ idempotent: writing a batch twice leaves the same rows as writing it once.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -38,10 +39,21 @@ __all__ = [
     "Store",
     "default_store_url",
     "open_store",
+    "redacted_url",
 ]
 
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@]*@")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|sslpassword)=)[^&#]*", re.IGNORECASE)
+
+
+def redacted_url(url: str) -> str:
+    """`url` with any password masked (``user:***@``, ``password=***``): what logs and
+    messages may show of a store URL."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
 
 
 def default_store_url() -> str:
