@@ -52,6 +52,8 @@ class PipelineUnderTest:
     kafka_env: dict[str, str] = field(default_factory=dict)
     """CIVIC_KAFKA_* security settings of every process (and of the harness's own clients);
     empty: PLAINTEXT, whatever the test session's environment says."""
+    process_kafka_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per process name (`start`), settings over `kafka_env`: e.g. a Kafka user of its own."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,7 +103,7 @@ class PipelineUnderTest:
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "civicstream", command or name, *options],
-            env=self._env(),
+            env={**self._env(), **self.process_kafka_env.get(name, {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
