@@ -13,9 +13,11 @@ from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
 if TYPE_CHECKING:
+    from sinks.api import Limits
     from streams.incident_state import IncidentSource
 
 __all__ = [
+    "api_limits",
     "export",
     "incident_source",
     "replay_file",
@@ -277,18 +279,20 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.exceptions import StoreError
     from sinks.store import redacted_url
 
+    limits = api_limits(settings)
     host = args.host or settings.api_host
     port = args.port if args.port is not None else settings.api_port
     site = build_site(settings, poll_seconds=args.poll_seconds)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     print(
         f"civicstream serve: http://{shown}:{port}/ (store {redacted_url(settings.store_url)}); "
-        f"catalog /data.json, API /api/datasets, OpenAPI /api/openapi.json",
+        f"catalog /data.json, API /api/datasets, OpenAPI /api/openapi.json; "
+        f"at most {limits.rate or 'unlimited'} requests per client",
         file=sys.stderr,
         flush=True,
     )
     try:
-        serve_api(settings.store_url, site, host, port, access_log=args.access_log)
+        serve_api(settings.store_url, site, host, port, access_log=args.access_log, limits=limits)
     except StoreError as error:
         print(f"civicstream serve: {error}", file=sys.stderr)
         return 2
@@ -296,6 +300,24 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"civicstream serve: cannot listen on {host}:{port}: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def api_limits(settings: Settings) -> Limits:
+    """The API's request limits: CIVIC_API_RATE_LIMIT and CIVIC_API_TRUSTED_PROXIES."""
+    import ipaddress
+
+    from sinks.api import Limits, RateLimit
+
+    try:
+        rate = RateLimit.parse(settings.api_rate_limit)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    try:
+        proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.api_trusted_proxies)
+    except ValueError as error:
+        msg = f"CIVIC_API_TRUSTED_PROXIES: {error}"
+        raise ConfigError(msg) from None
+    return Limits(rate=rate, trusted_proxies=proxies)
 
 
 def export(settings: Settings, args: argparse.Namespace) -> int:

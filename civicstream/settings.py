@@ -330,6 +330,10 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     public_url: str | None = None
+    api_rate_limit: str = "20/s burst 40"
+    """Requests per client address `civicstream serve` answers (sinks.api.RateLimit)."""
+    api_trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies (addresses or networks) whose X-Forwarded-For names the client."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -369,6 +373,12 @@ class Settings:
             api_host=env.get("CIVIC_API_HOST") or defaults.api_host,
             api_port=_positive_int(env, "CIVIC_API_PORT", defaults.api_port),
             public_url=env.get("CIVIC_PUBLIC_URL") or None,
+            api_rate_limit=env.get("CIVIC_API_RATE_LIMIT") or defaults.api_rate_limit,
+            api_trusted_proxies=tuple(
+                item.strip()
+                for item in env.get("CIVIC_API_TRUSTED_PROXIES", "").split(",")
+                if item.strip()
+            ),
         )
 
     def city(self) -> City:
