@@ -26,7 +26,7 @@ APT_INSTALL = \
 .DEFAULT_GOAL := help
 .PHONY: help venv install sys-python sys-java sys-prometheus sys-test kafka-jars kafka-up \
 	kafka-down kafka-status kafka-up-sasl kafka-down-sasl pg-up pg-down test lint run serve bench bench-api vendor-leaflet \
-	clean distclean sys-go deploy-schemas docker-lock
+	clean distclean sys-go deploy-schemas docker-lock audit
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -97,6 +97,10 @@ $(DEPLOY_SCHEMAS)/.fetched: | sys-go
 	@dir=$$(GOFLAGS=-mod=mod go mod download -json $(PROMETHEUS_OPERATOR) | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
 		test -n "$$dir" && cp "$$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" $(DEPLOY_SCHEMAS)/
 	@echo "$(COMPOSE_GO) $(PROMETHEUS_OPERATOR)" > $@
+
+audit: $(VENV_STAMP) ## pip-audit the image's locked dependencies (needs PyPI's per-release JSON API)
+	$(VENV)/bin/pip-audit --requirement deploy/docker/requirements.txt --require-hashes \
+		--disable-pip --strict --vulnerability-service pypi --progress-spinner off
 
 docker-lock: ## regenerate deploy/docker/requirements.txt (the image's pinned, hashed dependencies)
 	@rm -rf .cache/pip-tools && $(PYTHON) -m venv .cache/pip-tools
