@@ -204,7 +204,7 @@ class KafkaSecurity:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KafkaSecurity:
         """The settings of this process, from the ``CIVIC_KAFKA_*`` variables (module doc)."""
         env = os.environ if environ is None else environ
-        return cls(
+        security = cls(
             protocol=(env.get(ENV_PROTOCOL) or "PLAINTEXT").strip().upper(),
             mechanism=(env.get(ENV_MECHANISM) or DEFAULT_MECHANISM).strip().upper(),
             username=env.get(ENV_USERNAME) or None,
@@ -214,6 +214,15 @@ class KafkaSecurity:
             keyfile=_file(env, ENV_KEYFILE),
             key_password=_secret(env, ENV_KEY_PASSWORD),
         )
+        try:  # read the certificate files now: a bad one stops the process at start
+            security.ssl_context()
+        except (ssl.SSLError, OSError) as error:
+            msg = (
+                f"{ENV_CAFILE}={security.cafile!r} / {ENV_CERTFILE}={security.certfile!r}: "
+                f"not usable PEM certificates or key: {error}"
+            )
+            raise KafkaSecurityError(msg) from None
+        return security
 
     @property
     def sasl(self) -> bool:

@@ -97,6 +97,7 @@ def test_the_password_may_come_from_a_file_without_its_final_newline(
         ({"CIVIC_KAFKA_SECURITY_PROTOCOL": "TLS"}, "is not one of PLAINTEXT, SSL"),
         ({"CIVIC_KAFKA_SASL_MECHANISM": "GSSAPI"}, "is not one of SCRAM-SHA-512"),
         ({"CIVIC_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "is not a readable file"),
+        ({"CIVIC_KAFKA_SSL_CAFILE": __file__}, "not usable PEM certificates"),
         ({"CIVIC_KAFKA_SSL_CERTFILE": __file__}, "set both or neither"),
     ],
 )  # fmt: skip
