@@ -55,12 +55,20 @@ def _redacted(url: str) -> str:
 
 
 class PostgreSQLStore(Store):
-    """The PostgreSQL backend; `url` is a libpq URI (``postgresql://user@host:port/db``)."""
+    """The PostgreSQL backend; `url` is a libpq URI (``postgresql://user@host:port/db``).
+
+    `read_only` (the API): nothing is created or migrated, and every session runs with
+    ``default_transaction_read_only``, so the API works as a database user that may only
+    SELECT and could not write even with a writer's password.
+    """
 
     backend: Backend = "postgresql"
 
-    def __init__(self, url: str, *, copy_threshold: int = DEFAULT_COPY_THRESHOLD) -> None:
+    def __init__(
+        self, url: str, *, copy_threshold: int = DEFAULT_COPY_THRESHOLD, read_only: bool = False
+    ) -> None:
         self._url = url
+        self.read_only = read_only
         self._name = _redacted(url)
         self.copy_threshold = copy_threshold
         self._lock = threading.Lock()
@@ -71,11 +79,17 @@ class PostgreSQLStore(Store):
         self._db: psycopg.Connection[Any] | None = None
         try:
             self._db = self._connect()
-            self._migrate(self._db)
+            if read_only:
+                self._refuse_newer_schema(self._db)
+            else:
+                self._migrate(self._db)
         except psycopg.Error as error:
             self.close()
             msg = f"cannot open PostgreSQL store {self._name}: {error}"
             raise StoreError(msg) from error
+        except StoreError:
+            self.close()
+            raise
         self._upserts = {ds.name: _pg(upsert_sql(ds)) for ds in DATASETS.values()}
         self._status_upsert = _pg(STATUS_UPSERT)
 
@@ -85,7 +99,23 @@ class PostgreSQLStore(Store):
         return self._name
 
     def _connect(self) -> psycopg.Connection[Any]:
+        if self.read_only:  # every transaction of the session read-only, whatever the user
+            return psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=10,
+                options="-c default_transaction_read_only=on",
+            )
         return psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+
+    def _refuse_newer_schema(self, db: psycopg.Connection[Any]) -> None:
+        """A read-only store migrates nothing, but must not misread a newer schema."""
+        exists = db.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            return  # no schema yet: a writer creates it, reads fail until then
+        row = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+        if row and int(row[0]) > _migrations.schema_version():
+            raise newer_schema_error(self._name, int(row[0]))
 
     def _writer(self) -> psycopg.Connection[Any]:
         """The writing connection, reconnected when the old one broke (server restart)."""
@@ -124,6 +154,9 @@ class PostgreSQLStore(Store):
     # --- writes ---------------------------------------------------------------------------
 
     def write_batch(self, batches: Mapping[str, Sequence[Record]]) -> None:
+        if self.read_only:
+            msg = f"PostgreSQL store {self._name} is opened read-only"
+            raise StoreError(msg)
         converted = _batches(batches)
         if not converted:
             return

@@ -55,8 +55,9 @@ def serve(
     access_log: bool = False,
     limits: Limits | None = None,
 ) -> None:
-    """Serve the store at `store_url` on host:port until SIGINT/SIGTERM."""
-    store = open_store(store_url)
+    """Serve the store at `store_url` on host:port until SIGINT/SIGTERM; the store is
+    opened read-only (the API may log in as a database user that can only read)."""
+    store = open_store(store_url, read_only=True)
     try:
         app = create_app(store, site, limits=limits)
         web.run_app(
