@@ -25,8 +25,8 @@ APT_INSTALL = \
 
 .DEFAULT_GOAL := help
 .PHONY: help venv install sys-python sys-java sys-prometheus sys-test kafka-jars kafka-up \
-	kafka-down kafka-status kafka-up-sasl kafka-down-sasl pg-up pg-down test lint run serve bench bench-api vendor-leaflet \
-	clean distclean sys-go deploy-schemas docker-lock audit
+	kafka-down kafka-status kafka-up-sasl kafka-down-sasl pg-up pg-down test lint run serve bench \
+	bench-api vendor-leaflet bench-anomaly clean distclean sys-go deploy-schemas docker-lock audit
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -183,6 +183,9 @@ vendor-leaflet: ## refresh the vendored Leaflet from the npm registry (needs npm
 		cp $$tmp/package/dist/images/*.png $(LEAFLET_DIR)/images/ && \
 		cp $$tmp/package/LICENSE $(LEAFLET_DIR)/LICENSE && rm -rf $$tmp && \
 		echo "Leaflet $(LEAFLET_VERSION) in $(LEAFLET_DIR); update its README.md (version, SHA-256)"
+
+bench-anomaly: $(VENV_STAMP) ## score the anomaly detector: NAB, Beijing fault injection, cost; writes bench/anomaly/RESULTS.md
+	$(VENV)/bin/python -m bench.anomaly $(ARGS)
 
 # ---------------------------------------------------------------- cleaning
 
