@@ -33,6 +33,13 @@ environment (defaults in brackets):
   CIVIC_API_HOST          address `serve` listens on [127.0.0.1]
   CIVIC_API_PORT          port `serve` listens on [8080]
   CIVIC_PUBLIC_URL        public address of the API, for links in data.json [the request's]
+  CIVIC_API_RATE_LIMIT    requests per client address `serve` answers, or off [20/s burst 40]
+  CIVIC_API_TRUSTED_PROXIES reverse proxies whose X-Forwarded-For names the client [none]
+  CIVIC_KAFKA_SECURITY_PROTOCOL  PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL [PLAINTEXT]
+  CIVIC_KAFKA_SASL_MECHANISM     SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN [SCRAM-SHA-512]
+  CIVIC_KAFKA_SASL_USERNAME, CIVIC_KAFKA_SASL_PASSWORD or CIVIC_KAFKA_SASL_PASSWORD_FILE
+  CIVIC_KAFKA_SSL_CAFILE         CA of the brokers' certificates [the system's]
+  CIVIC_KAFKA_SSL_CERTFILE, CIVIC_KAFKA_SSL_KEYFILE (and _KEY_PASSWORD[_FILE]): client cert
   CIVIC_STATE_STORE       the worker's table store: memory or rocksdb [memory]
   CIVIC_STATE_DIR         where the rocksdb store keeps its files [data/state]
   CIVIC_STANDBY_REPLICAS  warm standby copies of each table partition on other workers [1]

@@ -36,8 +36,10 @@ from civicstream.status import (
     wait_until_caught_up,
     wait_until_incidents_caught_up,
 )
+from kafkaconf import KafkaLoginError
 from schemas import Topics
 from schemas.raw_incident import heartbeat_to_json
+from sinks.store import redacted_url
 from streams.admin import delete_groups, delete_topics, end_offsets, ensure_topics, wait_for_broker
 
 __all__ = ["run_demo"]
@@ -262,8 +264,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         try:
             wait_for_broker(settings.kafka_bootstrap, timeout_s=2)
             _say(f"• Kafka: using the broker at {settings.kafka_bootstrap}")
-        except ConnectionError:
-            if settings.kafka_bootstrap != "127.0.0.1:9092":
+        except ConnectionError as error:
+            if settings.kafka_bootstrap != "127.0.0.1:9092" or isinstance(error, KafkaLoginError):
                 raise
             _say("• Kafka: starting the local broker (deploy/local-kafka) ...")
             local = load_local_kafka()
@@ -450,6 +452,7 @@ def _summary(
     dead = end_offsets(settings.kafka_bootstrap, [topics.deadletter])[topics.deadletter]
     store = settings.store_url
     path = store.removeprefix("sqlite:///") if store.startswith("sqlite:///") else store
+    path = redacted_url(path)
     _say(
         f"\nDone in {elapsed:.1f}s: {sent:,} readings → {hourly_rows:,} hourly AQI rows, "
         f"{daily_rows:,} daily AQI rows (station × local day) and {reading_rows:,} enriched "
@@ -482,6 +485,7 @@ def _incident_summary(settings: Settings, topics: Topics, source: str, sent: int
     counts = _incident_counts(settings.store_url)
     store = settings.store_url
     path = store.removeprefix("sqlite:///") if store.startswith("sqlite:///") else store
+    path = redacted_url(path)
     _say(
         f"\nIncidents ({source}): {sent - 1:,} rows → {counts.get('incidents', 0):,} incidents "
         f"({counts.get('withheld', 0):,} sensitive, published without location) and "

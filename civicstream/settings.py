@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from civicstream.city import (
     load_city,
     parse_duration_ms,
 )
+from kafkaconf import KafkaSecurity, KafkaSecurityError
 from schemas.topics import Topics, partitions_for
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ class Settings:
     """Everything a civicstream process needs to know, resolved once."""
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    """TLS and SASL for every Kafka client of this process (CIVIC_KAFKA_SECURITY_PROTOCOL,
+    CIVIC_KAFKA_SASL_*, CIVIC_KAFKA_SSL_*: see the kafkaconf package)."""
     store_url: str = "sqlite:///data/civicstream.db"
     config_path: Path = BUNDLED_CITY
     more_configs: tuple[Path, ...] = ()
@@ -82,6 +86,10 @@ class Settings:
     standby_replicas: int = 1
     """Faust's table_standby_replicas: other workers that keep a warm copy of each table
     partition (its changelog read continuously), so a takeover needs no long recovery."""
+    api_rate_limit: str = "20/s burst 40"
+    """Requests per client address `civicstream serve` answers (sinks.api.RateLimit)."""
+    api_trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies (addresses or networks) whose X-Forwarded-For names the client."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -94,8 +102,13 @@ class Settings:
         # city of the air-quality stations; incident sources come from all of them.
         configs = [Path(p.strip()) for p in env.get("CIVIC_CONFIG", "").split(os.pathsep)]
         configs = [p for p in configs if str(p) not in ("", ".")] or [defaults.config_path]
+        try:
+            kafka_security = KafkaSecurity.from_env(env)
+        except KafkaSecurityError as error:
+            raise ConfigError(str(error)) from None
         return cls(
             kafka_bootstrap=env.get("CIVIC_KAFKA_BOOTSTRAP") or defaults.kafka_bootstrap,
+            kafka_security=kafka_security,
             store_url=env.get("CIVIC_STORE_URL") or defaults.store_url,
             config_path=configs[0],
             more_configs=tuple(configs[1:]),
@@ -116,6 +129,12 @@ class Settings:
             api_host=env.get("CIVIC_API_HOST") or defaults.api_host,
             api_port=_positive_int(env, "CIVIC_API_PORT", defaults.api_port),
             public_url=env.get("CIVIC_PUBLIC_URL") or None,
+            api_rate_limit=env.get("CIVIC_API_RATE_LIMIT") or defaults.api_rate_limit,
+            api_trusted_proxies=tuple(
+                item.strip()
+                for item in env.get("CIVIC_API_TRUSTED_PROXIES", "").split(",")
+                if item.strip()
+            ),
             partitions_from_env=bool(env.get("CIVIC_PARTITIONS")),
             state_store=_choice(env, "CIVIC_STATE_STORE", STATE_STORES, defaults.state_store),
             state_dir=Path(env.get("CIVIC_STATE_DIR") or defaults.state_dir),

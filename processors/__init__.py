@@ -1,5 +1,5 @@
-"""Pure computations for civicstream: units, rolling means, the EPA AQI, incident privacy
-and statistics.
+"""Pure computations for civicstream: units, rolling means, the EPA AQI, anomaly flags,
+incident privacy and statistics.
 
 Nothing here does I/O, reads a clock or knows about Kafka, so every function is
 deterministic and testable on its own. Import the modules, not names from the root::
@@ -11,6 +11,7 @@ deterministic and testable on its own. Import the modules, not names from the ro
 from __future__ import annotations
 
 from processors import (
+    anomaly,
     aqi,
     daily,
     exceptions,
@@ -25,6 +26,7 @@ from processors import (
 )
 
 __all__ = [
+    "anomaly",
     "aqi",
     "daily",
     "exceptions",

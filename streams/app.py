@@ -38,7 +38,9 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
+from faust.types.auth import CredentialsT
 
+from kafkaconf import KafkaSecurity, resolve
 from schemas import Topics
 from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from streams.air_quality import (
@@ -185,12 +187,15 @@ class Rewinder:
         topic: str,
         bootstrap: str,
         progress: Callable[[int, int], Any] = progress_update,
+        *,
+        security: KafkaSecurity | None = None,
     ):
         self.app = app
         self.store = store
         self.topic = topic
         self.bootstrap = bootstrap
         self.progress = progress
+        self.security = resolve(security)
         self.policy = GapPolicy()
 
     async def handle(self, partition: int, gap: Gap) -> None:
@@ -217,6 +222,7 @@ class Rewinder:
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **self.security.aiokafka(),
         )
         await probe.start()
         try:
@@ -246,6 +252,23 @@ def _broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
+def broker_credentials(security: KafkaSecurity) -> CredentialsT | None:
+    """Faust's form of the security settings: every consumer, producer and admin
+    connection of the app (aiokafka underneath) uses them."""
+    context = security.ssl_context()
+    if security.sasl:
+        assert security.password is not None
+        return faust.SASLCredentials(
+            username=security.username,
+            password=security.password.reveal(),
+            ssl_context=context,
+            mechanism=security.mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def create_app(
     *,
     bootstrap: str,
@@ -263,6 +286,7 @@ def create_app(
     state_store: str = "memory",
     state_dir: Path | None = None,
     standby_replicas: int = 1,
+    security: KafkaSecurity | None = None,
 ) -> faust.App:
     """Build the worker app for one namespace; `partitions` must match the raw topic.
 
@@ -272,11 +296,14 @@ def create_app(
     sensors are low-cost PurpleAir sensors (corrected PM2.5).
     The raw incidents topic has one partition (schemas.topics.SINGLE_PARTITION); records
     of sources not in `incident_sources` are dead-lettered ``unknown_source``.
+    `security` (default: this process's CIVIC_KAFKA_* settings) reaches every Kafka
+    connection the worker makes.
     `state_store` "rocksdb" keeps the tables on disk in `state_dir` (Settings.state_path:
     one directory per worker and namespace, RocksDB locks it); "memory" rebuilds them from
     the changelogs at every start. `standby_replicas` other workers keep a warm copy of
     each table partition.
     """
+    security = resolve(security)
     store_options: dict[str, Any] = {"store": "memory://"}
     if state_store == "rocksdb":
         # faust-streaming's "rocksdb://" store runs on the rocksdict binding when it is
@@ -290,6 +317,7 @@ def create_app(
     app = faust.App(
         topics.worker_group,
         broker=_broker_urls(bootstrap),
+        broker_credentials=broker_credentials(security),
         **store_options,
         table_standby_replicas=standby_replicas,
         topic_partitions=partitions,
@@ -328,7 +356,7 @@ def create_app(
         if stale_after_ms is not None:
             metrics.sensors.stale_after_ms = stale_after_ms
     store = TableStateStore(table, app.producer)
-    rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap)
+    rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap, security=security)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
 
     @app.agent(raw_topic)
@@ -381,7 +409,12 @@ def create_app(
                 )
 
     incident_store = _incident_agent(
-        app, topics, bootstrap, incident_sources or {}, metrics_enabled=bool(metrics_port)
+        app,
+        topics,
+        bootstrap,
+        incident_sources or {},
+        metrics_enabled=bool(metrics_port),
+        security=security,
     )
 
     stalled_at: dict[TP, int] = {}
@@ -460,6 +493,7 @@ def _incident_agent(
     sources: Mapping[str, IncidentSource],
     *,
     metrics_enabled: bool,
+    security: KafkaSecurity,
 ) -> IncidentTableStore:
     """The incident agent: the same commit order as the air-quality agent (see above).
     Returns its state store (the watchdog reads its progress)."""
@@ -474,7 +508,9 @@ def _incident_agent(
     table = app.Table("incident-state", partitions=1, key_type=bytes, value_type=bytes)
     pipeline = IncidentPipeline(topics, sources)
     store = IncidentTableStore(table, app.producer)
-    rewinder = Rewinder(app, store, topics.raw_incidents, bootstrap, incident_progress_update)
+    rewinder = Rewinder(
+        app, store, topics.raw_incidents, bootstrap, incident_progress_update, security=security
+    )
     metrics = IncidentMetrics.of() if metrics_enabled else None
     totals = {"records": 0, "published": 0, "rows": 0, "corrections": 0, "dead_letters": 0}
 

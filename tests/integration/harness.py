@@ -22,6 +22,7 @@ from civicstream.status import (
     wait_until_caught_up,
     wait_until_incidents_caught_up,
 )
+from kafkaconf import KafkaSecurity
 from schemas import Topics, decode
 from sinks.store import open_store
 from streams.admin import committed_offsets, end_offsets, ensure_topics
@@ -48,20 +49,27 @@ class PipelineUnderTest:
     metrics: bool = False
     """Serve /metrics: the worker and the sink each on a free port (`metrics_ports`)."""
     config: str | None = None  # CIVIC_CONFIG: city files separated by os.pathsep
+    kafka_env: dict[str, str] = field(default_factory=dict)
+    """CIVIC_KAFKA_* security settings of every process (and of the harness's own clients);
+    empty: PLAINTEXT, whatever the test session's environment says."""
+    process_kafka_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per process name (`start`), settings over `kafka_env`: e.g. a Kafka user of its own."""
     env: dict[str, str] = field(default_factory=dict)
     """More environment for every process (e.g. CIVIC_STATE_STORE)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.security = KafkaSecurity.from_env(self.kafka_env)
         self.topics = Topics(self.prefix)
         self.store_url = f"sqlite:///{self.workdir / 'store.db'}"
         self.archive_dir = self.workdir / "archive"
         self.metrics_ports = {"worker": free_port(), "sink": free_port()} if self.metrics else {}
-        ensure_topics(self.bootstrap, self.topics.all(), self.partitions)
+        ensure_topics(self.bootstrap, self.topics.all(), self.partitions, security=self.security)
 
     # -- processes ----------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CIVIC_KAFKA_")}
+        env.update(self.kafka_env)
         env.update(
             CIVIC_KAFKA_BOOTSTRAP=self.bootstrap,
             CIVIC_TOPIC_PREFIX=self.prefix,
@@ -105,7 +113,7 @@ class PipelineUnderTest:
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "civicstream", command or name, *options],
-            env={**self._env(), **(env or {})},
+            env={**self._env(), **self.process_kafka_env.get(name, {}), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -164,7 +172,9 @@ class PipelineUnderTest:
     # -- data -----------------------------------------------------------------------------
     def send(self, messages: Iterable[tuple[bytes | None, bytes]], topic: str | None = None) -> int:
         """Send (key, value) pairs to `topic` (default: the raw air-quality topic)."""
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", **self.security.kafka_python()
+        )
         topic = topic or self.topics.raw_air_quality
         futures = [producer.send(topic, key=k, value=v) for k, v in messages]
         producer.flush()
@@ -176,7 +186,11 @@ class PipelineUnderTest:
     def send_incidents(self, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
         """Send raw incident rows (key, value) to the raw incidents topic, in order."""
         producer = KafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=20,
+            batch_size=512 * 1024,
+            **self.security.kafka_python(),
         )
         futures = [producer.send(self.topics.raw_incidents, key=k, value=v) for k, v in messages]
         producer.flush()
@@ -194,6 +208,7 @@ class PipelineUnderTest:
             expected_raw=expected_raw,
             timeout_s=timeout_s,
             check=self.check_alive,
+            security=self.security,
         )
 
     def wait_until_caught_up(self, expected_raw: int, timeout_s: float = 120) -> PipelineStatus:
@@ -203,6 +218,7 @@ class PipelineUnderTest:
             expected_raw=expected_raw,
             timeout_s=timeout_s,
             check=self.check_alive,
+            security=self.security,
         )
 
     def read_topic(self, topic: str) -> list[tuple[bytes | None, dict[str, Any], int, int]]:
@@ -217,7 +233,11 @@ class PipelineUnderTest:
         return {(r.partition, r.offset): r.value for r in self._consume_all(topic)}
 
     def _consume_all(self, topic: str) -> list[Any]:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            **self.security.kafka_python(),
+        )
         try:
             tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
             consumer.assign(tps)
@@ -240,8 +260,10 @@ class PipelineUnderTest:
         deadline = time.monotonic() + timeout_s
         while True:
             self.check_alive()
-            ends = end_offsets(self.bootstrap, self.topics.raw)
-            done = committed_offsets(self.bootstrap, self.topics.archive_group)
+            ends = end_offsets(self.bootstrap, self.topics.raw, security=self.security)
+            done = committed_offsets(
+                self.bootstrap, self.topics.archive_group, security=self.security
+            )
             if all(done.get(topic, 0) >= end for topic, end in ends.items()):
                 return
             if time.monotonic() > deadline:
@@ -251,9 +273,8 @@ class PipelineUnderTest:
     def wait_until_hourly_output(self, minimum: int, timeout_s: float = 120) -> None:
         """Poll until the worker has produced at least `minimum` hourly records."""
         deadline = time.monotonic() + timeout_s
-        while (
-            end_offsets(self.bootstrap, [self.topics.aqi_hourly])[self.topics.aqi_hourly] < minimum
-        ):
+        hourly = self.topics.aqi_hourly
+        while end_offsets(self.bootstrap, [hourly], security=self.security)[hourly] < minimum:
             self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"fewer than {minimum} hourly records after {timeout_s} s")

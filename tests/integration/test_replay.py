@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
+from civicstream.settings import BUNDLED_CITIES
 from civicstream.sources import open_sources
 from sinks._datasets import DATASETS
 
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.integration
 
 HOUR = 3_600_000
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "airquality"
+SFPD = DATA.parent / "incidents" / "SFPD_Incident_Reports_2018-12.csv"
 BEIJING_START = 1_362_067_200_000  # 2013-03-01 00:00 Beijing time
 
 
@@ -37,15 +40,23 @@ def diff(pipeline, a: str, b: str):
 def test_a_replay_of_the_archive_equals_live_with_other_partitions_and_batches(
     pipeline_factory,
 ):
-    live = pipeline_factory("live", partitions=3).start_all()
+    cities = os.pathsep.join(
+        str(BUNDLED_CITIES / name) for name in ("beijing.toml", "san_francisco.toml")
+    )
+    live = pipeline_factory("live", partitions=3, config=cities).start_all()
     live.start("archive", "--flush-seconds", "0.5")
-    sent = live.send(station_days("Dongsi", 14))
-    live.wait_until_caught_up(sent)
+    readings = live.send(station_days("Dongsi", 14))
+    live.cli("replay-file", "--format", "sfpd", str(SFPD), "--advance", "4d")
+    incident_rows = 11_884 + 1  # the rows and the closing heartbeat
+    sent = readings + incident_rows
+    live.wait_until_caught_up(readings)
+    live.wait_until_incidents_caught_up(incident_rows, timeout_s=180)
     live.wait_until_archived()
     assert len(live.rows("aqi_hourly")) > 300
+    assert len(live.rows("incidents")) == 9_749 and live.rows("incident_counts")
 
     replay = live.civicstream(
-        "replay", "--namespace", "again", "--partitions", "1", "--batch-max", "7"
+        "replay", "--namespace", "again", "--partitions", "1", "--batch-max", "7", timeout_s=300
     )
     assert replay.returncode == 0, replay.stderr
     assert f"Replayed {sent:,} events" in replay.stderr
@@ -69,7 +80,7 @@ def test_a_replay_into_the_live_datasets_changes_nothing_that_live_computed(pipe
     assert replay.returncode == 0, replay.stderr
     assert f"Store {live.store_url}" in replay.stderr
     sink_log = (live.workdir / "data" / "logs" / "replay-into-live" / "sink.log").read_text()
-    stored = re.search(r"stopped: (\d+) consumed, written aqi_hourly=(\d+)", sink_log)
+    stored = re.search(r"stopped: (\d+) consumed, written [^\n]*?aqi_hourly=(\d+)", sink_log)
     assert stored and int(stored.group(2)) == len(before["aqi_hourly"])  # it did write them
     assert {name: live.rows(name) for name in DATASETS} == before
 

@@ -15,6 +15,7 @@ PACKAGE = Path(processors.__file__).parent
 MODULES = sorted(PACKAGE.glob("*.py"))
 ALLOWED_ROOTS = {
     "__future__",
+    "array",
     "collections",
     "contextlib",
     "dataclasses",
@@ -23,6 +24,7 @@ ALLOWED_ROOTS = {
     "processors",
     "re",  # address patterns (privacy)
     "scipy",  # the Poisson tail of the spike test (incident_stats)
+    "struct",
     "types",
     "typing",
 }
@@ -55,6 +57,7 @@ def test_module_declares_all_and_every_name_exists(path: Path) -> None:
 
 def test_package_root_exports_only_modules() -> None:
     assert processors.__all__ == [
+        "anomaly",
         "aqi",
         "daily",
         "exceptions",
