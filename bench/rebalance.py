@@ -34,11 +34,13 @@ from kafka.structs import TopicPartition
 
 from civicstream.localbroker import load_local_kafka
 from civicstream.simulate import simulate_readings
+from kafkaconf import KafkaSecurity
 from schemas import Topics
 from streams.admin import ensure_topics
 from streams.app import HEARTBEAT_SECONDS, SESSION_TIMEOUT_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
+SECURITY = KafkaSecurity.from_env()  # the same settings the workers get (CIVIC_KAFKA_*)
 START_MS = 1_767_225_600_000  # 2026-01-01 00:00Z
 
 
@@ -52,7 +54,9 @@ class SteadyProducer(threading.Thread):
         self.sent = 0
 
     def run(self) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, **SECURITY.kafka_python()
+        )
         # One event hour per station and step: every partition closes an hour (and so
         # publishes enriched readings) about twice a second at the default rate.
         records = simulate_readings(self.stations, 10**9, START_MS, step_ms=3_600_000)
@@ -71,7 +75,7 @@ class SteadyProducer(threading.Thread):
 
 
 def group_members(bootstrap: str, group: str) -> tuple[str, int]:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **SECURITY.kafka_python())
     try:
         described = admin.describe_groups([group])[group]
     finally:
@@ -92,7 +96,9 @@ def wait_for_group(bootstrap: str, group: str, members: int, timeout_s: float = 
 
 def output_times(bootstrap: str, topic: str) -> dict[int, list[int]]:
     """Broker append times (ms) of every record of `topic`, by partition, in order."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **SECURITY.kafka_python()
+    )
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         consumer.assign(tps)
@@ -156,7 +162,7 @@ def main() -> int:
         bootstrap = broker.bootstrap
     topics = Topics(f"bench-rebalance-{int(time.time())}.")
     output = topics.enriched_air_quality
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, **SECURITY.kafka_python())
     try:
         admin.create_topics(
             [
@@ -170,7 +176,7 @@ def main() -> int:
         )
     finally:
         admin.close()
-    ensure_topics(bootstrap, topics.all(), args.partitions)
+    ensure_topics(bootstrap, topics.all(), args.partitions, security=SECURITY)
     env = dict(
         os.environ,
         CIVIC_KAFKA_BOOTSTRAP=bootstrap,
