@@ -26,7 +26,7 @@ APT_INSTALL = \
 .DEFAULT_GOAL := help
 .PHONY: help venv install sys-python sys-java sys-prometheus sys-test kafka-jars kafka-up \
 	kafka-down kafka-status pg-up pg-down test lint run serve bench bench-api vendor-leaflet \
-	clean distclean sys-go deploy-schemas docker-lock
+	clean distclean sys-go deploy-schemas docker-lock chaos fuzz-long soak
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -135,6 +135,11 @@ pg-down: ## stop the local PostgreSQL
 # here rather than inside pytest so that a first download (or its failure) is visible.
 test: $(VENV_STAMP) sys-prometheus sys-test deploy-schemas $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker, PostgreSQL and Prometheus servers)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+SEED ?= 1
+CHAOS_ARGS ?=
+chaos: $(VENV_STAMP) kafka-jars ## crash consistency, long version (~10 min): SIGKILLs + broker restarts vs a clean run (SEED=n)
+	$(VENV)/bin/python -m tests.chaos --seed $(SEED) --profile long $(CHAOS_ARGS)
 
 lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks)
 	$(VENV)/bin/ruff check .
