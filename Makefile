@@ -141,6 +141,17 @@ CHAOS_ARGS ?=
 chaos: $(VENV_STAMP) kafka-jars ## crash consistency, long version (~10 min): SIGKILLs + broker restarts vs a clean run (SEED=n)
 	$(VENV)/bin/python -m tests.chaos --seed $(SEED) --profile long $(CHAOS_ARGS)
 
+FUZZ_MESSAGES ?= 100000
+fuzz-long: $(VENV_STAMP) kafka-jars ## 100,000 hostile messages among real ones through the real worker vs a clean run (~10 min)
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -q -p no:cacheprovider
+	$(VENV)/bin/python -m tests.fuzz --messages $(FUZZ_MESSAGES)
+
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 800
+soak: $(VENV_STAMP) kafka-jars ## sustained load (SOAK_RATE records/s for SOAK_MINUTES): lag, RSS plot, accounting; bench/results/
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(VENV)/bin/python -m bench.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
+
 lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
