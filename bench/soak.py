@@ -130,6 +130,8 @@ class Producer(threading.Thread):
         self.rate = rate
         self.count = count
         self.sent = 0
+        self.last_ts_ms = 0
+        self.readings: Any = None  # default: simulate_readings(STATIONS, count, START_MS)
         self.stop = threading.Event()
         self.error: BaseException | None = None
 
@@ -137,10 +139,11 @@ class Producer(threading.Thread):
         producer = KafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024
         )
-        readings = simulate_readings(STATIONS, self.count, START_MS)
+        readings = self.readings or simulate_readings(STATIONS, self.count, START_MS)
         started = time.monotonic()
         try:
             for record in readings:
+                self.last_ts_ms = max(self.last_ts_ms, record.ts_ms)
                 if self.stop.is_set():
                     break
                 if self.rate > 0 and self.sent % 100 == 0:
@@ -247,11 +250,21 @@ def soak(pipeline: Pipeline, rate: float, minutes: float, every: float) -> dict[
         if producer.error is not None:
             raise producer.error
         produced_s = time.monotonic() - began
+        # The newest hour of every station is still open (not final, not yet stored): one
+        # reading per station and pollutant two hours later closes it. These closing
+        # readings stay open themselves and are not part of the accounting.
+        closing = Producer(pipeline.bootstrap, pipeline.topics.raw_air_quality, 0, 0)
+        closing.readings = simulate_readings(
+            STATIONS, STATIONS * 6, producer.last_ts_ms + 2 * 3_600_000, seed=1
+        )
+        closing.count = STATIONS * 6
+        closing.run()
+        total = producer.sent + closing.sent
         drained = time.monotonic()
         while True:  # drain: everything sent is processed and stored
             pipeline.check_alive()
             sample = pipeline.sample()
-            if sample["raw"] >= producer.sent and not sample["worker_lag"] + sample["sink_lag"]:
+            if sample["raw"] >= total and not sample["worker_lag"] + sample["sink_lag"]:
                 break
             time.sleep(1)
         drain_s = time.monotonic() - drained
