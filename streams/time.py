@@ -34,7 +34,7 @@ __all__ = [
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-MAX_AHEAD_MS = 7 * DAY_MS
+MAX_AHEAD_MS = 30 * DAY_MS  # the Beijing data has a station silent for 14 days
 REANCHOR_AFTER = 12
 _EPOCH_DAY = date(1970, 1, 1)
 

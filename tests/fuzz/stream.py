@@ -27,7 +27,7 @@ Message = tuple[bytes | None, bytes]
 
 def _far_ahead(rng: random.Random, now_ms: int) -> int:
     """A time more than MAX_AHEAD_MS after `now_ms`, the latest event time of the real
-    input (8 days to 7,000 years after it), capped at year 9999."""
+    input (31 days to 7,000 years after it), capped at year 9999."""
     ahead = now_ms + MAX_AHEAD_MS + DAY_MS + rng.randrange(0, 7_000 * YEAR_MS)
     return min(ahead, 253_402_300_799_000)
 

@@ -286,7 +286,7 @@ def test_duplicates_are_dead_lettered_once_each_and_change_nothing() -> None:
 
 @given(
     st.lists(
-        st.integers(min_value=8 * 24 * HOUR_MS, max_value=7_000 * 365 * 24 * HOUR_MS),
+        st.integers(min_value=31 * 24 * HOUR_MS, max_value=7_000 * 365 * 24 * HOUR_MS),
         min_size=1,
         max_size=12,  # fewer than REANCHOR_AFTER + 1: they can never move stream time
     ),

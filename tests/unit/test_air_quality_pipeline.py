@@ -441,7 +441,7 @@ def test_a_station_back_after_a_long_silence_is_accepted_once_its_readings_agree
     the same whatever the batches."""
     from streams.time import REANCHOR_AFTER
 
-    weeks = 3 * 7 * 24 * HOUR_MS
+    weeks = 6 * 7 * 24 * HOUR_MS  # beyond MAX_AHEAD_MS (30 days)
     before = [reading(T0 + i * 20 * MINUTE) for i in range(6)]
     after = [reading(T0 + weeks + i * 20 * MINUTE) for i in range(REANCHOR_AFTER + 10)]
     outcomes = []

@@ -342,7 +342,7 @@ def test_a_source_back_after_a_long_silence_is_accepted_once_its_rows_agree(sfpd
     after REANCHOR_AFTER of them are dead-lettered, the next moves the source's time."""
     from streams.time import REANCHOR_AFTER
 
-    base = parse_raw_incident(sfpd[0].value).occurred_ms + 30 * DAY
+    base = parse_raw_incident(sfpd[0].value).occurred_ms + 45 * DAY  # > MAX_AHEAD_MS
     rows = []
     for i in range(REANCHOR_AFTER + 3):
         body = json.loads(sfpd[0].value)
