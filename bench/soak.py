@@ -66,9 +66,14 @@ class Pipeline:
         self.partitions = partitions
         self.store_url = f"sqlite:///{workdir / 'store.db'}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.exits: list[str] = []
         ensure_topics(bootstrap, self.topics.all(), partitions)
 
     def start(self) -> None:
+        for name in ("worker", "sink"):
+            self._start(name)
+
+    def _start(self, name: str) -> None:
         env = dict(
             os.environ,
             CIVIC_KAFKA_BOOTSTRAP=self.bootstrap,
@@ -77,20 +82,22 @@ class Pipeline:
             CIVIC_STORE_URL=self.store_url,
             PYTHONPATH=str(ROOT),
         )
-        for name in ("worker", "sink"):
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "civicstream", name],
-                env=env,
-                stdout=(self.workdir / f"{name}.log").open("ab"),
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "civicstream", name],
+            env=env,
+            stdout=(self.workdir / f"{name}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def check_alive(self) -> None:
-        for name, process in self.processes.items():
+        """Restart a process that exited, as a supervisor would (Compose's restart policy),
+        and record it: the soak reports every such exit (its log stays in the work dir)."""
+        for name, process in list(self.processes.items()):
             if process.poll() is not None:
-                log = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{log}")
+                print(f"! {name} exited with {process.returncode}; restarting it", flush=True)
+                self.exits.append(f"{name} exited with {process.returncode}")
+                self._start(name)
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -358,6 +365,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{rss['worker']['end']} MiB at the end (max {rss['worker']['max']})",
             f"- sink RSS: {rss['sink']['start']} MiB → {rss['sink']['end']} MiB "
             f"(max {rss['sink']['max']})",
+            f"- processes that exited (restarted as a supervisor would): "
+            f"{len(result['exits_restarted'])} {result['exits_restarted'] or ''}",
             f"- accounted for: {a['stored_readings']:,} stored readings + "
             f"{a['dead_lettered']:,} dead letters of {a['sent']:,} sent; "
             f"unaccounted {a['unaccounted']}",
@@ -418,14 +427,15 @@ def main(argv: list[str] | None = None) -> int:
             **{k: v for k, v in run.items() if k != "samples"},
             "summary": summarise(run),
             "accounting": account(pipeline, run["sent"]),
+            "exits_restarted": pipeline.exits,
             "samples": run["samples"],
         }
     finally:
         pipeline.stop()
         if broker is not None:
             broker.stop()
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep and not pipeline.exits and sys.exc_info()[0] is None:
+            shutil.rmtree(workdir, ignore_errors=True)  # kept after an exit or an error
     base = RESULTS / f"soak-{stamp}"
     base.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     base.with_suffix(".md").write_text(markdown(result))

@@ -87,7 +87,7 @@ class Profile:
 
 
 SHORT = Profile(
-    "short", air_days=21, incident_days=6, kills=12, window_s=32.0, slices=48, finish_s=120.0
+    "short", air_days=21, incident_days=6, kills=12, window_s=26.0, slices=40, finish_s=120.0
 )
 LONG = Profile(
     "long", air_days=180, incident_days=31, kills=40, window_s=480.0, slices=800, finish_s=600.0
