@@ -143,7 +143,7 @@ chaos: $(VENV_STAMP) kafka-jars ## crash consistency, long version (~10 min): SI
 
 FUZZ_MESSAGES ?= 100000
 fuzz-long: $(VENV_STAMP) kafka-jars ## 100,000 hostile messages among real ones through the real worker vs a clean run (~10 min)
-	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -q -p no:cacheprovider
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -q -p no:cacheprovider --timeout 1800
 	$(VENV)/bin/python -m tests.fuzz --messages $(FUZZ_MESSAGES)
 
 SOAK_MINUTES ?= 30
