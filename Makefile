@@ -138,7 +138,7 @@ test: $(VENV_STAMP) sys-prometheus sys-test deploy-schemas $(if $(CIVIC_TEST_KAF
 
 SEED ?= 1
 CHAOS_ARGS ?=
-chaos: $(VENV_STAMP) kafka-jars ## crash consistency, long version (~10 min): SIGKILLs + broker restarts vs a clean run (SEED=n)
+chaos: $(VENV_STAMP) kafka-jars ## crash consistency, long version (~9 min): SIGKILLs + broker restarts vs a clean run (SEED=n)
 	$(VENV)/bin/python -m tests.chaos --seed $(SEED) --profile long $(CHAOS_ARGS)
 
 FUZZ_MESSAGES ?= 100000
