@@ -56,12 +56,13 @@ class StallWatch:
     records applied (committed or read offset > applied progress) with no progress.
 
     Ahead is also the normal state of a busy worker: records read but still queued for the
-    agent. Under a backlog a partition's queued records can wait longer than two watchdog
-    ticks while the agent works through other partitions, and a rewind then only throws
-    the queue away to fetch it again — which makes the backlog worse (the soak run found
-    the lag growing that way). So a partition with records in flight (delivered to the
-    agent, not yet acked, at or above its progress) is given `in_flight_patience_s` to
-    progress; one with none is rewound on the second tick without progress, as before.
+    agent. A batch that takes longer than two watchdog ticks (an hour closing for many
+    stations on a loaded machine) leaves every partition's queued records waiting, and a
+    rewind then only disturbs a worker that is doing its job (the soak run saw all
+    partitions rewound that way, again and again, while the lag grew). So a partition with
+    records in flight (delivered to the agent, not yet acked, at or above its progress) is
+    given `in_flight_patience_s` to progress; one with none is rewound on the second tick
+    without progress, as before.
     """
 
     in_flight_patience_s: float = 60.0

@@ -15,7 +15,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from civicstream.localbroker import load_local_kafka
@@ -62,8 +61,13 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.stop()
         if broker is not None:
             broker.stop()
-    (workdir / "report.json").write_text(json.dumps(asdict(report), indent=1, default=str))
     print(report.summary())
+    outcome = {
+        kind: {**vars(o), "reasons": dict(o.reasons)}
+        for kind, o in (("readings", report.readings), ("incidents", report.incidents))
+    }
+    summary = {**vars(report), **outcome, "passed": report.passed}
+    (workdir / "report.json").write_text(json.dumps(summary, indent=1, default=str))
     print(f"logs and stores: {workdir}")
     return 0 if report.passed else 1
 
