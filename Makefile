@@ -142,7 +142,7 @@ chaos: $(VENV_STAMP) kafka-jars ## crash consistency, long version (~9 min): SIG
 	$(VENV)/bin/python -m tests.chaos --seed $(SEED) --profile long $(CHAOS_ARGS)
 
 FUZZ_MESSAGES ?= 100000
-fuzz-long: $(VENV_STAMP) kafka-jars ## 100,000 hostile messages among real ones through the real worker vs a clean run (~10 min)
+fuzz-long: $(VENV_STAMP) kafka-jars ## hypothesis x100, then 100,000 hostile messages among real ones through the real worker vs a clean run (~20 min)
 	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -q -p no:cacheprovider --timeout 1800
 	$(VENV)/bin/python -m tests.fuzz --messages $(FUZZ_MESSAGES)
 
