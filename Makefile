@@ -26,7 +26,8 @@ APT_INSTALL = \
 .DEFAULT_GOAL := help
 .PHONY: help venv install sys-python sys-java sys-prometheus sys-test kafka-jars kafka-up \
 	kafka-down kafka-status kafka-up-sasl kafka-down-sasl pg-up pg-down test lint run serve bench \
-	bench-api vendor-leaflet bench-anomaly clean distclean sys-go deploy-schemas docker-lock audit
+	bench-api vendor-leaflet bench-anomaly clean distclean sys-go deploy-schemas docker-lock audit \
+	chaos fuzz-long soak
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -149,6 +150,22 @@ pg-down: ## stop the local PostgreSQL
 # download (or its failure) is visible.
 test: $(VENV_STAMP) sys-prometheus sys-test deploy-schemas kafka-jars ## install, then run pytest (the session starts its own brokers, PostgreSQL and Prometheus servers)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+SEED ?= 1
+CHAOS_ARGS ?=
+chaos: $(VENV_STAMP) kafka-jars ## crash consistency, long version (~9 min): SIGKILLs + broker restarts vs a clean run (SEED=n)
+	$(VENV)/bin/python -m tests.chaos --seed $(SEED) --profile long $(CHAOS_ARGS)
+
+FUZZ_MESSAGES ?= 100000
+fuzz-long: $(VENV_STAMP) kafka-jars ## hypothesis x100, then 100,000 hostile messages among real ones through the real worker vs a clean run (~20 min)
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -q -p no:cacheprovider --timeout 1800
+	$(VENV)/bin/python -m tests.fuzz --messages $(FUZZ_MESSAGES)
+
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 800
+soak: $(VENV_STAMP) kafka-jars ## sustained load (SOAK_RATE records/s for SOAK_MINUTES): lag, RSS plot, accounting; bench/results/
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(VENV)/bin/python -m bench.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
 
 lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks)
 	$(VENV)/bin/ruff check .

@@ -231,7 +231,12 @@ class ArchiveSink:
     def run_once(self, timeout_ms: int | None = None) -> int:
         """Poll once; write the gathered batch when it is due. Returns records written."""
         if time.monotonic() - self._checked >= self._topic_check_s:
-            self._refresh_assignment()
+            try:
+                self._refresh_assignment()
+            except KafkaError as error:
+                # The broker is down or restarting: keep archiving the partitions held (the
+                # poll below reconnects) and look for new ones at the next check.
+                log.warning("archive: topic check failed (%s); trying again later", error)
         polled: dict[Any, list[Any]] = self._consumer.poll(
             timeout_ms=self._poll_timeout_ms if timeout_ms is None else timeout_ms
         )

@@ -19,7 +19,7 @@ from types import FrameType, TracebackType
 from typing import Any, Protocol, Self
 
 from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
-from kafka.errors import CommitFailedError  # type: ignore[import-untyped]
+from kafka.errors import CommitFailedError, KafkaError  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry
 
@@ -347,7 +347,9 @@ class SinkWorker:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, log_every_s: float = 10.0) -> None:
-        """Process batches until `stop` is set, then close. Errors propagate (after close)."""
+        """Process batches until `stop` is set, then close. A failing store and a Kafka that
+        is unavailable (retriable errors) are retried with back-off; other errors propagate
+        (after close)."""
         last_log = time.monotonic()
         logged = self._totals
         try:
@@ -357,6 +359,15 @@ class SinkWorker:
                     self.run_once()
                 except StoreError as error:  # rewound by run_once: nothing lost, try again
                     log.error("store write failed, retrying in %.1f s: %s", retry_s, error)
+                    stop.wait(retry_s)
+                    retry_s = min(retry_s * 2, _RETRY_MAX_S)
+                    continue
+                except KafkaError as error:
+                    # The broker is down or restarting (the offset commit or a dead letter
+                    # failed): rewound by run_once; the stored batch replays as a no-op.
+                    if not getattr(error, "retriable", False):
+                        raise
+                    log.error("Kafka unavailable, retrying in %.1f s: %s", retry_s, error)
                     stop.wait(retry_s)
                     retry_s = min(retry_s * 2, _RETRY_MAX_S)
                     continue

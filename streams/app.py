@@ -52,7 +52,7 @@ from streams.air_quality import (
     load_progress,
     progress_update,
 )
-from streams.gaps import GapPolicy
+from streams.gaps import GapPolicy, StallWatch
 from streams.incidents import (
     IncidentPipeline,
     IncidentSource,
@@ -417,7 +417,7 @@ def create_app(
         security=security,
     )
 
-    stalled_at: dict[TP, int] = {}
+    watch = StallWatch()
 
     @app.timer(interval=_WATCHDOG_EVERY_SECONDS)
     async def rewind_stalled_partitions() -> None:
@@ -428,12 +428,19 @@ def create_app(
         undone when records fetched before it are delivered after it (Faust then drops the
         re-fetched ones as already read). Either way the consumer's committed or read offset
         is ahead of the partition's applied progress; seen twice in a row (two ticks) with
-        no progress in between, the partition is rewound to its first record not applied.
+        no progress in between, and with no record of it in flight to the agent (a busy
+        worker's queue is not a stall: streams.gaps.StallWatch), the partition is rewound
+        to its first record not applied.
         """
         if app.rebalancing:
             return
         consumer = app.consumer
         stores = {topics.raw_air_quality: store, topics.raw_incidents: incident_store}
+        queued: dict[TP, int] = {}  # newest offset delivered to the agent and not acked
+        for message in list(consumer._unacked_messages):
+            if not message.acked:
+                queued[message.tp] = max(queued.get(message.tp, -1), message.offset)
+        now = time.monotonic()
         for tp in consumer.assignment():
             state = stores.get(tp.topic)
             if state is None:
@@ -445,12 +452,8 @@ def create_app(
                 if offset is not None
             ]
             ahead = max(seen, default=None)
-            if applied is None or ahead is None or ahead <= applied:
-                stalled_at.pop(tp, None)
-            elif stalled_at.get(tp) != applied:
-                stalled_at[tp] = applied  # first sighting: the agent may be just behind
-            else:
-                del stalled_at[tp]
+            in_flight = applied is not None and queued.get(tp, -1) >= applied
+            if watch.check(tp, applied, ahead, in_flight, now):
                 print(
                     f"worker: {tp.topic}[{tp.partition}] consumer at {ahead} but applied only "
                     f"up to {applied} with no progress; rewinding to {applied}",
