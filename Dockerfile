@@ -23,6 +23,7 @@ COPY processors /src/processors
 COPY streams /src/streams
 COPY sinks /src/sinks
 COPY telemetry /src/telemetry
+COPY kafkaconf /src/kafkaconf
 RUN /opt/civicstream/bin/pip install --no-deps . \
     && /opt/civicstream/bin/pip check
 

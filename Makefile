@@ -25,8 +25,9 @@ APT_INSTALL = \
 
 .DEFAULT_GOAL := help
 .PHONY: help venv install sys-python sys-java sys-prometheus sys-test kafka-jars kafka-up \
-	kafka-down kafka-status pg-up pg-down test lint run serve bench bench-api vendor-leaflet \
-	bench-anomaly clean distclean sys-go deploy-schemas docker-lock
+	kafka-down kafka-status kafka-up-sasl kafka-down-sasl pg-up pg-down test lint run serve bench \
+	bench-api vendor-leaflet bench-anomaly clean distclean sys-go deploy-schemas docker-lock audit \
+	chaos fuzz-long soak
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -54,12 +55,14 @@ sys-prometheus: ## make sure prometheus and promtool exist (apt: prometheus; the
 		{ echo "the prometheus package installed no promtool" >&2; exit 1; }
 	@echo ">> $$(prometheus --version 2>&1 | head -n 1)"
 
-# The test suite also runs a real PostgreSQL server (the store's second backend) and drives
-# the residents' page in headless Chromium: Debian's packages, installed only when missing.
-sys-test: ## make sure PostgreSQL server binaries, chromium and chromedriver exist (apt)
+# The test suite also runs a real PostgreSQL server (the store's second backend), drives
+# the residents' page in headless Chromium and makes a test CA for its SASL_SSL broker with
+# openssl: Debian's packages, installed only when missing.
+sys-test: ## make sure PostgreSQL server binaries, chromium, chromedriver and openssl exist (apt)
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 		missing="$$missing postgresql"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then $(call APT_INSTALL,$$missing); fi
@@ -96,6 +99,10 @@ $(DEPLOY_SCHEMAS)/.fetched: | sys-go
 		test -n "$$dir" && cp "$$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" $(DEPLOY_SCHEMAS)/
 	@echo "$(COMPOSE_GO) $(PROMETHEUS_OPERATOR)" > $@
 
+audit: $(VENV_STAMP) ## pip-audit the image's locked dependencies (needs PyPI's per-release JSON API)
+	$(VENV)/bin/pip-audit --requirement deploy/docker/requirements.txt --require-hashes \
+		--disable-pip --strict --vulnerability-service pypi --progress-spinner off
+
 docker-lock: ## regenerate deploy/docker/requirements.txt (the image's pinned, hashed dependencies)
 	@rm -rf .cache/pip-tools && $(PYTHON) -m venv .cache/pip-tools
 	.cache/pip-tools/bin/pip install -q --disable-pip-version-check pip-tools
@@ -117,6 +124,13 @@ kafka-down: ## stop the local broker
 kafka-status: ## is the local broker running and answering?
 	@$(LOCALKAFKA) status $(KAFKA_OPTS)
 
+kafka-up-sasl: | sys-python sys-java ## a local broker with only a SASL_SSL listener (9094, data .kafka-sasl/); prints the CIVIC_KAFKA_* to use it
+	@command -v openssl >/dev/null 2>&1 || { $(call APT_INSTALL,openssl); }
+	@$(LOCALKAFKA) up --sasl-ssl --data-dir .kafka-sasl --port 9094 --controller-port 9095
+
+kafka-down-sasl: ## stop the SASL_SSL broker
+	@$(LOCALKAFKA) down --data-dir .kafka-sasl
+
 # ---------------------------------------------------------------- local PostgreSQL
 
 PG_PORT ?= 5433
@@ -131,10 +145,27 @@ pg-down: ## stop the local PostgreSQL
 # ---------------------------------------------------------------- checks
 
 # The test session starts its own broker on free ports, unless CIVIC_TEST_KAFKA_BOOTSTRAP
-# names one to use; only then are Java, Maven and the jars not needed. The jars are fetched
-# here rather than inside pytest so that a first download (or its failure) is visible.
-test: $(VENV_STAMP) sys-prometheus sys-test deploy-schemas $(if $(CIVIC_TEST_KAFKA_BOOTSTRAP),,kafka-jars) ## install, then run pytest (the session starts its own broker, PostgreSQL and Prometheus servers)
+# names one to use, and always a second one with a SASL_SSL listener (tests/integration/
+# test_sasl_ssl.py). The jars are fetched here rather than inside pytest so that a first
+# download (or its failure) is visible.
+test: $(VENV_STAMP) sys-prometheus sys-test deploy-schemas kafka-jars ## install, then run pytest (the session starts its own brokers, PostgreSQL and Prometheus servers)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+SEED ?= 1
+CHAOS_ARGS ?=
+chaos: $(VENV_STAMP) kafka-jars ## crash consistency, long version (~9 min): SIGKILLs + broker restarts vs a clean run (SEED=n)
+	$(VENV)/bin/python -m tests.chaos --seed $(SEED) --profile long $(CHAOS_ARGS)
+
+FUZZ_MESSAGES ?= 100000
+fuzz-long: $(VENV_STAMP) kafka-jars ## hypothesis x100, then 100,000 hostile messages among real ones through the real worker vs a clean run (~20 min)
+	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -q -p no:cacheprovider --timeout 1800
+	$(VENV)/bin/python -m tests.fuzz --messages $(FUZZ_MESSAGES)
+
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 800
+soak: $(VENV_STAMP) kafka-jars ## sustained load (SOAK_RATE records/s for SOAK_MINUTES): lag, RSS plot, accounting; bench/results/
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(VENV)/bin/python -m bench.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
 
 lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks)
 	$(VENV)/bin/ruff check .
@@ -175,10 +206,11 @@ bench-anomaly: $(VENV_STAMP) ## score the anomaly detector: NAB, Beijing fault i
 
 # ---------------------------------------------------------------- cleaning
 
-clean: ## stop the broker and PostgreSQL; remove .venv, data/, .kafka/, .postgres/, test-output/ and caches (keeps the broker jars)
+clean: ## stop the brokers and PostgreSQL; remove .venv, data/, .kafka/, .kafka-sasl/, .postgres/, test-output/ and caches (keeps the broker jars)
 	@if command -v $(PYTHON) >/dev/null 2>&1; then $(LOCALKAFKA) down $(KAFKA_OPTS); fi
 	@if command -v $(PYTHON) >/dev/null 2>&1; then $(LOCALPG) down >/dev/null; fi
-	rm -rf $(VENV) data/ $(KAFKA_DATA_DIR) .postgres/ test-output/ .pytest_cache .ruff_cache .mypy_cache build/ dist/
+	@if command -v $(PYTHON) >/dev/null 2>&1; then $(LOCALKAFKA) down --data-dir .kafka-sasl >/dev/null; fi
+	rm -rf $(VENV) data/ $(KAFKA_DATA_DIR) .kafka-sasl/ .postgres/ test-output/ .pytest_cache .ruff_cache .mypy_cache build/ dist/
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +
 

@@ -38,6 +38,7 @@ from civicstream.produce import produce
 from civicstream.simulate import simulate_readings
 from civicstream.sources import open_sources
 from civicstream.status import pipeline_status
+from kafkaconf import KafkaSecurity
 from schemas import Topics
 from sinks.store import open_store
 from streams.admin import ensure_topics
@@ -59,14 +60,18 @@ def workload(name: str, days: int, count: int) -> list:
 
 
 async def _baseline(bootstrap: str, source: str, target: str, total: int) -> dict:
+    security = KafkaSecurity.from_env()  # the same settings the worker and sink get
     consumer = AIOKafkaConsumer(
         source,
         bootstrap_servers=bootstrap,
         group_id=f"{source}-baseline",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **security.aiokafka(),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, **security.aiokafka()
+    )
     started = time.perf_counter()
     await consumer.start()
     await producer.start()

@@ -136,7 +136,11 @@ def free_port() -> int:
 
 def start_server(store_url: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = dict(os.environ, CIVIC_STORE_URL=store_url, PYTHONPATH=str(ROOT))
+    # One load generator on loopback is one client: the per-client rate limit would turn
+    # the measurement into one of 429s.
+    env = dict(
+        os.environ, CIVIC_STORE_URL=store_url, PYTHONPATH=str(ROOT), CIVIC_API_RATE_LIMIT="off"
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "civicstream", "serve", "--port", str(port)],
         env=env,

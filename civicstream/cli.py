@@ -33,6 +33,16 @@ environment (defaults in brackets):
   CIVIC_API_HOST          address `serve` listens on [127.0.0.1]
   CIVIC_API_PORT          port `serve` listens on [8080]
   CIVIC_PUBLIC_URL        public address of the API, for links in data.json [the request's]
+  CIVIC_API_RATE_LIMIT    requests per client address `serve` answers, or off [20/s burst 40]
+  CIVIC_API_TRUSTED_PROXIES reverse proxies whose X-Forwarded-For names the client [none]
+  CIVIC_KAFKA_SECURITY_PROTOCOL  PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL [PLAINTEXT]
+  CIVIC_KAFKA_SASL_MECHANISM     SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN [SCRAM-SHA-512]
+  CIVIC_KAFKA_SASL_USERNAME, CIVIC_KAFKA_SASL_PASSWORD or CIVIC_KAFKA_SASL_PASSWORD_FILE
+  CIVIC_KAFKA_SSL_CAFILE         CA of the brokers' certificates [the system's]
+  CIVIC_KAFKA_SSL_CERTFILE, CIVIC_KAFKA_SSL_KEYFILE (and _KEY_PASSWORD[_FILE]): client cert
+  CIVIC_STATE_STORE       the worker's table store: memory or rocksdb [memory]
+  CIVIC_STATE_DIR         where the rocksdb store keeps its files [data/state]
+  CIVIC_STANDBY_REPLICAS  warm standby copies of each table partition on other workers [1]
 """
 
 
@@ -147,7 +157,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Create missing topics and list all of them.",
     )
     topics.add_argument(
-        "--partitions", type=int, help="partitions per topic [CIVIC_PARTITIONS or 4]"
+        "--partitions",
+        type=int,
+        help="partitions of every topic [city file [topics] partitions, CIVIC_PARTITIONS, 4]",
     )
     topics.add_argument("--replication-factor", type=int, default=1, help="[%(default)s]")
 
@@ -253,6 +265,26 @@ def _build_parser() -> argparse.ArgumentParser:
         help="how often the page refreshes the air quality [%(default)s]",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
+
+    config = commands.add_parser(
+        "config",
+        help="check city configuration files",
+        description="Work with city configuration files (CIVIC_CONFIG).",
+    )
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_commands.add_parser(
+        "check",
+        help="validate city files: every problem, with the path of the value",
+        description=(
+            "Validate city configuration files (TOML) without starting anything: report "
+            "every problem of every file, each with its file and the path of the value "
+            '(e.g. stations[2].lat, incidents.sources.sfpd.categories."Larceny Theft"), '
+            "and a summary of each valid file. The files are checked together, as "
+            "CIVIC_CONFIG would list them (an incident source may be declared once). "
+            "Exit status 0: all valid; 1: problems found."
+        ),
+    )
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     sim = commands.add_parser(
         "simulate",

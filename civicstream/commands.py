@@ -8,14 +8,17 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from civicstream.settings import ConfigError, Settings
+from civicstream.settings import City, ConfigError, Settings
 from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
 if TYPE_CHECKING:
+    from sinks.api import Limits
     from streams.incident_state import IncidentSource
 
 __all__ = [
+    "api_limits",
+    "config",
     "export",
     "incident_source",
     "replay_file",
@@ -32,16 +35,23 @@ def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
     return {s.station_id: (s.lat, s.lon) for s in settings.city().stations.values()}
 
 
+def _partitions(settings: Settings) -> dict[str, int]:
+    """Partitions for every topic of the namespace (city file, CIVIC_PARTITIONS)."""
+    return settings.topic_partitions(Topics(settings.topic_prefix))
+
+
 def topics(settings: Settings, args: argparse.Namespace) -> int:
     from streams.admin import ensure_topics, wait_for_broker
 
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     names = Topics(settings.topic_prefix).all()
     counts = ensure_topics(
         settings.kafka_bootstrap,
         names,
-        args.partitions or settings.partitions,
+        settings.topic_partitions(Topics(settings.topic_prefix), args.partitions),
         args.replication_factor,
+        security=security,
     )
     for name in names:
         print(f"{name:40s} {counts.get(name, 0)} partitions")
@@ -57,10 +67,13 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     from streams.time import HourlyWindows, LocalDays
 
     city = settings.city()
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     names = Topics(settings.topic_prefix)
     incident_sources = settings.incident_sources()
-    counts = ensure_topics(settings.kafka_bootstrap, names.all(), settings.partitions)
+    counts = ensure_topics(
+        settings.kafka_bootstrap, names.all(), settings.topic_partitions(names), security=security
+    )
     days = LocalDays(city.standard_offset_ms)
     if counts.get(names.raw_incidents, 1) != 1:
         msg = (
@@ -81,7 +94,19 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         batch_max=settings.batch_max,
         stale_after_ms=settings.stale_after_ms,
         incident_sources=incident_sources,
+        security=security,
+        state_store=settings.state_store,
+        state_dir=settings.state_path(names),
+        standby_replicas=settings.standby_replicas,
     )
+    where = f" in {settings.state_path(names)}" if settings.state_store != "memory" else ""
+    print(
+        f"civicstream worker: tables in {settings.state_store}{where}, "
+        f"{settings.standby_replicas} standby replica(s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(f"civicstream worker: Kafka {settings.kafka_bootstrap} ({security})", file=sys.stderr)
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"
         f" → {names.enriched_air_quality}, {names.aqi_hourly}, {names.aqi_daily},"
@@ -113,9 +138,10 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.format in INCIDENT_FORMATS:
         return _replay_incidents(settings, args)
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     topic = Topics(settings.topic_prefix).raw_air_quality
-    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    ensure_topics(settings.kafka_bootstrap, [topic], _partitions(settings), security=security)
     try:
         records = open_sources(args.paths, _coordinates(settings), args.since, args.until)
         if args.format == "avro":
@@ -127,6 +153,7 @@ def replay_file(settings: Settings, args: argparse.Namespace) -> int:
             topic=topic,
             speed=args.speed,
             progress=progress,
+            security=security,
         )
         progress.close()
     except SourceError as error:
@@ -157,9 +184,10 @@ def _replay_incidents(settings: Settings, args: argparse.Namespace) -> int:
     from streams.admin import ensure_topics, wait_for_broker
 
     source = incident_source(settings, args.format)
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     topic = Topics(settings.topic_prefix).raw_incidents
-    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    ensure_topics(settings.kafka_bootstrap, [topic], _partitions(settings), security=security)
     try:
         records = list(
             read_incidents(args.paths, source.name, source.timezone, args.since, args.until)
@@ -178,6 +206,7 @@ def _replay_incidents(settings: Settings, args: argparse.Namespace) -> int:
         topic=topic,
         speed=args.speed,
         progress=progress,
+        security=security,
     )
     progress.close()
     print(
@@ -207,15 +236,21 @@ def simulate(settings: Settings, args: argparse.Namespace) -> int:
     from civicstream.simulate import simulate_readings
     from streams.admin import ensure_topics, wait_for_broker
 
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     topic = Topics(settings.topic_prefix).raw_air_quality
-    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
+    ensure_topics(settings.kafka_bootstrap, [topic], _partitions(settings), security=security)
     records = simulate_readings(
         args.stations, args.count, args.start, args.seed, args.step_seconds * 1000
     )
     progress = Progress(f"simulate → {topic}", total=args.count)
     stats = produce(
-        records, bootstrap=settings.kafka_bootstrap, topic=topic, rate=args.rate, progress=progress
+        records,
+        bootstrap=settings.kafka_bootstrap,
+        topic=topic,
+        rate=args.rate,
+        progress=progress,
+        security=security,
     )
     progress.close()
     print(
@@ -246,28 +281,34 @@ def tail(settings: Settings, args: argparse.Namespace) -> int:
         "incidents": names.incidents_published,
         "counts": names.incidents_stats,
     }
-    wait_for_broker(settings.kafka_bootstrap)
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
     topic = shortcuts.get(args.topic, args.topic)
-    return tail_topic(settings.kafka_bootstrap, topic, last=args.last, follow=args.follow)
+    return tail_topic(
+        settings.kafka_bootstrap, topic, last=args.last, follow=args.follow, security=security
+    )
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     from civicstream.site import build_site
     from sinks.api import serve as serve_api
     from sinks.exceptions import StoreError
+    from sinks.store import redacted_url
 
+    limits = api_limits(settings)
     host = args.host or settings.api_host
     port = args.port if args.port is not None else settings.api_port
     site = build_site(settings, poll_seconds=args.poll_seconds)
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0", "::") else host
     print(
-        f"civicstream serve: http://{shown}:{port}/ (store {settings.store_url}); "
-        f"catalog /data.json, API /api/datasets, OpenAPI /api/openapi.json",
+        f"civicstream serve: http://{shown}:{port}/ (store {redacted_url(settings.store_url)}); "
+        f"catalog /data.json, API /api/datasets, OpenAPI /api/openapi.json; "
+        f"at most {limits.rate or 'unlimited'} requests per client",
         file=sys.stderr,
         flush=True,
     )
     try:
-        serve_api(settings.store_url, site, host, port, access_log=args.access_log)
+        serve_api(settings.store_url, site, host, port, access_log=args.access_log, limits=limits)
     except StoreError as error:
         print(f"civicstream serve: {error}", file=sys.stderr)
         return 2
@@ -275,6 +316,24 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         print(f"civicstream serve: cannot listen on {host}:{port}: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def api_limits(settings: Settings) -> Limits:
+    """The API's request limits: CIVIC_API_RATE_LIMIT and CIVIC_API_TRUSTED_PROXIES."""
+    import ipaddress
+
+    from sinks.api import Limits, RateLimit
+
+    try:
+        rate = RateLimit.parse(settings.api_rate_limit)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    try:
+        proxies = tuple(ipaddress.ip_network(p, strict=False) for p in settings.api_trusted_proxies)
+    except ValueError as error:
+        msg = f"CIVIC_API_TRUSTED_PROXIES: {error}"
+        raise ConfigError(msg) from None
+    return Limits(rate=rate, trusted_proxies=proxies)
 
 
 def export(settings: Settings, args: argparse.Namespace) -> int:
@@ -301,3 +360,58 @@ def export(settings: Settings, args: argparse.Namespace) -> int:
         count = len(entities)
         print(f"wrote {count} AirQualityObserved entities to {args.output}", file=sys.stderr)
     return 0
+
+
+def config(settings: Settings, args: argparse.Namespace) -> int:
+    """`civicstream config check FILE...`: every problem of every file, or a summary."""
+    from civicstream.city import Problem, read_city
+
+    del settings  # the files are named on the command line
+    problems = 0
+    declared: dict[str, str] = {}  # incident source → the file that declared it first
+    for path in args.files:
+        checked = read_city(path)
+        messages = checked.messages()
+        if checked.city is not None:
+            for name in checked.city.incident_sources:
+                if name in declared:
+                    twice = Problem(
+                        f"incidents.sources.{name}",
+                        f'incident source "{name}" is also declared in {declared[name]}',
+                    )
+                    messages.append(twice.describe(path))
+                declared.setdefault(name, str(path))
+        for message in messages:
+            print(message)
+        problems += len(messages)
+        if checked.city is not None and not messages:
+            print(f"{path}: ok: {_summary(checked.city)}")
+    sys.stdout.flush()
+    if problems:
+        files = len(args.files)
+        noun = "problem" if problems == 1 else "problems"
+        print(f"{problems} {noun} in {files} file{'s' if files > 1 else ''}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summary(city: City) -> str:
+    from streams.time import standard_offset_ms
+
+    hours = standard_offset_ms(city.timezone) / 3_600_000
+    purpleair = len(city.purpleair_stations())
+    stations = f"{len(city.stations)} station{'s' if len(city.stations) != 1 else ''}"
+    if purpleair:
+        stations += f" ({purpleair} PurpleAir)"
+    sensors = f"{len(city.sensors)} sensor{'s' if len(city.sensors) != 1 else ''}"
+    sources = ", ".join(city.incident_sources) or "none"
+    text = (
+        f"{city.name}, {city.timezone} (standard time UTC{hours:+g}); {stations}, {sensors}; "
+        f"incident sources: {sources}"
+    )
+    if city.topic_partitions or city.default_partitions:
+        named = [f"{topic}={count}" for topic, count in city.topic_partitions.items()]
+        if city.default_partitions:
+            named.append(f"default={city.default_partitions}")
+        text += f"; partitions: {', '.join(named)}"
+    return text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,8 +36,10 @@ from civicstream.status import (
     wait_until_caught_up,
     wait_until_incidents_caught_up,
 )
+from kafkaconf import KafkaLoginError
 from schemas import Topics
 from schemas.raw_incident import heartbeat_to_json
+from sinks.store import redacted_url
 from streams.admin import delete_groups, delete_topics, end_offsets, ensure_topics, wait_for_broker
 
 __all__ = ["run_demo"]
@@ -157,6 +160,8 @@ def _incident_config(settings: Settings, source: str) -> str | None:
 def _reset(settings: Settings, topics: Topics) -> None:
     delete_topics(settings.kafka_bootstrap, [*topics.all(), *topics.internal])
     delete_groups(settings.kafka_bootstrap, [topics.worker_group, topics.sink_group])
+    # The worker's local tables (CIVIC_STATE_STORE=rocksdb) belong to the deleted changelogs.
+    shutil.rmtree(settings.state_path(topics), ignore_errors=True)
     if settings.store_url.startswith("sqlite:///") and ":memory:" not in settings.store_url:
         path = Path(settings.store_url.removeprefix("sqlite:///"))
         for suffix in ("", "-wal", "-shm"):
@@ -259,8 +264,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         try:
             wait_for_broker(settings.kafka_bootstrap, timeout_s=2)
             _say(f"• Kafka: using the broker at {settings.kafka_bootstrap}")
-        except ConnectionError:
-            if settings.kafka_bootstrap != "127.0.0.1:9092":
+        except ConnectionError as error:
+            if settings.kafka_bootstrap != "127.0.0.1:9092" or isinstance(error, KafkaLoginError):
                 raise
             _say("• Kafka: starting the local broker (deploy/local-kafka) ...")
             local = load_local_kafka()
@@ -271,7 +276,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         # 2. A clean demo namespace, so a second run gives the same results as the first.
         _say("• resetting the demo topics, consumer groups and store")
         _reset(settings, topics)
-        ensure_topics(settings.kafka_bootstrap, topics.all(), settings.partitions)
+        ensure_topics(settings.kafka_bootstrap, topics.all(), settings.topic_partitions(topics))
         # 3. Worker and sink.
         children = Children(Path("data") / "logs")
         cleanup.callback(children.stop)
@@ -447,6 +452,7 @@ def _summary(
     dead = end_offsets(settings.kafka_bootstrap, [topics.deadletter])[topics.deadletter]
     store = settings.store_url
     path = store.removeprefix("sqlite:///") if store.startswith("sqlite:///") else store
+    path = redacted_url(path)
     _say(
         f"\nDone in {elapsed:.1f}s: {sent:,} readings → {hourly_rows:,} hourly AQI rows, "
         f"{daily_rows:,} daily AQI rows (station × local day) and {reading_rows:,} enriched "
@@ -479,6 +485,7 @@ def _incident_summary(settings: Settings, topics: Topics, source: str, sent: int
     counts = _incident_counts(settings.store_url)
     store = settings.store_url
     path = store.removeprefix("sqlite:///") if store.startswith("sqlite:///") else store
+    path = redacted_url(path)
     _say(
         f"\nIncidents ({source}): {sent - 1:,} rows → {counts.get('incidents', 0):,} incidents "
         f"({counts.get('withheld', 0):,} sensitive, published without location) and "

@@ -10,6 +10,7 @@ from kafka import KafkaProducer
 
 from civicstream.progress import Progress
 from civicstream.sources.base import SourceRecord
+from kafkaconf import KafkaSecurity, resolve
 
 __all__ = ["ProduceError", "ProduceStats", "produce"]
 
@@ -36,6 +37,7 @@ def produce(
     speed: float = 0.0,
     rate: float = 0.0,
     progress: Progress | None = None,
+    security: KafkaSecurity | None = None,
 ) -> ProduceStats:
     """Send `records` to `topic` (acks=all) and flush.
 
@@ -48,6 +50,7 @@ def produce(
         linger_ms=20,
         batch_size=512 * 1024,
         max_request_size=4 * 1024 * 1024,
+        **resolve(security).kafka_python(),
     )
     started = time.monotonic()
     first_ts: int | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ from civicstream.namespaces import LIVE, check_name, namespace_prefix, namespace
 from civicstream.produce import ProduceError
 from civicstream.progress import Progress
 from civicstream.settings import ConfigError, Settings
+from kafkaconf import KafkaSecurity, resolve
 from schemas import Topics
 
 __all__ = ["register", "replay"]
@@ -93,7 +95,9 @@ def register(commands: Any) -> None:
         help="event-time speed-up (60 = an hour per minute); 0 = as fast as possible",
     )
     parser.add_argument(
-        "--partitions", type=int, help="partitions of the namespace's topics [CIVIC_PARTITIONS]"
+        "--partitions",
+        type=int,
+        help="partitions of every topic of the namespace [as for `civicstream topics`]",
     )
     parser.add_argument(
         "--batch-max", type=int, help="the namespace worker's batch size [CIVIC_BATCH_MAX]"
@@ -170,13 +174,17 @@ def kafka_source(
     since_ms: int | None,
     until_ms: int | None,
     stations: list[str] | None,
+    security: KafkaSecurity | None = None,
 ) -> Source:
     """Each partition from the first record at or after `since` (Kafka timestamps, found with
     offsets_for_times) to the first at or after `until`, or to the end it has now."""
     from kafka import KafkaConsumer
     from kafka.structs import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    security = resolve(security)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **security.kafka_python()
+    )
     ranges: dict[tuple[str, int], tuple[int, int]] = {}
     try:
         tps = [
@@ -203,7 +211,7 @@ def kafka_source(
         consumer.close()
     keys = None if stations is None else {s.encode() for s in stations}
     streams = {
-        tp: _kafka_partition(bootstrap, tp, start, stop, keys)
+        tp: _kafka_partition(bootstrap, tp, start, stop, keys, security)
         for tp, (start, stop) in sorted(ranges.items())
     }
     total = sum(stop - start for start, stop in ranges.values())
@@ -215,7 +223,12 @@ def kafka_source(
 
 
 def _kafka_partition(
-    bootstrap: str, tp: tuple[str, int], start: int, stop: int, keys: set[bytes] | None
+    bootstrap: str,
+    tp: tuple[str, int],
+    start: int,
+    stop: int,
+    keys: set[bytes] | None,
+    security: KafkaSecurity,
 ) -> Iterator[Any]:
     from kafka import KafkaConsumer
     from kafka.structs import TopicPartition
@@ -228,6 +241,7 @@ def _kafka_partition(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=5000,
+        **security.kafka_python(),
     )
     try:
         consumer.assign([partition])
@@ -281,6 +295,7 @@ def send(
     targets: Mapping[str, str],
     speed: float,
     progress: Progress,
+    security: KafkaSecurity | None = None,
 ) -> SendStats:
     """Send each record to `targets[its source topic]`: key, value and headers as archived,
     the Kafka timestamp now (old timestamps would fall to the target's retention at once).
@@ -296,6 +311,7 @@ def send(
         linger_ms=20,
         batch_size=512 * 1024,
         max_request_size=4 * 1024 * 1024,
+        **resolve(security).kafka_python(),
     )
     counts: Counter[str] = Counter()
     failures: list[BaseException] = []
@@ -359,8 +375,13 @@ def _selected_topics(spec: str, live: Topics) -> list[str]:
 def _reset(settings: Settings, topics: Topics, store_url: str | None) -> None:
     from streams.admin import delete_groups, delete_topics
 
-    delete_topics(settings.kafka_bootstrap, [*topics.all(), *topics.internal])
-    delete_groups(settings.kafka_bootstrap, [topics.worker_group, topics.sink_group])
+    security = settings.kafka_security
+    delete_topics(settings.kafka_bootstrap, [*topics.all(), *topics.internal], security=security)
+    delete_groups(
+        settings.kafka_bootstrap, [topics.worker_group, topics.sink_group], security=security
+    )
+    # The worker's local tables (CIVIC_STATE_STORE=rocksdb) belong to the deleted changelogs.
+    shutil.rmtree(settings.state_path(topics), ignore_errors=True)
     if store_url is not None and store_url.startswith("sqlite:///"):
         path = store_url.removeprefix("sqlite:///")
         for suffix in ("", "-wal", "-shm"):
@@ -386,7 +407,7 @@ def _child_env(
 def replay(settings: Settings, args: argparse.Namespace) -> int:
     from civicstream.demo import Children
     from civicstream.status import wait_until_caught_up
-    from sinks.store import open_store
+    from sinks.store import open_store, redacted_url
     from streams.admin import end_offsets, ensure_topics, wait_for_broker
 
     started = time.monotonic()
@@ -398,7 +419,8 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
         store_url = args.store or settings.store_url
     else:
         store_url = args.store or namespace_store_url(settings.store_url, name)
-    partitions = args.partitions or settings.partitions
+    counts = settings.topic_partitions(target, args.partitions)
+    partitions = counts[target.raw_air_quality]
     batch_max = args.batch_max or settings.batch_max
     sources = _selected_topics(args.topics, live)
     targets = {
@@ -414,8 +436,11 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
         _say("civicstream replay: --until must be after --since")
         return 2
 
-    wait_for_broker(settings.kafka_bootstrap)
-    where = f"namespace {prefix}" + (f" → live store {store_url}" if args.into_live else "")
+    security = settings.kafka_security
+    wait_for_broker(settings.kafka_bootstrap, security=security)
+    where = f"namespace {prefix}" + (
+        f" → live store {redacted_url(store_url)}" if args.into_live else ""
+    )
     if args.into_live and args.since is not None:
         _say(
             "note: a replay that starts at --since has no state from before it: the first "
@@ -426,8 +451,10 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
         if not args.no_start and not args.keep:
             _say(f"• starting {where} afresh (topics, consumer groups, store)")
             _reset(settings, target, None if args.into_live else store_url)
-        ensure_topics(settings.kafka_bootstrap, target.all(), partitions)
-        baseline = end_offsets(settings.kafka_bootstrap, [target.raw_air_quality])
+        ensure_topics(settings.kafka_bootstrap, target.all(), counts, security=security)
+        baseline = end_offsets(
+            settings.kafka_bootstrap, [target.raw_air_quality], security=security
+        )
         if not args.no_start:
             children = Children(Path("data") / "logs" / f"replay-{name}")
             stopper.children = children
@@ -441,7 +468,7 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
             )
         if args.from_kafka:
             source = kafka_source(
-                settings.kafka_bootstrap, sources, args.since, args.until, stations
+                settings.kafka_bootstrap, sources, args.since, args.until, stations, security
             )
         else:
             from sinks.archive import default_archive_dir
@@ -460,6 +487,7 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
             targets=targets,
             speed=args.speed,
             progress=progress,
+            security=security,
         )
         progress.close()
         if args.no_wait:
@@ -476,6 +504,7 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             check=check,
             on_status=_StatusLine(expected),
+            security=security,
         )
     with open_store(store_url) as store:
         rows = {dataset: store.count(dataset) for dataset in store.datasets}
@@ -487,7 +516,7 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
         f"{_day(sent.first_ms)} .. {_day(sent.last_ms)}, in {sent.seconds:.1f}s "
         f"({rate:,.0f} events/s); all processed and stored after {elapsed:.1f}s; "
         f"{status.dead_letters:,} dead letters in {target.deadletter}.\n"
-        f"Store {store_url}: "
+        f"Store {redacted_url(store_url)}: "
         + ", ".join(f"{dataset} {count:,} rows" for dataset, count in rows.items())
     )
     if not args.into_live:

@@ -7,19 +7,28 @@ Every component reads its settings here, once, at start-up. The names are a cont
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
+
+from civicstream.city import (
+    SENSOR_TYPES,
+    City,
+    ConfigError,
+    Station,
+    load_city,
+    parse_duration_ms,
+)
+from kafkaconf import KafkaSecurity, KafkaSecurityError
+from schemas.topics import Topics, partitions_for
 
 if TYPE_CHECKING:
     from streams.incident_state import IncidentSource
 
 __all__ = [
     "BUNDLED_CITIES",
+    "SENSOR_TYPES",
     "City",
     "ConfigError",
     "Settings",
@@ -32,266 +41,6 @@ __all__ = [
 
 BUNDLED_CITIES = Path(__file__).resolve().parent / "cities"
 BUNDLED_CITY = BUNDLED_CITIES / "beijing.toml"
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
-_ISO_DURATION = re.compile(
-    r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
-)
-_UNIT_MS = {
-    "ms": 1,
-    "s": 1000,
-    None: 1000,
-    "m": 60_000,
-    "min": 60_000,
-    "h": 3_600_000,
-    "d": 86_400_000,
-    "w": 604_800_000,
-}
-
-
-class ConfigError(ValueError):
-    """A setting has a value that cannot be used; the message names the setting."""
-
-
-def parse_duration_ms(text: str, *, name: str) -> int:
-    """Milliseconds from '600', '600s', '10m', '1h', '3d', '13w', '250ms' or ISO 8601 'PT10M'."""
-    match = _DURATION.match(text)
-    if match:
-        return round(float(match.group(1)) * _UNIT_MS[match.group(2)])
-    iso = _ISO_DURATION.match(text.strip().upper())
-    if iso and any(iso.groups()):
-        weeks, days, hours, minutes, seconds = iso.groups()
-        whole = ((int(weeks or 0) * 7 + int(days or 0)) * 24 + int(hours or 0)) * 60
-        return round(((whole + int(minutes or 0)) * 60 + float(seconds or 0)) * 1000)
-    msg = f"{name}={text!r} is not a duration (examples: 600, 10m, 1h, 3d, PT10M)"
-    raise ConfigError(msg)
-
-
-SENSOR_TYPES = ("reference", "purpleair")
-"""``reference``: a regulatory-grade instrument, used as it reads; ``purpleair``: a low-cost
-PurpleAir sensor whose PM2.5 gets EPA's US-wide correction (processors.purpleair)."""
-
-
-@dataclass(frozen=True)
-class Station:
-    """A monitoring station of the city."""
-
-    station_id: str
-    name: str
-    lat: float
-    lon: float
-    sensor_type: str = "reference"
-    """The type of every sensor of the station, unless `City.sensors` says otherwise."""
-
-
-@dataclass(frozen=True)
-class City:
-    """The city configuration file: who publishes, where, in which time zone.
-
-    `publisher` is its ``[publisher]`` table (name, contact_name, contact_email, license,
-    homepage; bureau_code and program_code for US federal publishers only) and `map` its
-    ``[map]`` table (tiles, attribution): both read by ``civicstream serve``
-    (civicstream/site.py), which has defaults for every key.
-    """
-
-    name: str
-    timezone: str
-    stations: Mapping[str, Station] = field(default_factory=dict)
-    publisher: Mapping[str, Any] = field(default_factory=dict)
-    map: Mapping[str, Any] = field(default_factory=dict)
-    sensors: Mapping[str, str] = field(default_factory=dict)
-    """sensor_id → sensor type, for sensors whose type differs from their station's."""
-    incident_sources: Mapping[str, IncidentSource] = field(default_factory=dict)
-
-    @property
-    def standard_offset_ms(self) -> int:
-        """The time zone's standard UTC offset: the daily AQI's local standard time."""
-        from streams.time import standard_offset_ms
-
-        return standard_offset_ms(self.timezone)
-
-    def purpleair_stations(self) -> frozenset[str]:
-        stations = self.stations.values()
-        return frozenset(s.station_id for s in stations if s.sensor_type == "purpleair")
-
-    def purpleair_sensors(self) -> frozenset[str]:
-        return frozenset(sensor for sensor, kind in self.sensors.items() if kind == "purpleair")
-
-
-def _sensor_type(value: object, where: str, path: Path) -> str:
-    if value not in SENSOR_TYPES:
-        msg = f"CIVIC_CONFIG: {path}: {where} has type {value!r}; expected one of {SENSOR_TYPES}"
-        raise ConfigError(msg)
-    return str(value)
-
-
-def load_city(path: Path) -> City:
-    """Read a city TOML file (see civicstream/cities/beijing.toml for the format, and
-    civicstream/cities/example-purpleair.toml for low-cost sensors and
-    san_francisco.toml for incident sources)."""
-    try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except FileNotFoundError:
-        msg = f"CIVIC_CONFIG: no city configuration file at {path}"
-        raise ConfigError(msg) from None
-    except tomllib.TOMLDecodeError as error:
-        msg = f"CIVIC_CONFIG: {path} is not valid TOML: {error}"
-        raise ConfigError(msg) from None
-    city = raw.get("city", {})
-    stations = {
-        entry["id"]: Station(
-            entry["id"],
-            entry.get("name", entry["id"]),
-            entry["lat"],
-            entry["lon"],
-            _sensor_type(entry.get("sensor_type", "reference"), f"station {entry['id']}", path),
-        )
-        for entry in raw.get("stations", [])
-    }
-    timezone = city.get("timezone", "UTC")
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        msg = f"{path}: [city] timezone {timezone!r} is not an IANA time zone (America/New_York)"
-        raise ConfigError(msg) from None
-    sensors = {
-        entry["id"]: _sensor_type(entry.get("type"), f"sensor {entry['id']}", path)
-        for entry in raw.get("sensors", [])
-    }
-    loaded = City(
-        name=city.get("name", path.stem),
-        timezone=timezone,
-        stations=stations,
-        sensors=sensors,
-        publisher=raw.get("publisher", {}),
-        map=raw.get("map", {}),
-        incident_sources=_incident_sources(raw.get("incidents"), path, timezone),
-    )
-    try:
-        loaded.standard_offset_ms  # noqa: B018 - validates the zone name early
-    except ValueError as error:
-        msg = f"CIVIC_CONFIG: {path}: {error}"
-        raise ConfigError(msg) from None
-    return loaded
-
-
-# --- incident sources --------------------------------------------------------------------
-
-_SHARED_KEYS = {"publication_delay", "allowed_lateness", "grid_metres"}
-_INCIDENT_KEYS = {*_SHARED_KEYS, "sources"}
-_SOURCE_KEYS = {
-    *_SHARED_KEYS,
-    "title",
-    "default",
-    "categories",
-    "codes",
-    "sensitive_categories",
-    "sensitive_common",
-    "sensitive_keywords",
-}
-_DEFAULT_DELAY = "72h"
-_DEFAULT_LATENESS = "13w"
-
-
-def _table(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        msg = f"{where} must be a table"
-        raise ConfigError(msg)
-    return value
-
-
-def _known_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        msg = f"{where}: unknown keys {unknown}; allowed: {', '.join(sorted(allowed))}"
-        raise ConfigError(msg)
-
-
-def _strings(value: Any, where: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        msg = f"{where} must be a list of strings"
-        raise ConfigError(msg)
-    return value
-
-
-def _string_map(value: Any, where: str) -> dict[str, str]:
-    table = _table(value, where)
-    if not all(isinstance(v, str) for v in table.values()):
-        msg = f"{where} must map names to common categories (strings)"
-        raise ConfigError(msg)
-    return table
-
-
-def _duration(value: Any, where: str) -> int:
-    if not isinstance(value, str | int):
-        msg = f'{where} must be a duration such as "72h" or "13w"'
-        raise ConfigError(msg)
-    return parse_duration_ms(str(value), name=where)
-
-
-def _incident_sources(section: Any, path: Path, timezone: str) -> dict[str, IncidentSource]:
-    """The `[incidents]` section: shared rules, then one table per source."""
-    if section is None:
-        return {}
-    from processors.exceptions import InvalidRule
-    from processors.privacy import DEFAULT_GRID_METRES, PrivacyRules
-    from processors.taxonomy import Taxonomy
-    from streams.incident_state import IncidentSource
-
-    shared = _table(section, f"{path}: [incidents]")
-    _known_keys(shared, _INCIDENT_KEYS, f"{path}: [incidents]")
-    sources: dict[str, IncidentSource] = {}
-    for name, spec in _table(shared.get("sources", {}), f"{path}: [incidents.sources]").items():
-        where = f"{path}: [incidents.sources.{name}]"
-        spec = _table(spec, where)
-        _known_keys(spec, _SOURCE_KEYS, where)
-        rules = {key: shared[key] for key in _SHARED_KEYS if key in shared} | {
-            key: spec[key] for key in _SHARED_KEYS if key in spec
-        }
-        grid = rules.get("grid_metres", DEFAULT_GRID_METRES)
-        if isinstance(grid, bool) or not isinstance(grid, int | float):
-            msg = f"{where}: grid_metres must be a number of metres"
-            raise ConfigError(msg)
-        title = spec.get("title", name)
-        if not isinstance(title, str):
-            msg = f"{where}: title must be a string"
-            raise ConfigError(msg)
-        try:
-            taxonomy = Taxonomy(
-                categories=_string_map(spec.get("categories", {}), f"{where} categories"),
-                code_prefixes=_string_map(spec.get("codes", {}), f"{where} codes"),
-                default=spec.get("default", "other"),
-            )
-            privacy = PrivacyRules(
-                grid_metres=float(grid),
-                publication_delay_ms=_duration(
-                    rules.get("publication_delay", _DEFAULT_DELAY), f"{where} publication_delay"
-                ),
-                sensitive_categories=frozenset(
-                    _strings(spec.get("sensitive_categories", []), f"{where} sensitive_categories")
-                ),
-                sensitive_common=frozenset(
-                    _strings(spec.get("sensitive_common", []), f"{where} sensitive_common")
-                ),
-                sensitive_keywords=tuple(
-                    _strings(spec.get("sensitive_keywords", []), f"{where} sensitive_keywords")
-                ),
-            )
-        except InvalidRule as error:
-            msg = f"{where}: {error}"
-            raise ConfigError(msg) from None
-        sources[name] = IncidentSource(
-            name=name,
-            title=title,
-            timezone=timezone,
-            taxonomy=taxonomy,
-            privacy=privacy,
-            allowed_lateness_ms=_duration(
-                rules.get("allowed_lateness", _DEFAULT_LATENESS), f"{where} allowed_lateness"
-            ),
-        )
-    return sources
 
 
 def bundled_city_file(source: str) -> Path | None:
@@ -313,6 +62,9 @@ class Settings:
     """Everything a civicstream process needs to know, resolved once."""
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    """TLS and SASL for every Kafka client of this process (CIVIC_KAFKA_SECURITY_PROTOCOL,
+    CIVIC_KAFKA_SASL_*, CIVIC_KAFKA_SSL_*: see the kafkaconf package)."""
     store_url: str = "sqlite:///data/civicstream.db"
     config_path: Path = BUNDLED_CITY
     more_configs: tuple[Path, ...] = ()
@@ -325,6 +77,19 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     public_url: str | None = None
+    partitions_from_env: bool = False
+    """CIVIC_PARTITIONS was set: it beats the city file's ``[topics] partitions`` default."""
+    state_store: str = "memory"
+    """Where the worker keeps its tables: ``memory`` (rebuilt from the changelog at every
+    start) or ``rocksdb`` (on disk in `state_dir`; a restart reads only the changelog tail)."""
+    state_dir: Path = Path("data/state")
+    standby_replicas: int = 1
+    """Faust's table_standby_replicas: other workers that keep a warm copy of each table
+    partition (its changelog read continuously), so a takeover needs no long recovery."""
+    api_rate_limit: str = "20/s burst 40"
+    """Requests per client address `civicstream serve` answers (sinks.api.RateLimit)."""
+    api_trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies (addresses or networks) whose X-Forwarded-For names the client."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -337,8 +102,13 @@ class Settings:
         # city of the air-quality stations; incident sources come from all of them.
         configs = [Path(p.strip()) for p in env.get("CIVIC_CONFIG", "").split(os.pathsep)]
         configs = [p for p in configs if str(p) not in ("", ".")] or [defaults.config_path]
+        try:
+            kafka_security = KafkaSecurity.from_env(env)
+        except KafkaSecurityError as error:
+            raise ConfigError(str(error)) from None
         return cls(
             kafka_bootstrap=env.get("CIVIC_KAFKA_BOOTSTRAP") or defaults.kafka_bootstrap,
+            kafka_security=kafka_security,
             store_url=env.get("CIVIC_STORE_URL") or defaults.store_url,
             config_path=configs[0],
             more_configs=tuple(configs[1:]),
@@ -359,7 +129,43 @@ class Settings:
             api_host=env.get("CIVIC_API_HOST") or defaults.api_host,
             api_port=_positive_int(env, "CIVIC_API_PORT", defaults.api_port),
             public_url=env.get("CIVIC_PUBLIC_URL") or None,
+            api_rate_limit=env.get("CIVIC_API_RATE_LIMIT") or defaults.api_rate_limit,
+            api_trusted_proxies=tuple(
+                item.strip()
+                for item in env.get("CIVIC_API_TRUSTED_PROXIES", "").split(",")
+                if item.strip()
+            ),
+            partitions_from_env=bool(env.get("CIVIC_PARTITIONS")),
+            state_store=_choice(env, "CIVIC_STATE_STORE", STATE_STORES, defaults.state_store),
+            state_dir=Path(env.get("CIVIC_STATE_DIR") or defaults.state_dir),
+            standby_replicas=_positive_int(
+                env, "CIVIC_STANDBY_REPLICAS", defaults.standby_replicas, zero=True
+            ),
         )
+
+    def state_path(self, topics: Topics) -> Path:
+        """The worker's local table directory for the namespace of `topics` (RocksDB)."""
+        return self.state_dir / topics.worker_group
+
+    def topic_partitions(self, topics: Topics, partitions: int | None = None) -> dict[str, int]:
+        """The partitions each topic of `topics` is created with.
+
+        `partitions` (a --partitions option) sets every topic; else the city file's
+        ``[topics] partitions`` count for a topic it names, else CIVIC_PARTITIONS, else the
+        file's default count, else 4. The contract's single-partition topics always get one.
+        """
+        city = self.city()
+        named = {} if partitions is not None else city.topic_partitions
+        default = partitions
+        if default is None:
+            if self.partitions_from_env or city.default_partitions is None:
+                default = self.partitions
+            else:
+                default = city.default_partitions
+        counts = {}
+        for name, plain in zip(topics.all(), Topics().all(), strict=True):
+            counts[name] = partitions_for(plain, named.get(plain, default))
+        return counts
 
     def city(self) -> City:
         """The city configuration this process runs for (the first CIVIC_CONFIG file)."""
@@ -384,6 +190,17 @@ class Settings:
                     raise ConfigError(msg)
                 sources[name] = source
         return sources
+
+
+STATE_STORES = ("memory", "rocksdb")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in choices:
+        msg = f"{name}={env.get(name)!r} must be one of {', '.join(choices)}"
+        raise ConfigError(msg)
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int, *, zero: bool = False) -> int:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kafkaconf import KafkaSecurity, resolve
 from schemas import Topics
 from streams.admin import committed_offsets, end_offsets
 
@@ -41,11 +42,16 @@ class PipelineStatus:
         )
 
 
-def pipeline_status(bootstrap: str, topics: Topics) -> PipelineStatus:
+def pipeline_status(
+    bootstrap: str, topics: Topics, *, security: KafkaSecurity | None = None
+) -> PipelineStatus:
+    security = resolve(security)
     stored = [topics.enriched_air_quality, topics.aqi_hourly, topics.aqi_daily]
-    ends = end_offsets(bootstrap, [topics.raw_air_quality, *stored, topics.deadletter])
-    worker = committed_offsets(bootstrap, topics.worker_group)
-    sink = committed_offsets(bootstrap, topics.sink_group)
+    ends = end_offsets(
+        bootstrap, [topics.raw_air_quality, *stored, topics.deadletter], security=security
+    )
+    worker = committed_offsets(bootstrap, topics.worker_group, security=security)
+    sink = committed_offsets(bootstrap, topics.sink_group, security=security)
     return PipelineStatus(
         raw_written=ends[topics.raw_air_quality],
         raw_processed=worker.get(topics.raw_air_quality, 0),
@@ -66,6 +72,7 @@ def wait_until_caught_up(
     check: Callable[[], None] = lambda: None,
     on_status: Callable[[PipelineStatus], None] = lambda status: None,
     poll_s: float = 0.5,
+    security: KafkaSecurity | None = None,
 ) -> PipelineStatus:
     """Poll until `expected_raw` records are written and everything downstream is stored.
 
@@ -73,11 +80,12 @@ def wait_until_caught_up(
     single poll can see a worker commit before the outputs that commit flushed.
     `check` runs on every poll (e.g. to fail fast when a child process died).
     """
+    security = resolve(security)
     deadline = time.monotonic() + timeout_s
     stable = 0
     while True:
         check()
-        status = pipeline_status(bootstrap, topics)
+        status = pipeline_status(bootstrap, topics, security=security)
         on_status(status)
         done = status.caught_up and status.raw_written >= expected_raw
         stable = stable + 1 if done else 0
@@ -108,12 +116,17 @@ class IncidentStatus:
         )
 
 
-def incident_status(bootstrap: str, topics: Topics) -> IncidentStatus:
+def incident_status(
+    bootstrap: str, topics: Topics, *, security: KafkaSecurity | None = None
+) -> IncidentStatus:
+    security = resolve(security)
     ends = end_offsets(
-        bootstrap, [topics.raw_incidents, topics.incidents_published, topics.incidents_stats]
+        bootstrap,
+        [topics.raw_incidents, topics.incidents_published, topics.incidents_stats],
+        security=security,
     )
-    worker = committed_offsets(bootstrap, topics.worker_group)
-    sink = committed_offsets(bootstrap, topics.sink_group)
+    worker = committed_offsets(bootstrap, topics.worker_group, security=security)
+    sink = committed_offsets(bootstrap, topics.sink_group, security=security)
     return IncidentStatus(
         raw_written=ends[topics.raw_incidents],
         raw_processed=worker.get(topics.raw_incidents, 0),
@@ -133,13 +146,15 @@ def wait_until_incidents_caught_up(
     check: Callable[[], None] = lambda: None,
     on_status: Callable[[IncidentStatus], None] = lambda status: None,
     poll_s: float = 0.5,
+    security: KafkaSecurity | None = None,
 ) -> IncidentStatus:
     """Like `wait_until_caught_up`, for the incident path (two stable polls in a row)."""
+    security = resolve(security)
     deadline = time.monotonic() + timeout_s
     stable = 0
     while True:
         check()
-        status = incident_status(bootstrap, topics)
+        status = incident_status(bootstrap, topics, security=security)
         on_status(status)
         done = status.caught_up and status.raw_written >= expected_raw
         stable = stable + 1 if done else 0

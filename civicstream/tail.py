@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
+from kafkaconf import KafkaSecurity, resolve
 from schemas import SchemaError, decode
 
 __all__ = ["tail"]
@@ -43,9 +44,19 @@ def _decode(value: bytes | None) -> Any:
             return value
 
 
-def tail(bootstrap: str, topic: str, *, last: int, follow: bool, out: TextIO = sys.stdout) -> int:
+def tail(
+    bootstrap: str,
+    topic: str,
+    *,
+    last: int,
+    follow: bool,
+    out: TextIO = sys.stdout,
+    security: KafkaSecurity | None = None,
+) -> int:
     """Print the last `last` records of each partition (and new ones with `follow`)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **resolve(security).kafka_python()
+    )
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:

@@ -108,7 +108,10 @@ def _coordinate(record: Mapping[str, Any], name: str, limit: int) -> float | Non
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         raise InvalidInput(Reason.INVALID_FIELD, f"{name} must be a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float (JSON allows 400 digits)
+        raise InvalidInput(Reason.INVALID_FIELD, f"{name} is out of range") from None
     if not -limit <= number <= limit:  # NaN fails too
         raise InvalidInput(Reason.INVALID_FIELD, f"{name} {value} is out of range")
     return number

@@ -14,7 +14,6 @@ database at once (a sink and the API) apply each step exactly once.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -34,6 +33,7 @@ from sinks.store import (
     _now,
     _status_rows,
     newer_schema_error,
+    redacted_url,
     upsert_sql,
 )
 
@@ -43,7 +43,6 @@ DEFAULT_COPY_THRESHOLD = 1000
 """Rows of one dataset in one batch from which COPY beats executemany (bench/store.py)."""
 
 _MIGRATION_LOCK = 0x63697669  # "civi": pg_advisory_xact_lock key of schema migrations
-_PASSWORD = re.compile(r"(://[^:/@]+:)[^@/]*@")
 
 
 def _pg(sql: str) -> str:
@@ -52,16 +51,24 @@ def _pg(sql: str) -> str:
 
 
 def _redacted(url: str) -> str:
-    return _PASSWORD.sub(r"\1***@", url)
+    return redacted_url(url)
 
 
 class PostgreSQLStore(Store):
-    """The PostgreSQL backend; `url` is a libpq URI (``postgresql://user@host:port/db``)."""
+    """The PostgreSQL backend; `url` is a libpq URI (``postgresql://user@host:port/db``).
+
+    `read_only` (the API): nothing is created or migrated, and every session runs with
+    ``default_transaction_read_only``, so the API works as a database user that may only
+    SELECT and could not write even with a writer's password.
+    """
 
     backend: Backend = "postgresql"
 
-    def __init__(self, url: str, *, copy_threshold: int = DEFAULT_COPY_THRESHOLD) -> None:
+    def __init__(
+        self, url: str, *, copy_threshold: int = DEFAULT_COPY_THRESHOLD, read_only: bool = False
+    ) -> None:
         self._url = url
+        self.read_only = read_only
         self._name = _redacted(url)
         self.copy_threshold = copy_threshold
         self._lock = threading.Lock()
@@ -72,11 +79,17 @@ class PostgreSQLStore(Store):
         self._db: psycopg.Connection[Any] | None = None
         try:
             self._db = self._connect()
-            self._migrate(self._db)
+            if read_only:
+                self._refuse_newer_schema(self._db)
+            else:
+                self._migrate(self._db)
         except psycopg.Error as error:
             self.close()
             msg = f"cannot open PostgreSQL store {self._name}: {error}"
             raise StoreError(msg) from error
+        except StoreError:
+            self.close()
+            raise
         self._upserts = {ds.name: _pg(upsert_sql(ds)) for ds in DATASETS.values()}
         self._status_upsert = _pg(STATUS_UPSERT)
 
@@ -86,7 +99,23 @@ class PostgreSQLStore(Store):
         return self._name
 
     def _connect(self) -> psycopg.Connection[Any]:
+        if self.read_only:  # every transaction of the session read-only, whatever the user
+            return psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=10,
+                options="-c default_transaction_read_only=on",
+            )
         return psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+
+    def _refuse_newer_schema(self, db: psycopg.Connection[Any]) -> None:
+        """A read-only store migrates nothing, but must not misread a newer schema."""
+        exists = db.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+        if not exists or not exists[0]:
+            return  # no schema yet: a writer creates it, reads fail until then
+        row = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+        if row and int(row[0]) > _migrations.schema_version():
+            raise newer_schema_error(self._name, int(row[0]))
 
     def _writer(self) -> psycopg.Connection[Any]:
         """The writing connection, reconnected when the old one broke (server restart)."""
@@ -125,6 +154,9 @@ class PostgreSQLStore(Store):
     # --- writes ---------------------------------------------------------------------------
 
     def write_batch(self, batches: Mapping[str, Sequence[Record]]) -> None:
+        if self.read_only:
+            msg = f"PostgreSQL store {self._name} is opened read-only"
+            raise StoreError(msg)
         converted = _batches(batches)
         if not converted:
             return

@@ -34,6 +34,7 @@ from kafka.errors import CommitFailedError, KafkaError  # type: ignore[import-un
 from kafka.structs import OffsetAndMetadata, TopicPartition  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from kafkaconf import KafkaLoginError, KafkaSecurity, KafkaSecurityError, check_login, resolve
 from schemas import Topics
 from sinks._archive_files import (
     ArchiveBusy,
@@ -158,6 +159,7 @@ class ArchiveSink:
         registry: CollectorRegistry | None = None,
         metrics: bool = True,
         on_batch: Callable[[WriteStats], None] | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if flush_records < 1 or flush_seconds < 0:
             msg = "flush_records must be at least 1 and flush_seconds not negative"
@@ -189,6 +191,7 @@ class ArchiveSink:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=min(flush_records, 5000),
+                **resolve(security).kafka_python(),
             )
             self._refresh_assignment()
         except BaseException:
@@ -228,7 +231,12 @@ class ArchiveSink:
     def run_once(self, timeout_ms: int | None = None) -> int:
         """Poll once; write the gathered batch when it is due. Returns records written."""
         if time.monotonic() - self._checked >= self._topic_check_s:
-            self._refresh_assignment()
+            try:
+                self._refresh_assignment()
+            except KafkaError as error:
+                # The broker is down or restarting: keep archiving the partitions held (the
+                # poll below reconnects) and look for new ones at the next check.
+                log.warning("archive: topic check failed (%s); trying again later", error)
         polled: dict[Any, list[Any]] = self._consumer.poll(
             timeout_ms=self._poll_timeout_ms if timeout_ms is None else timeout_ms
         )
@@ -480,7 +488,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         serve(args.metrics_port)
     topics = Topics(args.prefix)
-    log.info("archive: %s topics %s → %s", args.bootstrap, ", ".join(topics.raw), args.archive_dir)
+    try:
+        security = KafkaSecurity.from_env()
+        if security.protocol != "PLAINTEXT":
+            check_login(args.bootstrap, security)
+    except (KafkaSecurityError, KafkaLoginError) as error:
+        log.error("%s", error)
+        return 2
+    except OSError as error:  # not reachable yet: the consumer keeps trying
+        log.warning("Kafka at %s does not answer yet: %s", args.bootstrap, error)
+    log.info(
+        "archive: %s (%s) topics %s → %s",
+        args.bootstrap,
+        security,
+        ", ".join(topics.raw),
+        args.archive_dir,
+    )
     try:
         sink = ArchiveSink(
             args.bootstrap,
@@ -490,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             flush_records=args.flush_records,
             flush_seconds=args.flush_seconds,
             metrics=bool(args.metrics_port),
+            security=security,
         )
     except ArchiveBusy as error:
         log.error("%s", error)

@@ -16,6 +16,7 @@ idempotent: writing a batch twice leaves the same rows as writing it once.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
+from urllib.parse import quote
 
 from sinks import _migrations
 from sinks._datasets import DATASETS, Dataset, get_dataset
@@ -38,10 +40,21 @@ __all__ = [
     "Store",
     "default_store_url",
     "open_store",
+    "redacted_url",
 ]
 
 Record = Mapping[str, Any]
 Row = tuple[Any, ...]
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@]*@")
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|sslpassword)=)[^&#]*", re.IGNORECASE)
+
+
+def redacted_url(url: str) -> str:
+    """`url` with any password masked (``user:***@``, ``password=***``): what logs and
+    messages may show of a store URL."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
 
 
 def default_store_url() -> str:
@@ -278,19 +291,30 @@ class SQLiteStore(Store):
     and used in another. Reads of a file store use one read-only connection per thread
     (WAL lets them run beside the writer and each other); an export has a connection of
     its own. Readers in other processes see only committed batches.
+
+    `read_only` (the API): no writing connection at all, the file opened read-only
+    (``mode=ro``), nothing created or migrated; until a writer has created the store,
+    reads raise StoreError.
     """
 
     backend: Backend = "sqlite"
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, read_only: bool = False) -> None:
         self._path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only and path != ":memory:"
+        self._closed = False
         self._lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._db: sqlite3.Connection | None = None
+        self._upserts = {ds.name: upsert_sql(ds) for ds in DATASETS.values()}
+        if self.read_only:
+            self._refuse_newer_schema()
+            return
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db: sqlite3.Connection | None = sqlite3.connect(
+            self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -300,15 +324,30 @@ class SQLiteStore(Store):
             self.close()
             msg = f"cannot open SQLite store {path!r}: {error}"
             raise StoreError(msg) from error
-        self._upserts = {ds.name: upsert_sql(ds) for ds in DATASETS.values()}
 
     @property
     def path(self) -> str:
         return self._path
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
+    def _refuse_newer_schema(self) -> None:
+        """A read-only store migrates nothing, but must not misread a newer schema."""
+        try:
+            rows = self._read("SELECT COALESCE(MAX(version), 0) FROM schema_version", ())
+        except StoreError:
+            return  # no store or no schema yet: a writer creates it, reads fail until then
+        if rows[0][0] > _migrations.schema_version():
+            self.close()
+            raise newer_schema_error(repr(self._path), rows[0][0])
+
+    def _check_open(self) -> None:
+        if self._closed:
             msg = f"SQLite store {self._path!r} is closed"
+            raise StoreError(msg)
+
+    def _conn(self) -> sqlite3.Connection:
+        self._check_open()
+        if self._db is None:
+            msg = f"SQLite store {self._path!r} is opened read-only"
             raise StoreError(msg)
         return self._db
 
@@ -354,15 +393,21 @@ class SQLiteStore(Store):
     # --- reads ----------------------------------------------------------------------------
 
     def _connect_reader(self) -> sqlite3.Connection:
-        reader = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
+        if self.read_only:  # never creates the file: a writer does
+            uri = f"file:{quote(self._path)}?mode=ro"
+            reader = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        else:
+            reader = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
         reader.execute("PRAGMA query_only = ON")
         return reader
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's read connection (the writer's for an in-memory store)."""
-        self._conn()  # closed?
+        self._check_open()
         reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
         if reader is None:
             reader = self._connect_reader()
@@ -387,8 +432,12 @@ class SQLiteStore(Store):
             for start in range(0, len(rows), chunk_rows):
                 yield rows[start : start + chunk_rows]
             return
-        self._conn()
-        reader = self._connect_reader()
+        self._check_open()
+        try:
+            reader = self._connect_reader()
+        except sqlite3.Error as error:
+            msg = f"read from {self._path!r} failed: {error}"
+            raise StoreError(msg) from error
         try:
             # One read transaction: the export is a consistent snapshot.
             reader.execute("BEGIN")
@@ -403,6 +452,7 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
@@ -414,32 +464,37 @@ class SQLiteStore(Store):
 # --- opening ------------------------------------------------------------------------------
 
 
-def _open_sqlite(rest: str) -> Store:
+def _open_sqlite(rest: str, read_only: bool) -> Store:
     if not rest:
         msg = "sqlite URL without a path; use sqlite:///path/to/file.db or sqlite:///:memory:"
         raise UnsupportedStoreURL(msg)
     if "?" in rest:
         msg = f"sqlite URL options are not supported: {rest!r}"
         raise UnsupportedStoreURL(msg)
-    return SQLiteStore(rest)
+    return SQLiteStore(rest, read_only=read_only)
 
 
-def _open_postgresql(rest: str) -> Store:
+def _open_postgresql(rest: str, read_only: bool) -> Store:
     from sinks._postgres import PostgreSQLStore
 
-    return PostgreSQLStore("postgresql://" + rest)
+    return PostgreSQLStore("postgresql://" + rest, read_only=read_only)
 
 
 # scheme -> opener of the part after "scheme:///" (sqlite) or "scheme://" (others)
-_BACKENDS: dict[str, tuple[str, Callable[[str], Store]]] = {
+_BACKENDS: dict[str, tuple[str, Callable[[str, bool], Store]]] = {
     "sqlite": ("sqlite:///", _open_sqlite),
     "postgresql": ("postgresql://", _open_postgresql),
     "postgres": ("postgres://", _open_postgresql),
 }
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, read_only: bool = False) -> Store:
     """Open (creating and migrating as needed) the store at `url`.
+
+    `read_only` (the API, which may log in as a database user that can only read):
+    nothing is created or migrated and every connection is read-only; a store that no
+    writer has created yet answers reads with StoreError until one has. A schema newer
+    than this code is refused either way.
 
     ``sqlite:///data/civicstream.db`` is relative to the working directory;
     ``sqlite:////var/lib/civicstream.db`` is absolute; ``sqlite:///:memory:`` is private
@@ -460,4 +515,4 @@ def open_store(url: str) -> Store:
     if not url.lower().startswith(prefix):
         msg = f"malformed {scheme} store URL {url!r}; expected {prefix}..."
         raise UnsupportedStoreURL(msg)
-    return opener(url[len(prefix) :])
+    return opener(url[len(prefix) :], read_only)

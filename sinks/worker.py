@@ -19,10 +19,11 @@ from types import FrameType, TracebackType
 from typing import Any, Protocol, Self
 
 from kafka import KafkaConsumer, KafkaProducer  # type: ignore[import-untyped]
-from kafka.errors import CommitFailedError  # type: ignore[import-untyped]
+from kafka.errors import CommitFailedError, KafkaError  # type: ignore[import-untyped]
 from kafka.structs import OffsetAndMetadata  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry
 
+from kafkaconf import KafkaLoginError, KafkaSecurity, KafkaSecurityError, check_login, resolve
 from schemas import Reason, Topics, encode
 from schemas.codec import decode_as
 from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
@@ -30,7 +31,7 @@ from sinks._datasets import DATASETS, Dataset, get_dataset
 from sinks.ckan import CkanClient, CkanTarget
 from sinks.exceptions import InvalidRecord, StoreError
 from sinks.metrics import SinkMetrics
-from sinks.store import default_store_url, open_store
+from sinks.store import default_store_url, open_store, redacted_url
 from telemetry import serve
 
 __all__ = ["BatchStats", "SinkWorker", "WriteTarget", "main"]
@@ -126,11 +127,13 @@ class SinkWorker:
         client_id: str = "civicstream-sink",
         session_timeout_ms: int | None = None,
         metrics: bool = True,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if batch_size < 1:
             msg = f"batch_size must be at least 1, got {batch_size}"
             raise ValueError(msg)
         self._bootstrap = bootstrap
+        self._security = resolve(security)
         self._topics = topics
         self._batch_size = batch_size
         self._poll_timeout_ms = poll_timeout_ms
@@ -159,6 +162,7 @@ class SinkWorker:
                 auto_offset_reset="earliest",
                 max_poll_records=batch_size,
                 **liveness,
+                **self._security.kafka_python(),
             )
             self._consumer.subscribe(subscribed)
         except BaseException:
@@ -287,6 +291,7 @@ class SinkWorker:
                 client_id=f"{self._client_id}-deadletter",
                 acks="all",
                 max_request_size=DEADLETTER_MAX_MESSAGE_BYTES,
+                **self._security.kafka_python(),
             )
         futures = []
         for message, reason, detail in dead:
@@ -342,7 +347,9 @@ class SinkWorker:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, log_every_s: float = 10.0) -> None:
-        """Process batches until `stop` is set, then close. Errors propagate (after close)."""
+        """Process batches until `stop` is set, then close. A failing store and a Kafka that
+        is unavailable (retriable errors) are retried with back-off; other errors propagate
+        (after close)."""
         last_log = time.monotonic()
         logged = self._totals
         try:
@@ -352,6 +359,15 @@ class SinkWorker:
                     self.run_once()
                 except StoreError as error:  # rewound by run_once: nothing lost, try again
                     log.error("store write failed, retrying in %.1f s: %s", retry_s, error)
+                    stop.wait(retry_s)
+                    retry_s = min(retry_s * 2, _RETRY_MAX_S)
+                    continue
+                except KafkaError as error:
+                    # The broker is down or restarting (the offset commit or a dead letter
+                    # failed): rewound by run_once; the stored batch replays as a no-op.
+                    if not getattr(error, "retriable", False):
+                        raise
+                    log.error("Kafka unavailable, retrying in %.1f s: %s", retry_s, error)
                     stop.wait(retry_s)
                     retry_s = min(retry_s * 2, _RETRY_MAX_S)
                     continue
@@ -602,11 +618,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         serve(args.metrics_port)
     names = DATASETS if datasets is None else datasets
+    try:
+        security = KafkaSecurity.from_env()
+        if security.protocol != "PLAINTEXT":
+            check_login(args.bootstrap, security)
+    except (KafkaSecurityError, KafkaLoginError) as error:
+        log.error("%s", error)
+        return 2
+    except OSError as error:  # not reachable yet: the consumer keeps trying
+        log.warning("Kafka at %s does not answer yet: %s", args.bootstrap, error)
     log.info(
-        "sink: %s topics %s → %s, group %s",
+        "sink: %s (%s) topics %s → %s, group %s",
         args.bootstrap,
+        security,
         ", ".join(sorted({getattr(topics, get_dataset(name).topic) for name in names})),
-        args.ckan_url or args.store,
+        args.ckan_url or redacted_url(args.store),
         group,
     )
     try:
@@ -619,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             session_timeout_ms=args.session_timeout_ms,
             metrics=bool(args.metrics_port),
+            security=security,
         )
         worker.run(stop, log_every_s=args.log_every)
     except Exception:

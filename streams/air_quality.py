@@ -19,7 +19,7 @@ from processors.validation import InvalidReading, check_reading
 from schemas import InvalidInput, Reason, Topics, encode, parse_raw_reading
 from schemas.raw import RawReading
 from streams.station import AcceptedReading, StationState
-from streams.time import HourlyWindows, LocalDays
+from streams.time import DAY_MS, MAX_AHEAD_MS, REANCHOR_AFTER, HourlyWindows, LocalDays
 
 DEFAULT_STALE_AFTER_MS = 2 * 3_600_000
 """Stream-time silence after which a sensor is reported stale (CIVIC_STALE_AFTER)."""
@@ -235,7 +235,14 @@ class AirQualityPipeline:
                 result.redelivered += 1
                 continue
             state.mark_applied(record.partition, record.offset)
-            if state.is_late(accepted.ts_ms, self.windows):
+            if state.is_far_ahead(accepted.ts_ms):
+                detail = (
+                    f"ts {accepted.ts_ms} is more than {MAX_AHEAD_MS // DAY_MS} days ahead of "
+                    f"the station's stream time {state.stream_time_ms} (a clock error; "
+                    f"{REANCHOR_AFTER + 1} agreeing readings in a row move stream time)"
+                )
+                self._dead_letter(record, Reason.INVALID_TIMESTAMP, detail, result, accepted.ts_ms)
+            elif state.is_late(accepted.ts_ms, self.windows):
                 outcome = state.fill_late(accepted, self.windows, self.days)
                 if outcome == "filled":
                     result.accepted += 1

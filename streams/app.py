@@ -31,12 +31,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
+from faust.types.auth import CredentialsT
 
+from kafkaconf import KafkaSecurity, resolve
 from schemas import Topics
 from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from streams.air_quality import (
@@ -49,7 +53,7 @@ from streams.air_quality import (
     load_progress,
     progress_update,
 )
-from streams.gaps import GapPolicy
+from streams.gaps import GapPolicy, StallWatch
 from streams.incidents import (
     IncidentPipeline,
     IncidentSource,
@@ -67,6 +71,66 @@ BATCH_WITHIN_SECONDS = 0.25
 _PROGRESS_EVERY_SECONDS = 10.0
 _WATCHDOG_EVERY_SECONDS = 2.0
 _LAG_EVERY_SECONDS = 5.0
+SESSION_TIMEOUT_SECONDS = 10.0
+"""A worker that dies without leaving the group keeps its partitions this long."""
+HEARTBEAT_SECONDS = 1.0
+
+
+class LocalTable:
+    """A Faust table's local data, read and written by key and partition, for either store.
+
+    The memory store is one dict for every partition. The RocksDB store keeps a database
+    per partition and picks it from Faust's "current event": in a batch that is just the
+    last event taken, and in a timer there is none, so `table[key]` would read and write
+    the wrong partition. Here a write goes to the database of the partition given, and a
+    read looks in the databases of the partitions this worker owns (a key lives in one:
+    the partition of its records). Once the broker has a changelog record, its offset is
+    kept in its partition's database, as Faust does for its own writes: a restart recovers
+    only the changelog records after it.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.data = table.data
+        self.rocksdb = isinstance(self.data, RocksDBStore)
+        self._persisted: dict[int, int] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if not self.rocksdb:
+            value = self.data.get(key)
+            return bytes(value) if value is not None else None
+        for db in self.data._dbs_for_actives():
+            value = db.get(key)
+            if value is not None:
+                return bytes(value)
+        return None
+
+    def put(self, key: bytes, partition: int, value: bytes | None, sent: Any) -> None:
+        """Write `value` (None deletes) locally; `sent` is the changelog record's future."""
+        if not self.rocksdb:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
+            return
+        db = self.data._db_for_partition(partition)
+        if value is None:
+            db.delete(key)
+        else:
+            db.put(key, value)
+        sent.add_done_callback(lambda future: self._persist(partition, future))
+
+    def _persist(self, partition: int, future: Any) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        offset = future.result().offset
+        if offset <= self._persisted.get(partition, -1):
+            return
+        if partition not in self.data._dbs:
+            return  # revoked meanwhile: the next owner's recovery starts from its own offset
+        self._persisted[partition] = offset
+        tp = TP(self.table.changelog_topic.get_topic_name(), partition)
+        self.data.set_persisted_offset(tp, offset)
 
 
 class TableStateStore:
@@ -82,17 +146,17 @@ class TableStateStore:
 
     def __init__(self, table: Any, producer: Any) -> None:
         self.table = table
+        self.local = LocalTable(table)
         self.producer = producer
 
     def load(self, station_id: str) -> bytes | None:
-        value = self.table.data.get(station_id.encode())
-        return bytes(value) if value is not None else None
+        return self.local.get(station_id.encode())
 
     async def save(self, update: StateUpdate) -> None:
         key = update.station_id.encode()
         topic = self.table.changelog_topic.get_topic_name()
-        await self.producer.send(topic, key, update.data, update.partition, None, None)
-        self.table.data[key] = update.data
+        sent = await self.producer.send(topic, key, update.data, update.partition, None, None)
+        self.local.put(key, update.partition, update.data, sent)
 
 
 class IncidentTableStore:
@@ -101,20 +165,17 @@ class IncidentTableStore:
 
     def __init__(self, table: Any, producer: Any) -> None:
         self.table = table
+        self.local = LocalTable(table)
         self.producer = producer
 
     def load(self, key: str) -> bytes | None:
-        value = self.table.data.get(key.encode())
-        return bytes(value) if value is not None else None
+        return self.local.get(key.encode())
 
     async def save(self, update: IncidentStateUpdate) -> None:
         key = update.key.encode()
         topic = self.table.changelog_topic.get_topic_name()
-        await self.producer.send(topic, key, update.data, update.partition, None, None)
-        if update.data is None:
-            self.table.data.pop(key, None)
-        else:
-            self.table.data[key] = update.data
+        sent = await self.producer.send(topic, key, update.data, update.partition, None, None)
+        self.local.put(key, update.partition, update.data, sent)
 
 
 class Rewinder:
@@ -127,12 +188,15 @@ class Rewinder:
         topic: str,
         bootstrap: str,
         progress: Callable[[int, int], Any] = progress_update,
+        *,
+        security: KafkaSecurity | None = None,
     ):
         self.app = app
         self.store = store
         self.topic = topic
         self.bootstrap = bootstrap
         self.progress = progress
+        self.security = resolve(security)
         self.policy = GapPolicy()
 
     async def handle(self, partition: int, gap: Gap) -> None:
@@ -159,6 +223,7 @@ class Rewinder:
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **self.security.aiokafka(),
         )
         await probe.start()
         try:
@@ -188,6 +253,23 @@ def _broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
+def broker_credentials(security: KafkaSecurity) -> CredentialsT | None:
+    """Faust's form of the security settings: every consumer, producer and admin
+    connection of the app (aiokafka underneath) uses them."""
+    context = security.ssl_context()
+    if security.sasl:
+        assert security.password is not None
+        return faust.SASLCredentials(
+            username=security.username,
+            password=security.password.reveal(),
+            ssl_context=context,
+            mechanism=security.mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def create_app(
     *,
     bootstrap: str,
@@ -202,6 +284,10 @@ def create_app(
     days: LocalDays | None = None,
     sensors: SensorTypes | None = None,
     incident_sources: Mapping[str, IncidentSource] | None = None,
+    state_store: str = "memory",
+    state_dir: Path | None = None,
+    standby_replicas: int = 1,
+    security: KafkaSecurity | None = None,
 ) -> faust.App:
     """Build the worker app for one namespace; `partitions` must match the raw topic.
 
@@ -211,11 +297,30 @@ def create_app(
     sensors are low-cost PurpleAir sensors (corrected PM2.5).
     The raw incidents topic has one partition (schemas.topics.SINGLE_PARTITION); records
     of sources not in `incident_sources` are dead-lettered ``unknown_source``.
+    `security` (default: this process's CIVIC_KAFKA_* settings) reaches every Kafka
+    connection the worker makes.
+    `state_store` "rocksdb" keeps the tables on disk in `state_dir` (Settings.state_path:
+    one directory per worker and namespace, RocksDB locks it); "memory" rebuilds them from
+    the changelogs at every start. `standby_replicas` other workers keep a warm copy of
+    each table partition.
     """
+    security = resolve(security)
+    store_options: dict[str, Any] = {"store": "memory://"}
+    if state_store == "rocksdb":
+        # faust-streaming's "rocksdb://" store runs on the rocksdict binding when it is
+        # installed (it is a dependency); "rocksdict://" is not a store URL of Faust's.
+        datadir = state_dir or Path("data/state") / topics.worker_group
+        datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+        store_options = {"store": "rocksdb://", "datadir": str(datadir)}
+    elif state_store != "memory":
+        msg = f"unknown state store {state_store!r} (memory, rocksdb)"
+        raise ValueError(msg)
     app = faust.App(
         topics.worker_group,
         broker=_broker_urls(bootstrap),
-        store="memory://",
+        broker_credentials=broker_credentials(security),
+        **store_options,
+        table_standby_replicas=standby_replicas,
         topic_partitions=partitions,
         topic_replication_factor=replication_factor,
         producer_acks=-1,
@@ -226,8 +331,8 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
         # A killed worker's partitions move to its replacement after this long.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
+        broker_session_timeout=SESSION_TIMEOUT_SECONDS,
+        broker_heartbeat_interval=HEARTBEAT_SECONDS,
         web_enabled=False,
     )
     raw_topic = app.topic(
@@ -253,7 +358,7 @@ def create_app(
         if stale_after_ms is not None:
             metrics.sensors.stale_after_ms = stale_after_ms
     store = TableStateStore(table, app.producer)
-    rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap)
+    rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap, security=security)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
 
     @app.agent(raw_topic)
@@ -306,10 +411,15 @@ def create_app(
                 )
 
     incident_store = _incident_agent(
-        app, topics, bootstrap, incident_sources or {}, metrics_enabled=bool(metrics_port)
+        app,
+        topics,
+        bootstrap,
+        incident_sources or {},
+        metrics_enabled=bool(metrics_port),
+        security=security,
     )
 
-    stalled_at: dict[TP, int] = {}
+    watch = StallWatch()
 
     @app.timer(interval=_WATCHDOG_EVERY_SECONDS)
     async def rewind_stalled_partitions() -> None:
@@ -320,12 +430,19 @@ def create_app(
         undone when records fetched before it are delivered after it (Faust then drops the
         re-fetched ones as already read). Either way the consumer's committed or read offset
         is ahead of the partition's applied progress; seen twice in a row (two ticks) with
-        no progress in between, the partition is rewound to its first record not applied.
+        no progress in between, and with no record of it in flight to the agent (a busy
+        worker's queue is not a stall: streams.gaps.StallWatch), the partition is rewound
+        to its first record not applied.
         """
         if app.rebalancing:
             return
         consumer = app.consumer
         stores = {topics.raw_air_quality: store, topics.raw_incidents: incident_store}
+        queued: dict[TP, int] = {}  # newest offset delivered to the agent and not acked
+        for message in list(consumer._unacked_messages):
+            if not message.acked:
+                queued[message.tp] = max(queued.get(message.tp, -1), message.offset)
+        now = time.monotonic()
         for tp in consumer.assignment():
             state = stores.get(tp.topic)
             if state is None:
@@ -337,12 +454,8 @@ def create_app(
                 if offset is not None
             ]
             ahead = max(seen, default=None)
-            if applied is None or ahead is None or ahead <= applied:
-                stalled_at.pop(tp, None)
-            elif stalled_at.get(tp) != applied:
-                stalled_at[tp] = applied  # first sighting: the agent may be just behind
-            else:
-                del stalled_at[tp]
+            in_flight = applied is not None and queued.get(tp, -1) >= applied
+            if watch.check(tp, applied, ahead, in_flight, now):
                 print(
                     f"worker: {tp.topic}[{tp.partition}] consumer at {ahead} but applied only "
                     f"up to {applied} with no progress; rewinding to {applied}",
@@ -385,6 +498,7 @@ def _incident_agent(
     sources: Mapping[str, IncidentSource],
     *,
     metrics_enabled: bool,
+    security: KafkaSecurity,
 ) -> IncidentTableStore:
     """The incident agent: the same commit order as the air-quality agent (see above).
     Returns its state store (the watchdog reads its progress)."""
@@ -399,7 +513,9 @@ def _incident_agent(
     table = app.Table("incident-state", partitions=1, key_type=bytes, value_type=bytes)
     pipeline = IncidentPipeline(topics, sources)
     store = IncidentTableStore(table, app.producer)
-    rewinder = Rewinder(app, store, topics.raw_incidents, bootstrap, incident_progress_update)
+    rewinder = Rewinder(
+        app, store, topics.raw_incidents, bootstrap, incident_progress_update, security=security
+    )
     metrics = IncidentMetrics.of() if metrics_enabled else None
     totals = {"records": 0, "published": 0, "rows": 0, "corrections": 0, "dead_letters": 0}
 

@@ -14,10 +14,11 @@ seconds. The clock is passed in, so the policy is tested without one.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["GapDecision", "GapPolicy"]
+__all__ = ["GapDecision", "GapPolicy", "StallWatch"]
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,38 @@ class GapPolicy:
         if first_existing is not None and first_existing > expected:
             return GapDecision("accept", first_existing)
         return GapDecision("seek", expected)
+
+
+@dataclass
+class StallWatch:
+    """Which partitions the worker's watchdog rewinds: those whose consumer is ahead of the
+    records applied (committed or read offset > applied progress) with no progress.
+
+    Ahead is also the normal state of a busy worker: records read but still queued for the
+    agent. A batch that takes longer than two watchdog ticks (an hour closing for many
+    stations on a loaded machine) leaves every partition's queued records waiting, and a
+    rewind then only disturbs a worker that is doing its job (the soak run saw all
+    partitions rewound that way, again and again, while the lag grew). So a partition with
+    records in flight (delivered to the agent, not yet acked, at or above its progress) is
+    given `in_flight_patience_s` to progress; one with none is rewound on the second tick
+    without progress, as before.
+    """
+
+    in_flight_patience_s: float = 60.0
+    _seen: dict[Hashable, tuple[int, float]] = field(default_factory=dict)
+
+    def check(
+        self, tp: Hashable, applied: int | None, ahead: int | None, in_flight: bool, now: float
+    ) -> bool:
+        """True when `tp` is to be rewound to `applied` now."""
+        if applied is None or ahead is None or ahead <= applied:
+            self._seen.pop(tp, None)
+            return False
+        seen = self._seen.get(tp)
+        if seen is None or seen[0] != applied:
+            self._seen[tp] = (applied, now)  # first sighting, or progress since the last
+            return False
+        if in_flight and now - seen[1] < self.in_flight_patience_s:
+            return False  # queued for the agent: busy, not stalled
+        del self._seen[tp]
+        return True

@@ -65,6 +65,7 @@ from streams.incident_state import (
     incident_progress_update,
     local_day,
 )
+from streams.time import MAX_AHEAD_MS, REANCHOR_AFTER, far_ahead
 
 __all__ = [
     "DAY_MS",
@@ -225,6 +226,21 @@ class _Run:
             row.occurred_ms > row.reported_ms + _REPORTED_BEFORE_OCCURRED_MS
         ):
             detail = "occurred_at is after reported_at: the incident cannot be reported before it"
+            raise _Rejected(Reason.INVALID_TIMESTAMP, detail, row.occurred_ms)
+        runs = self.meta.setdefault("ahead", {})
+        rejected, run = far_ahead(
+            self.meta["clock"].get(source.name), row.known_ms, runs.get(source.name)
+        )
+        if run is not None or runs.pop(source.name, None) is not None:
+            if run is not None:
+                runs[source.name] = list(run)
+            self.state.put(_META, self.meta)
+        if rejected:
+            detail = (
+                f"known at {row.known_ms}, more than {MAX_AHEAD_MS // DAY_MS} days ahead of the "
+                f"source's stream time {self.meta['clock'][source.name]} (a clock error; "
+                f"{REANCHOR_AFTER + 1} agreeing rows in a row move stream time)"
+            )
             raise _Rejected(Reason.INVALID_TIMESTAMP, detail, row.occurred_ms)
         self._tick(source, row.known_ms)
         day = local_day(row.occurred_ms, source.timezone).toordinal()

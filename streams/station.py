@@ -38,7 +38,15 @@ from typing import Any, Literal
 from processors import aqi, daily, health, rolling
 from processors.anomaly import FAULT_FLAGS, SeriesDetector, Verdict
 from processors.units import EPA_UNITS
-from streams.time import DAY_MS, HOUR_MS, HourlyWindows, LocalDays, hour_start
+from streams.time import (
+    DAY_MS,
+    HOUR_MS,
+    AheadRun,
+    HourlyWindows,
+    LocalDays,
+    far_ahead,
+    hour_start,
+)
 
 __all__ = [
     "CORRECTION_MS",
@@ -211,6 +219,8 @@ class StationState:
     whose history cannot show them whole)."""
     series: dict[str, Series] = field(default_factory=dict)
     """Pollutant → its anomaly detector and when it last reported."""
+    ahead: AheadRun | None = None
+    """The current run of far-ahead readings (streams.time.far_ahead), if any."""
     _dirty_days: set[int] = field(default_factory=set, repr=False, compare=False)
 
     # -- source positions: makes re-delivery after a crash a no-op ----------------------
@@ -226,6 +236,13 @@ class StationState:
     def is_late(self, ts_ms: int, windows: HourlyWindows) -> bool:
         """True when the hour of `ts_ms` is already final in this station's stream time."""
         return windows.is_final(hour_start(ts_ms), self.stream_time_ms)
+
+    def is_far_ahead(self, ts_ms: int) -> bool:
+        """True when `ts_ms` is too far ahead of this station's stream time to accept
+        (streams.time.far_ahead). Counts the run of such readings, so call it once per
+        reading, in stream order."""
+        rejected, self.ahead = far_ahead(self.stream_time_ms, ts_ms, self.ahead)
+        return rejected
 
     def is_duplicate(self, reading: AcceptedReading) -> bool:
         """True when a reading of the same pollutant and time is already in its hour."""
@@ -615,7 +632,7 @@ class StationState:
             },
             "daily_since_ms": self.daily_since_ms,
             "series": {p: series.to_row() for p, series in sorted(self.series.items())},
-        }
+        } | ({"ahead": list(self.ahead)} if self.ahead is not None else {})
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> StationState:
@@ -660,6 +677,8 @@ class StationState:
         }
         state.daily_since_ms = snapshot["daily_since_ms"]
         state.series = {p: Series.from_row(row) for p, row in snapshot.get("series", {}).items()}
+        if "ahead" in snapshot:  # absent: no run of far-ahead readings
+            state.ahead = (int(snapshot["ahead"][0]), int(snapshot["ahead"][1]))
         return state
 
 

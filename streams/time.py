@@ -5,6 +5,12 @@ not per partition. Which hours are final, and which events are late, then depend
 the station's own events in their Kafka order — never on how stations share partitions,
 on the partition count, on batch sizes or on processing speed. That is what makes a
 replay into a namespace with a different partition count reproduce live results exactly.
+
+A clock error must not move stream time far ahead (every later event would be late):
+an event more than `MAX_AHEAD_MS` ahead of its stream time is rejected (`far_ahead`),
+unless `REANCHOR_AFTER` such events in a row agree, which is a source back from a long
+silence rather than a bad clock. The rule reads the same key's events only, so it too
+decides alike in every replay.
 """
 
 from __future__ import annotations
@@ -16,15 +22,48 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 __all__ = [
     "DAY_MS",
     "HOUR_MS",
+    "MAX_AHEAD_MS",
+    "REANCHOR_AFTER",
+    "AheadRun",
     "HourlyWindows",
     "LocalDays",
+    "far_ahead",
     "hour_start",
     "standard_offset_ms",
 ]
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+MAX_AHEAD_MS = 30 * DAY_MS  # the Beijing data has a station silent for 14 days
+REANCHOR_AFTER = 12
 _EPOCH_DAY = date(1970, 1, 1)
+
+AheadRun = tuple[int, int]
+"""(event time of the first, count) of a run of consecutive far-ahead events."""
+
+
+def far_ahead(
+    stream_time_ms: int | None, ts_ms: int, run: AheadRun | None
+) -> tuple[bool, AheadRun | None]:
+    """Is an event at `ts_ms` too far ahead of `stream_time_ms` to accept? And the run of
+    far-ahead events after it (None: no run).
+
+    An event more than `MAX_AHEAD_MS` ahead is rejected and counted; events that lie
+    within `MAX_AHEAD_MS` of the run's first one extend the run, others start a new one.
+    The event after `REANCHOR_AFTER` agreeing ones is accepted (and moves stream time).
+    An event that is not far ahead ends the run. No stream time yet: nothing is ahead.
+    """
+    if stream_time_ms is None or ts_ms <= stream_time_ms + MAX_AHEAD_MS:
+        return False, None
+    if run is not None and abs(ts_ms - run[0]) <= MAX_AHEAD_MS:
+        run = (run[0], run[1] + 1)
+    else:
+        run = (ts_ms, 1)
+    if run[1] > REANCHOR_AFTER:
+        return False, None
+    return True, run
+
+
 _REFERENCE = datetime(2024, 1, 15, 12, tzinfo=UTC)
 
 

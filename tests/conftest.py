@@ -5,6 +5,8 @@ and lazy: the broker starts only when the first test that asks for it runs, so u
 runs never start Java. Set ``CIVIC_TEST_KAFKA_BOOTSTRAP=host:port`` to use a broker that is
 already running (e.g. the one from ``make kafka-up``) instead.
 
+``sasl_kafka`` is a second broker, SASL_SSL only (SCRAM-SHA-512, a test CA), also lazy.
+
 ``postgres_server`` is the same for PostgreSQL: a throwaway server (deploy/local-postgres)
 started on first use, once per session; ``CIVIC_TEST_POSTGRES_URL`` names an existing
 server instead (a URL of a database of a role that may create databases).
@@ -15,10 +17,12 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -55,6 +59,28 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     broker = localkafka.start(tmp_path_factory.mktemp("kafka"), port, controller_port)
     try:
         yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+SASL_USERS = ("civic-worker", "civic-sink", "civic-archive", "civic-ops")
+"""The SCRAM users of the session's SASL_SSL broker: one per process role."""
+
+
+@pytest.fixture(scope="session")
+def sasl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A second broker for the session whose only client listener is SASL_SSL
+    (SCRAM-SHA-512; a test CA made with openssl in its data dir; users `SASL_USERS` with
+    random passwords). Started on first use, even when CIVIC_TEST_KAFKA_BOOTSTRAP names
+    the plaintext broker; ``handle.client_env(user)`` gives a client's CIVIC_KAFKA_*."""
+    localkafka = load_local_kafka()
+    port, controller_port = localkafka.free_ports(2)
+    users = {user: secrets.token_urlsafe(18) for user in SASL_USERS}
+    broker = localkafka.start(
+        tmp_path_factory.mktemp("kafka-sasl"), port, controller_port, sasl_users=users
+    )
+    try:
+        yield broker
     finally:
         broker.stop()
 

@@ -15,7 +15,15 @@ As a module (the test suite loads it by file path)::
 As a CLI::
 
     python deploy/local-kafka/localkafka.py up [--port 9092] [--controller-port 9093]
+    python deploy/local-kafka/localkafka.py up --sasl-ssl --port 9094 --data-dir .kafka-sasl
     python deploy/local-kafka/localkafka.py status | down | jars
+
+``start(..., sasl_users={"name": "password"})`` (or ``up --sasl-ssl``) starts a broker whose
+only client listener is SASL_SSL with SCRAM-SHA-512: a test CA and the broker's
+certificate are made with ``openssl`` in ``<data-dir>/tls/`` (``ca.pem`` is what clients
+trust), and the SCRAM users are created when the log dir is formatted (plus ``admin``,
+the broker's own user). The controller listener stays PLAINTEXT on 127.0.0.1: KRaft
+controllers cannot use SCRAM (its credentials live in the metadata they serve).
 
 Everything of one broker lives in its data dir: ``server.properties``, the Kafka log dir
 (``kraft-logs/``), the broker's own log (``server.log``), the JVM's console output
@@ -30,17 +38,20 @@ import contextlib
 import ctypes
 import fcntl
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,10 +84,19 @@ CONSOLE_LOG = "console.log"
 PID_FILE = "broker.pid"
 STATE_FILE = "broker.json"
 LOCK_FILE = ".localkafka.lock"
+TLS_DIR = "tls"
+SASL_DIR = "sasl"
+CA_FILE = "ca.pem"
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+BROKER_USER = "admin"  # the broker's own SCRAM user (inter-broker listener)
+CLI_USER = "civicstream"  # the client user `up --sasl-ssl` creates
+CERT_DAYS = 825
 
 # Kafka protocol: API keys and the request versions used by the readiness probe.
 _API_METADATA = 3
+_API_SASL_HANDSHAKE = 17
 _API_VERSIONS = 18
+_API_SASL_AUTHENTICATE = 36
 _METADATA_VERSION = 4  # non-flexible; supported by Kafka 2.x … 4.x
 _CLIENT_ID = b"civicstream-localkafka"
 
@@ -218,17 +238,24 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int) -> dict[str, str]:
-    """The single-node KRaft configuration (combined broker + controller, node 1)."""
-    return {
+def server_properties(
+    data_dir: Path, port: int, controller_port: int, *, sasl_ssl: bool = False
+) -> dict[str, str]:
+    """The single-node KRaft configuration (combined broker + controller, node 1).
+
+    With `sasl_ssl` the client (and inter-broker) listener is SASL_SSL with SCRAM-SHA-512,
+    using the TLS files of `ensure_tls` and the broker user's password in the data dir.
+    """
+    listener = "SASL_SSL" if sasl_ssl else "PLAINTEXT"
+    properties = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listeners": f"{listener}://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"{listener}://{HOST}:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": listener,
+        "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{listener}:{listener}",
         "log.dirs": str(data_dir / KAFKA_LOG_DIR),
         # One node: every internal topic has replication factor 1 and min ISR 1.
         "default.replication.factor": "1",
@@ -258,12 +285,121 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> dict[s
         "broker.heartbeat.interval.ms": "1000",
         "broker.session.timeout.ms": "4000",
     }
+    if sasl_ssl:
+        tls = data_dir / TLS_DIR
+        password = _user_password(data_dir, BROKER_USER)
+        properties |= {
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                f'username="{BROKER_USER}" password="{password}";'
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(tls / "broker.pem"),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(tls / CA_FILE),
+            "ssl.client.auth": "none",
+            "ssl.endpoint.identification.algorithm": "https",
+        }
+    return properties
 
 
 def _write_properties(path: Path, properties: dict[str, str]) -> None:
     lines = ["# Written by deploy/local-kafka/localkafka.py at every start; edits are lost."]
     lines += [f"{key}={value}" for key, value in properties.items()]
+    path.touch(mode=0o600)  # it may hold the broker user's password
     path.write_text("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- TLS and SASL
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The test CA and the broker's certificate, made by `ensure_tls`."""
+
+    ca_file: Path
+    """The CA certificate (PEM): what clients trust."""
+    broker_keystore: Path
+    """The broker's key (PKCS#8) and certificate chain, one PEM file (Kafka's PEM keystore)."""
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    openssl = _require("openssl", "openssl")
+    result = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        msg = f"openssl {' '.join(args[:2])} failed:\n{result.stdout}{result.stderr}"
+        raise LocalKafkaError(msg)
+
+
+def ensure_tls(data_dir: Path, days: int = CERT_DAYS) -> TlsFiles:
+    """A test CA and a broker certificate for 127.0.0.1 and localhost, signed by it, in
+    ``<data-dir>/tls/`` (made once with openssl; EC P-256 keys, unencrypted, mode 600).
+
+    Made here rather than committed: a CA key in a repository would be a CA anyone trusts.
+    """
+    tls = data_dir / TLS_DIR
+    files = TlsFiles(tls / CA_FILE, tls / "broker.pem")
+    if files.ca_file.is_file() and files.broker_keystore.is_file():
+        return files
+    tls.mkdir(parents=True, exist_ok=True)
+    os.chmod(tls, 0o700)
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl(
+        "req", "-x509", *ec, "-keyout", "ca.key", "-out", CA_FILE, "-days", str(days),
+        "-subj", "/CN=civicstream local test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=tls,
+    )  # fmt: skip
+    _openssl(
+        "req", *ec, "-keyout", "broker.key", "-out", "broker.csr", "-subj", "/CN=localhost", cwd=tls
+    )
+    (tls / "broker.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"
+        f"subjectAltName=IP:{HOST},DNS:localhost\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", "broker.csr", "-CA", CA_FILE, "-CAkey", "ca.key",
+        "-set_serial", str(secrets.randbits(63)), "-days", str(days),
+        "-extfile", "broker.ext", "-out", "broker.crt",
+        cwd=tls,
+    )  # fmt: skip
+    keystore = (tls / "broker.key").read_text() + (tls / "broker.crt").read_text()
+    keystore += files.ca_file.read_text()
+    files.broker_keystore.write_text(keystore)
+    for path in tls.iterdir():
+        path.chmod(0o600 if path.suffix in (".key", ".pem") and path.name != CA_FILE else 0o644)
+    return files
+
+
+def _user_password(data_dir: Path, user: str) -> str:
+    """The SCRAM password of `user` in this data dir (``sasl/<user>.password``)."""
+    path = data_dir / SASL_DIR / f"{user}.password"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        msg = f"{data_dir} has no SASL user {user!r} ({path} is missing)"
+        raise LocalKafkaError(msg) from None
+
+
+def _save_users(data_dir: Path, users: Mapping[str, str]) -> None:
+    """Keep each user's password in ``sasl/<user>.password`` (mode 600): the broker's own
+    for its inter-broker login and the probe, the others for clients (a password file,
+    as CIVIC_KAFKA_SASL_PASSWORD_FILE reads it)."""
+    directory = data_dir / SASL_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    for user, password in users.items():
+        if not user or any(c in user + password for c in ",=[]\"' \n"):
+            msg = f"SCRAM user {user!r}: names and passwords must not contain , = [ ] quotes"
+            raise LocalKafkaError(msg)
+        path = directory / f"{user}.password"
+        path.touch(mode=0o600)
+        path.write_text(password + "\n")
 
 
 def _classpath() -> str:
@@ -283,10 +419,20 @@ def _jvm_options(data_dir: Path, heap: str) -> list[str]:
     ]
 
 
-def _format_storage(java: str, data_dir: Path, properties_path: Path) -> None:
-    """Format the KRaft log dir once; a formatted dir keeps its cluster id across restarts."""
+def _format_storage(
+    java: str, data_dir: Path, properties_path: Path, scram_users: Sequence[str] = ()
+) -> None:
+    """Format the KRaft log dir once; a formatted dir keeps its cluster id across restarts.
+
+    `scram_users` (passwords from `_user_password`) are created in the cluster metadata
+    at this point: with KRaft that is how the first SCRAM credentials come to exist.
+    """
     if (data_dir / KAFKA_LOG_DIR / "meta.properties").is_file():
         return
+    scram = []
+    for user in scram_users:
+        password = _user_password(data_dir, user)
+        scram += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
     # With controller.quorum.voters set, Kafka 4.1 rejects --standalone; format without it.
     command = [
         java,
@@ -299,12 +445,16 @@ def _format_storage(java: str, data_dir: Path, properties_path: Path) -> None:
         new_cluster_id(),
         "-c",
         str(properties_path),
+        *scram,
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
+        output = f"{result.stdout}{result.stderr}"
+        for user in scram_users:  # the tool may echo its arguments
+            output = output.replace(_user_password(data_dir, user), "***")
         msg = (
             f"formatting {data_dir / KAFKA_LOG_DIR} failed (exit code {result.returncode}):\n"
-            f"{result.stdout}{result.stderr}"
+            f"{output}"
         )
         raise LocalKafkaError(msg)
 
@@ -346,13 +496,81 @@ def _string(buffer: bytes, offset: int) -> tuple[str | None, int]:
     return buffer[offset : offset + length].decode(), offset + length
 
 
-def kafka_brokers(host: str, port: int, *, timeout: float = 2.0) -> list[BrokerInfo]:
+def _bytes_field(buffer: bytes, offset: int) -> tuple[bytes, int]:
+    (length,) = struct.unpack_from(">i", buffer, offset)
+    offset += 4
+    if length < 0:
+        return b"", offset
+    return buffer[offset : offset + length], offset + length
+
+
+class SaslAuthenticationError(KafkaProtocolError):
+    """The broker refused the SASL login (a wrong user or password)."""
+
+
+def _scram_login(sock: socket.socket, user: str, password: str) -> None:
+    """SaslHandshake v1 then SCRAM-SHA-512 (RFC 5802) in two SaslAuthenticate v0 rounds."""
+    mechanism = SCRAM_MECHANISM.encode()
+    body = _call(sock, _API_SASL_HANDSHAKE, 1, 3, struct.pack(">h", len(mechanism)) + mechanism)
+    (error,) = struct.unpack_from(">h", body)
+    if error:
+        msg = f"the broker does not offer {SCRAM_MECHANISM} (SaslHandshake error {error})"
+        raise KafkaProtocolError(msg)
+
+    def authenticate(correlation: int, data: bytes) -> bytes:
+        body = _call(
+            sock, _API_SASL_AUTHENTICATE, 0, correlation, struct.pack(">i", len(data)) + data
+        )
+        (error,) = struct.unpack_from(">h", body)
+        message, offset = _string(body, 2)
+        if error:
+            msg = f"SASL authentication as {user!r} failed: {message or f'error {error}'}"
+            raise SaslAuthenticationError(msg)
+        return _bytes_field(body, offset)[0]
+
+    nonce = base64.b64encode(secrets.token_bytes(18)).decode()
+    first_bare = f"n={user},r={nonce}"
+    server_first = authenticate(4, f"n,,{first_bare}".encode()).decode()
+    fields = dict(item.split("=", 1) for item in server_first.split(","))
+    if not fields.get("r", "").startswith(nonce):
+        msg = "SCRAM: the server's nonce does not extend ours"
+        raise KafkaProtocolError(msg)
+    salted = hashlib.pbkdf2_hmac(
+        "sha512", password.encode(), base64.b64decode(fields["s"]), int(fields["i"])
+    )
+    client_key = hmac.digest(salted, b"Client Key", "sha512")
+    without_proof = f"c=biws,r={fields['r']}"
+    auth_message = f"{first_bare},{server_first},{without_proof}".encode()
+    signature = hmac.digest(hashlib.sha512(client_key).digest(), auth_message, "sha512")
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature, strict=True)))
+    server_final = authenticate(5, f"{without_proof},p={proof.decode()}".encode()).decode()
+    server_key = hmac.digest(salted, b"Server Key", "sha512")
+    expected = base64.b64encode(hmac.digest(server_key, auth_message, "sha512")).decode()
+    if server_final != f"v={expected}":
+        msg = "SCRAM: the server's signature does not match (not the broker we trust)"
+        raise KafkaProtocolError(msg)
+
+
+def kafka_brokers(
+    host: str,
+    port: int,
+    *,
+    timeout: float = 2.0,
+    tls: ssl.SSLContext | None = None,
+    login: tuple[str, str] | None = None,
+) -> list[BrokerInfo]:
     """Ask a broker for the cluster's brokers: ApiVersions v0, then Metadata v4 (no topics).
 
-    Raises OSError when nothing accepts connections and KafkaProtocolError when the peer
-    answers but not like a Kafka broker that serves requests.
+    `tls` wraps the connection (the broker's certificate is checked with it); `login`
+    (user, password) authenticates with SCRAM-SHA-512 before Metadata. Raises OSError
+    when nothing accepts connections (ssl.SSLError when TLS fails) and KafkaProtocolError
+    when the peer answers but not like a Kafka broker that serves requests
+    (SaslAuthenticationError when it refuses the login).
     """
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+        if tls is not None:
+            sock = stack.enter_context(tls.wrap_socket(sock, server_hostname=host))
         sock.settimeout(timeout)
         body = _call(sock, _API_VERSIONS, 0, 1, b"")
         error, count = struct.unpack_from(">hi", body)
@@ -367,6 +585,8 @@ def kafka_brokers(host: str, port: int, *, timeout: float = 2.0) -> list[BrokerI
         if not low <= _METADATA_VERSION <= high:
             msg = f"broker does not accept Metadata v{_METADATA_VERSION} (range {low}..{high})"
             raise KafkaProtocolError(msg)
+        if login is not None:
+            _scram_login(sock, *login)
         # topics: empty array (= none, not all); allow_auto_topic_creation: false
         body = _call(sock, _API_METADATA, _METADATA_VERSION, 2, struct.pack(">i?", 0, False))
         (count,) = struct.unpack_from(">i", body, 4)  # after throttle_time_ms
@@ -478,10 +698,41 @@ class BrokerHandle:
     controller_port: int
     pid: int
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    security_protocol: str = "PLAINTEXT"
+    """``PLAINTEXT`` or ``SASL_SSL`` (SCRAM-SHA-512, the CA in `ca_file`)."""
 
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA certificate clients trust (SASL_SSL brokers only)."""
+        return self.data_dir / TLS_DIR / CA_FILE if self.security_protocol == "SASL_SSL" else None
+
+    def password_file(self, user: str) -> Path:
+        """The file holding a SCRAM user's password (SASL_SSL brokers only)."""
+        return self.data_dir / SASL_DIR / f"{user}.password"
+
+    def client_env(self, user: str = CLI_USER) -> dict[str, str]:
+        """The civicstream settings (CIVIC_KAFKA_*) a client uses to reach this broker."""
+        env = {"CIVIC_KAFKA_BOOTSTRAP": self.bootstrap}
+        if self.security_protocol == "SASL_SSL":
+            env |= {
+                "CIVIC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "CIVIC_KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
+                "CIVIC_KAFKA_SASL_USERNAME": user,
+                "CIVIC_KAFKA_SASL_PASSWORD_FILE": str(self.password_file(user)),
+                "CIVIC_KAFKA_SSL_CAFILE": str(self.ca_file),
+            }
+        return env
+
+    def probe_options(self) -> dict[str, Any]:
+        """`kafka_brokers` options that reach this broker (TLS and the broker's own login)."""
+        if self.security_protocol != "SASL_SSL":
+            return {}
+        tls = ssl.create_default_context(cafile=str(self.ca_file))
+        return {"tls": tls, "login": (BROKER_USER, _user_password(self.data_dir, BROKER_USER))}
 
     @property
     def log_file(self) -> Path:
@@ -552,6 +803,7 @@ def _write_state(handle: BrokerHandle, heap: str) -> None:
         "port": handle.port,
         "controller_port": handle.controller_port,
         "bootstrap": handle.bootstrap,
+        "security_protocol": handle.security_protocol,
         "heap": heap,
         "started_at": datetime.now(tz=UTC).isoformat(timespec="seconds"),
     }
@@ -566,7 +818,11 @@ def running_broker(data_dir: Path) -> BrokerHandle | None:
     if state is None:
         return None
     handle = BrokerHandle(
-        data_dir, int(state["port"]), int(state["controller_port"]), int(state["pid"])
+        data_dir,
+        int(state["port"]),
+        int(state["controller_port"]),
+        int(state["pid"]),
+        security_protocol=state.get("security_protocol", "PLAINTEXT"),
     )
     if handle.is_running():
         return handle
@@ -598,7 +854,7 @@ def wait_ready(
             )
             raise LocalKafkaError(msg)
         try:
-            brokers = kafka_brokers(HOST, handle.port, timeout=1.0)
+            brokers = kafka_brokers(HOST, handle.port, timeout=1.0, **handle.probe_options())
         except (OSError, LocalKafkaError) as exc:
             last = f"{type(exc).__name__}: {exc}"
         else:
@@ -614,8 +870,43 @@ def wait_ready(
         time.sleep(0.1)
 
 
+def _prepare_sasl(data_dir: Path, users: Mapping[str, str] | None) -> list[str]:
+    """TLS files and SCRAM users for a SASL_SSL broker; returns the users to create.
+
+    Users exist from the format of the log dir on: a data dir formatted without SASL
+    (or with other users) cannot gain them later, so that is refused.
+    """
+    formatted = (data_dir / KAFKA_LOG_DIR / "meta.properties").is_file()
+    marker = data_dir / SASL_DIR / "users.json"
+    wanted = {BROKER_USER: secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")}
+    wanted |= dict(users or {})
+    if formatted:
+        try:
+            known = set(json.loads(marker.read_text()))
+        except (FileNotFoundError, ValueError):
+            known = set()
+        if not known:
+            msg = f"{data_dir} was formatted without SASL; use another --data-dir for SASL_SSL"
+            raise LocalKafkaError(msg)
+        missing = sorted(set(users or {}) - known)
+        if missing:
+            msg = f"{data_dir} has no SCRAM users {missing} (users are made at format time)"
+            raise LocalKafkaError(msg)
+        return []  # the passwords are those saved when the dir was formatted
+    _save_users(data_dir, wanted)
+    marker.write_text(json.dumps(sorted(wanted)) + "\n")
+    ensure_tls(data_dir)
+    return sorted(wanted)
+
+
 def _start_unlocked(
-    data_dir: Path, port: int, controller_port: int, heap: str, timeout: float, detach: bool
+    data_dir: Path,
+    port: int,
+    controller_port: int,
+    heap: str,
+    timeout: float,
+    detach: bool,
+    sasl_users: Mapping[str, str] | None = None,
 ) -> BrokerHandle:
     existing = running_broker(data_dir)
     if existing is not None:
@@ -634,9 +925,16 @@ def _start_unlocked(
 
     ensure_jars()
     java = _java()
+    sasl_ssl = sasl_users is not None
+    if not sasl_ssl and (data_dir / SASL_DIR / "users.json").is_file():
+        msg = f"{data_dir} holds a SASL_SSL broker; start it with SASL (up --sasl-ssl)"
+        raise LocalKafkaError(msg)
+    scram_users = _prepare_sasl(data_dir, sasl_users) if sasl_ssl else []
     properties_path = data_dir / PROPERTIES_FILE
-    _write_properties(properties_path, server_properties(data_dir, port, controller_port))
-    _format_storage(java, data_dir, properties_path)
+    _write_properties(
+        properties_path, server_properties(data_dir, port, controller_port, sasl_ssl=sasl_ssl)
+    )
+    _format_storage(java, data_dir, properties_path, scram_users)
 
     server_log = data_dir / SERVER_LOG
     log_offset = server_log.stat().st_size if server_log.exists() else 0
@@ -658,7 +956,14 @@ def _start_unlocked(
             start_new_session=True,  # own process group; a terminal's Ctrl-C does not reach it
             preexec_fn=None if detach else _parent_death_signal(),
         )
-    handle = BrokerHandle(data_dir, port, controller_port, process.pid, process)
+    handle = BrokerHandle(
+        data_dir,
+        port,
+        controller_port,
+        process.pid,
+        process,
+        security_protocol="SASL_SSL" if sasl_ssl else "PLAINTEXT",
+    )
     _write_state(handle, heap)
     try:
         wait_ready(handle, timeout, log_offset=log_offset)
@@ -676,17 +981,21 @@ def start(
     heap: str = DEFAULT_HEAP,
     timeout: float = READY_TIMEOUT,
     detach: bool = False,
+    sasl_users: Mapping[str, str] | None = None,
 ) -> BrokerHandle:
     """Start a single-node KRaft broker from ``data_dir`` and return once it serves requests.
 
     Fetches the jars on first use, formats the log dir on first use, writes server.properties
     on every start. ``detach=False`` (library use): the broker is SIGKILLed if the starting
     process dies. ``detach=True`` (the CLI): the broker outlives the starting process.
+    ``sasl_users`` (name → password; may be empty) makes the client listener SASL_SSL with
+    SCRAM-SHA-512 and these users (created when the data dir is first formatted); the
+    handle's `client_env` gives the settings a civicstream client needs.
     """
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with _locked(data_dir / LOCK_FILE):
-        return _start_unlocked(data_dir, port, controller_port, heap, timeout, detach)
+        return _start_unlocked(data_dir, port, controller_port, heap, timeout, detach, sasl_users)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -706,21 +1015,43 @@ def _cmd_up(args: argparse.Namespace) -> int:
                     f"pass --port {existing.port} --controller-port {existing.controller_port}"
                 )
                 raise LocalKafkaError(msg)
+            if (existing.security_protocol == "SASL_SSL") != args.sasl_ssl:
+                msg = (
+                    f"the broker from {data_dir} runs with {existing.security_protocol}; "
+                    f"run `down` first or use another --data-dir"
+                )
+                raise LocalKafkaError(msg)
             wait_ready(existing, args.timeout)
             print(
                 f"Kafka already running at {existing.bootstrap} (pid {existing.pid}); reusing it "
                 f"(answered in {time.monotonic() - began:.2f} s)"
             )
+            _print_client_env(existing)
             return 0
         handle = _start_unlocked(
-            data_dir, args.port, args.controller_port, args.heap, args.timeout, detach=True
+            data_dir,
+            args.port,
+            args.controller_port,
+            args.heap,
+            args.timeout,
+            detach=True,
+            sasl_users={CLI_USER: secrets.token_urlsafe(18)} if args.sasl_ssl else None,
         )
     print(
         f"Kafka ready at {handle.bootstrap} after {time.monotonic() - began:.1f} s "
         f"(pid {handle.pid}, log {handle.log_file})"
     )
-    print(f"  tests can reuse it: export CIVIC_TEST_KAFKA_BOOTSTRAP={handle.bootstrap}")
+    _print_client_env(handle)
     return 0
+
+
+def _print_client_env(handle: BrokerHandle) -> None:
+    if handle.security_protocol == "SASL_SSL":
+        print(f"  SASL_SSL, {SCRAM_MECHANISM}; civicstream connects with:")
+        for name, value in handle.client_env().items():
+            print(f"  export {name}={value}")
+        return
+    print(f"  tests can reuse it: export CIVIC_TEST_KAFKA_BOOTSTRAP={handle.bootstrap}")
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
@@ -743,7 +1074,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"not running (data dir {args.data_dir})")
         return 1
     try:
-        brokers = kafka_brokers(HOST, handle.port)
+        brokers = kafka_brokers(HOST, handle.port, **handle.probe_options())
     except (OSError, LocalKafkaError) as exc:
         print(f"process {handle.pid} runs but {handle.bootstrap} does not answer: {exc}")
         return 3
@@ -807,6 +1138,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"KRaft controller port (default: {DEFAULT_CONTROLLER_PORT})",
     )
     up.add_argument("--heap", default=DEFAULT_HEAP, help=f"JVM -Xmx (default: {DEFAULT_HEAP})")
+    up.add_argument(
+        "--sasl-ssl",
+        action="store_true",
+        help=f"the client listener is SASL_SSL ({SCRAM_MECHANISM}) with a test CA made by "
+        f"openssl in <data-dir>/{TLS_DIR}/ and a user {CLI_USER!r} (its password in "
+        f"<data-dir>/{SASL_DIR}/); prints the CIVIC_KAFKA_* settings that reach it. Use a "
+        "data dir of its own: users are created when the dir is first formatted",
+    )
     up.add_argument(
         "--timeout",
         type=float,

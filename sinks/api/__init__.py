@@ -1,6 +1,7 @@
 """The open-data API, the DCAT-US catalog and the residents' page, over any `Store`.
 
-Routes (all GET, read-only; JSON unless said otherwise):
+Routes (GET and HEAD only, read-only; JSON unless said otherwise; requests limited in
+size and rate, see `sinks.api._guard`):
 
 - ``/``: the residents' page (air quality now on a map and in a table);
 - ``/data.json``: the DCAT-US 1.1 catalog;
@@ -26,26 +27,39 @@ from typing import Any, Self
 from aiohttp import web
 
 from sinks.api._app import STATIC_DIR, create_app
+from sinks.api._guard import DEFAULT_RATE_LIMIT, Limits, RateLimit
 from sinks.api._site import Category, Place, Publisher, Site
 from sinks.store import Store, open_store
 
 __all__ = [
+    "DEFAULT_RATE_LIMIT",
     "STATIC_DIR",
     "ApiServer",
     "Category",
+    "Limits",
     "Place",
     "Publisher",
+    "RateLimit",
     "Site",
     "create_app",
     "serve",
 ]
 
 
-def serve(store_url: str, site: Site, host: str, port: int, *, access_log: bool = False) -> None:
-    """Serve the store at `store_url` on host:port until SIGINT/SIGTERM."""
-    store = open_store(store_url)
+def serve(
+    store_url: str,
+    site: Site,
+    host: str,
+    port: int,
+    *,
+    access_log: bool = False,
+    limits: Limits | None = None,
+) -> None:
+    """Serve the store at `store_url` on host:port until SIGINT/SIGTERM; the store is
+    opened read-only (the API may log in as a database user that can only read)."""
+    store = open_store(store_url, read_only=True)
     try:
-        app = create_app(store, site)
+        app = create_app(store, site, limits=limits)
         web.run_app(
             app,
             host=host,

@@ -7,7 +7,8 @@ HTTP, so memory stays flat whatever the size of the dataset.
 
 Errors are JSON ``{"status", "error", "message"}``: 400 for a bad parameter (the message
 names the parameter and why), 404 for an unknown dataset or path, 503 when the store
-cannot answer.
+cannot answer; what the API refuses before a handler runs (other methods, oversize
+requests, too many requests from one client) is in `sinks.api._guard`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from sinks._datasets import DATASETS, Dataset
 from sinks._query import RecordQuery, parse_records_query
 from sinks.api._catalog import data_json, dataset_json
 from sinks.api._formats import FORMATS, RowEncoder
+from sinks.api._guard import (
+    HTTP_LOG,
+    Limits,
+    guard_middleware,
+    hide_server_version,
+    security_headers,
+)
 from sinks.api._metrics import ApiMetrics, metrics_middleware
 from sinks.api._openapi import openapi
 from sinks.api._site import Site
@@ -88,8 +96,10 @@ class Api:
         chunk_rows: int = 2000,
         threads: int = 4,
         registry: CollectorRegistry | None = None,
+        limits: Limits | None = None,
     ):
         self._registry = registry
+        self.limits = Limits() if limits is None else limits
         self.store = store
         self.site = site
         self.chunk_rows = chunk_rows
@@ -312,7 +322,11 @@ class Api:
 
     def application(self) -> web.Application:
         metrics = ApiMetrics.of(self._registry)
-        app = web.Application(middlewares=[metrics_middleware(metrics), _errors])
+        hide_server_version()
+        app = web.Application(
+            middlewares=[metrics_middleware(metrics), guard_middleware(self.limits), _errors],
+            handler_args={"logger": HTTP_LOG},
+        )
         app.router.add_get("/metrics", metrics.page)
         app.router.add_get("/", self.index)
         app.router.add_get("/data.json", self.data_json)
@@ -338,10 +352,12 @@ def _close(chunks: Iterator[list[Row]]) -> None:
 
 
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
-    """Open data: any site may read the API (no credentials are involved)."""
-    if _is_api(request):
+    """Open data: any site may read the API (no credentials are involved); and the safe
+    headers of `sinks.api._guard.security_headers` on every answer."""
+    api = _is_api(request)
+    if api:
         response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    security_headers(request, response, api=api)
 
 
 def create_app(store: Store, site: Site, **options: Any) -> web.Application:

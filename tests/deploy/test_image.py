@@ -31,6 +31,10 @@ def shipped_packages() -> list[str]:
     return sorted(pattern.rstrip("*") for pattern in patterns)
 
 
+def bundled_cities() -> list[Path]:
+    return sorted((ROOT / "civicstream" / "cities").glob("*.toml"))
+
+
 def pinned() -> dict[str, str]:
     """Package name (normalised) -> version, from the lock file."""
     pins = {}
@@ -100,6 +104,9 @@ def test_the_pinned_dependencies_install_in_a_clean_venv_and_the_cli_runs(tmp_pa
         [*pip, "install", "-q", "--no-deps", "--require-hashes", "-r", str(LOCK)],
         [*pip, "install", "-q", "--no-deps", str(context)],
         [*pip, "check"],
+        # the worker's RocksDB table store (CIVIC_STATE_STORE=rocksdb, the Kubernetes default)
+        [str(env_dir / "bin" / "python"), "-c", "import rocksdict, faust.stores.rocksdb"],
+        [str(env_dir / "bin" / "civicstream"), "config", "check", *map(str, bundled_cities())],
         [str(env_dir / "bin" / "civicstream"), "--help"],
     ]
     for step in steps:

@@ -155,3 +155,34 @@ def test_the_compose_prometheus_config_is_valid_and_keeps_the_alerting_job_names
     jobs = {job["job_name"] for job in yaml.safe_load(config.read_text())["scrape_configs"]}
     demo = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     assert {job["job_name"] for job in demo["scrape_configs"]} <= jobs
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+
+
+def test_write_and_read_paths_use_separate_credentials() -> None:
+    """Each Kafka client logs in as its own user with a password file from the Secret; the
+    sink writes the store as the writer, the API reads it as the reader and has no Kafka
+    credentials at all."""
+    containers = {name: spec["containers"][0] for name, spec in pod_specs()}
+    volumes = {name: {v["name"]: v for v in spec["volumes"]} for name, spec in pod_specs()}
+    users = {}
+    for name in ("worker", "sink", "archive"):
+        env = _env(containers[name])
+        users[name] = env["CIVIC_KAFKA_SASL_USERNAME"]
+        assert "CIVIC_KAFKA_SASL_PASSWORD" not in env, name  # a file, not the environment
+        secret = volumes[name]["kafka-credentials"]["secret"]
+        assert secret["secretName"] == "civicstream-credentials"
+        assert [item["path"] for item in secret["items"]] == ["password"]
+        mounted = {m["name"]: m["mountPath"] for m in containers[name]["volumeMounts"]}
+        assert env["CIVIC_KAFKA_SASL_PASSWORD_FILE"].startswith(mounted["kafka-credentials"])
+    assert len(set(users.values())) == 3
+    api = _env(containers["api"])
+    assert not any(key.startswith("CIVIC_KAFKA_SASL") for key in api)
+    assert "kafka-credentials" not in volumes["api"]
+    reader = api["CIVIC_STORE_URL"]["secretKeyRef"]["key"]
+    writer = _env(containers["sink"])["CIVIC_STORE_URL"]["secretKeyRef"]["key"]
+    assert (reader, writer) == ("CIVIC_STORE_URL_READER", "CIVIC_STORE_URL_WRITER")
+    config = next(doc for doc in manifests() if doc["kind"] == "ConfigMap")["data"]
+    assert config["CIVIC_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"

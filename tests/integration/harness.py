@@ -22,6 +22,7 @@ from civicstream.status import (
     wait_until_caught_up,
     wait_until_incidents_caught_up,
 )
+from kafkaconf import KafkaSecurity
 from schemas import Topics, decode
 from sinks.store import open_store
 from streams.admin import committed_offsets, end_offsets, ensure_topics
@@ -48,18 +49,27 @@ class PipelineUnderTest:
     metrics: bool = False
     """Serve /metrics: the worker and the sink each on a free port (`metrics_ports`)."""
     config: str | None = None  # CIVIC_CONFIG: city files separated by os.pathsep
+    kafka_env: dict[str, str] = field(default_factory=dict)
+    """CIVIC_KAFKA_* security settings of every process (and of the harness's own clients);
+    empty: PLAINTEXT, whatever the test session's environment says."""
+    process_kafka_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per process name (`start`), settings over `kafka_env`: e.g. a Kafka user of its own."""
+    env: dict[str, str] = field(default_factory=dict)
+    """More environment for every process (e.g. CIVIC_STATE_STORE)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.security = KafkaSecurity.from_env(self.kafka_env)
         self.topics = Topics(self.prefix)
         self.store_url = f"sqlite:///{self.workdir / 'store.db'}"
         self.archive_dir = self.workdir / "archive"
         self.metrics_ports = {"worker": free_port(), "sink": free_port()} if self.metrics else {}
-        ensure_topics(self.bootstrap, self.topics.all(), self.partitions)
+        ensure_topics(self.bootstrap, self.topics.all(), self.partitions, security=self.security)
 
     # -- processes ----------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CIVIC_KAFKA_")}
+        env.update(self.kafka_env)
         env.update(
             CIVIC_KAFKA_BOOTSTRAP=self.bootstrap,
             CIVIC_TOPIC_PREFIX=self.prefix,
@@ -73,6 +83,7 @@ class PipelineUnderTest:
         )
         if self.config is not None:
             env["CIVIC_CONFIG"] = self.config
+        env.update(self.env)
         return env
 
     def cli(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
@@ -89,13 +100,20 @@ class PipelineUnderTest:
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
-    def start(self, name: str, *options: str, command: str | None = None) -> None:
+    def start(
+        self,
+        name: str,
+        *options: str,
+        command: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         """Start a process called `name` running `civicstream COMMAND OPTIONS` (COMMAND
-        defaults to the name: `worker`, `sink` or `archive`); logs in the test's work dir."""
+        defaults to the name: `worker`, `sink` or `archive`; `env` adds to its environment);
+        logs in the test's work dir."""
         log = (self.workdir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", "civicstream", command or name, *options],
-            env=self._env(),
+            env={**self._env(), **self.process_kafka_env.get(name, {}), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -112,6 +130,12 @@ class PipelineUnderTest:
         process = self.processes.pop(name)
         process.kill()
         process.wait(timeout=30)
+
+    def terminate(self, name: str) -> None:
+        """SIGTERM and wait: a clean shutdown (final commit, stores closed)."""
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -148,7 +172,9 @@ class PipelineUnderTest:
     # -- data -----------------------------------------------------------------------------
     def send(self, messages: Iterable[tuple[bytes | None, bytes]], topic: str | None = None) -> int:
         """Send (key, value) pairs to `topic` (default: the raw air-quality topic)."""
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", **self.security.kafka_python()
+        )
         topic = topic or self.topics.raw_air_quality
         futures = [producer.send(topic, key=k, value=v) for k, v in messages]
         producer.flush()
@@ -160,7 +186,11 @@ class PipelineUnderTest:
     def send_incidents(self, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
         """Send raw incident rows (key, value) to the raw incidents topic, in order."""
         producer = KafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=20,
+            batch_size=512 * 1024,
+            **self.security.kafka_python(),
         )
         futures = [producer.send(self.topics.raw_incidents, key=k, value=v) for k, v in messages]
         producer.flush()
@@ -178,6 +208,7 @@ class PipelineUnderTest:
             expected_raw=expected_raw,
             timeout_s=timeout_s,
             check=self.check_alive,
+            security=self.security,
         )
 
     def wait_until_caught_up(self, expected_raw: int, timeout_s: float = 120) -> PipelineStatus:
@@ -187,6 +218,7 @@ class PipelineUnderTest:
             expected_raw=expected_raw,
             timeout_s=timeout_s,
             check=self.check_alive,
+            security=self.security,
         )
 
     def read_topic(self, topic: str) -> list[tuple[bytes | None, dict[str, Any], int, int]]:
@@ -201,7 +233,11 @@ class PipelineUnderTest:
         return {(r.partition, r.offset): r.value for r in self._consume_all(topic)}
 
     def _consume_all(self, topic: str) -> list[Any]:
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            **self.security.kafka_python(),
+        )
         try:
             tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
             consumer.assign(tps)
@@ -224,8 +260,10 @@ class PipelineUnderTest:
         deadline = time.monotonic() + timeout_s
         while True:
             self.check_alive()
-            ends = end_offsets(self.bootstrap, self.topics.raw)
-            done = committed_offsets(self.bootstrap, self.topics.archive_group)
+            ends = end_offsets(self.bootstrap, self.topics.raw, security=self.security)
+            done = committed_offsets(
+                self.bootstrap, self.topics.archive_group, security=self.security
+            )
             if all(done.get(topic, 0) >= end for topic, end in ends.items()):
                 return
             if time.monotonic() > deadline:
@@ -235,9 +273,8 @@ class PipelineUnderTest:
     def wait_until_hourly_output(self, minimum: int, timeout_s: float = 120) -> None:
         """Poll until the worker has produced at least `minimum` hourly records."""
         deadline = time.monotonic() + timeout_s
-        while (
-            end_offsets(self.bootstrap, [self.topics.aqi_hourly])[self.topics.aqi_hourly] < minimum
-        ):
+        hourly = self.topics.aqi_hourly
+        while end_offsets(self.bootstrap, [hourly], security=self.security)[hourly] < minimum:
             self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"fewer than {minimum} hourly records after {timeout_s} s")

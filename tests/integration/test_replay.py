@@ -80,7 +80,8 @@ def test_a_replay_into_the_live_datasets_changes_nothing_that_live_computed(pipe
     assert replay.returncode == 0, replay.stderr
     assert f"Store {live.store_url}" in replay.stderr
     sink_log = (live.workdir / "data" / "logs" / "replay-into-live" / "sink.log").read_text()
-    stored = re.search(r"stopped: (\d+) consumed, written [^\n]*?aqi_hourly=(\d+)", sink_log)
+    # the datasets are listed by name: aqi_daily=... comes first
+    stored = re.search(r"stopped: (\d+) consumed, written [^\n]*?\baqi_hourly=(\d+)", sink_log)
     assert stored and int(stored.group(2)) == len(before["aqi_hourly"])  # it did write them
     assert {name: live.rows(name) for name in DATASETS} == before
 

@@ -60,6 +60,11 @@ def wait_for_members(pipeline: Any, count: int, timeout_s: float = 90) -> list[A
         admin.close()
 
 
+def own_state(worker: str) -> dict[str, str]:
+    """A state directory per worker, as on separate machines (a RocksDB store locks its own)."""
+    return {"CIVIC_STATE_DIR": f"state-{worker}"}
+
+
 def test_workers_joining_and_dying_mid_stream_publish_what_one_worker_does(pipeline_factory):
     messages = all_stations(3)
     thirds = [messages[: len(messages) // 3], messages[len(messages) // 3 : 2 * len(messages) // 3]]
@@ -69,13 +74,14 @@ def test_workers_joining_and_dying_mid_stream_publish_what_one_worker_does(pipel
     single.send(messages)
 
     group = pipeline_factory("group", partitions=6)
-    group.start("worker-1", command="worker")
-    group.start("worker-2", command="worker")
+    group.start("worker-1", command="worker", env=own_state("worker-1"))
+    group.start("worker-2", command="worker", env=own_state("worker-2"))
     group.start("sink")
     group.send(thirds[0])
     group.wait_until_caught_up(len(thirds[0]), timeout_s=180)
 
-    group.start("worker-3", command="worker")  # joins: partitions move to it mid-stream
+    # joins: partitions move to it mid-stream
+    group.start("worker-3", command="worker", env=own_state("worker-3"))
     group.send(thirds[1])
     three = wait_for_members(group, 3)
     assert all(three) and set().union(*three) == set(range(6)), three

@@ -555,3 +555,39 @@ def test_a_sink_killed_mid_stream_and_restarted_ends_with_exactly_the_records(
     with open_store(env.store_url) as store:
         assert snapshot(store) == expected
     assert "stopped:" in log.read_text()
+
+
+def test_the_running_sink_rides_out_a_broker_it_cannot_reach_at_the_offset_commit(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos run: a broker restart that fell on the offset commit raised out of
+    the sink (KafkaConnectionError), which exited. The batch is already stored; the sink
+    must rewind it, wait, and commit again — ending with exactly the records."""
+    from kafka.errors import KafkaConnectionError
+
+    readings = [reading("dongsi", "pm25", n) for n in range(20)]
+    produced = send_records(env, [], readings)
+    group = env.group("sink")
+    worker = SinkWorker(env.bootstrap, env.topics, env.store_url, group_id=group)
+    real_commit = worker._consumer.commit
+    failures: list[int] = []
+
+    def unreachable_commit(*args: Any, **kwargs: Any) -> None:
+        if len(failures) < 2:
+            failures.append(1)
+            raise KafkaConnectionError("111 ECONNREFUSED")
+        real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(worker._consumer, "commit", unreachable_commit)
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        wait_for(lambda: committed(env, group) == produced.end_offsets, "the sink to recover")
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert failures == [1, 1]
+    with open_store(env.store_url) as check:
+        assert snapshot(check) == expected_rows([], readings)

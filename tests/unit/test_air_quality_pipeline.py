@@ -407,3 +407,59 @@ class TestSourceProgress:
             MemoryStates(),
         )
         assert [d["reason"] for d in dead(result.outputs)] == ["invalid_field"]
+
+
+# -- timestamps far in the future ---------------------------------------------------------------
+
+
+def test_a_reading_far_ahead_of_its_station_is_dead_lettered_and_moves_no_stream_time(
+    pipeline, make_records
+):
+    """One reading from a broken clock (a year ahead) must not make every later reading of
+    its station late: it is dead-lettered invalid_timestamp with its bytes and a reason, and
+    the station's results are those without it."""
+    year = 365 * 24 * HOUR_MS
+    real = [reading(T0 + i * 20 * MINUTE) for i in range(12)]
+    future = reading(T0 + year)
+    clean = process(pipeline, make_records(real), MemoryStates())
+    states = MemoryStates()
+    result = process(pipeline, make_records([*real[:3], future, *real[3:]]), states)
+    letters = [decode(o.value) for o in result.outputs if o.topic == "civic.deadletter"]
+    assert [(d["reason"], d["value"]) for d in letters] == [("invalid_timestamp", future)]
+    assert "days ahead of the station's stream time" in letters[0]["detail"]
+    published = [o for o in result.outputs if o.topic != "civic.deadletter"]
+    assert [(o.topic, o.key, o.value) for o in published] == [
+        (o.topic, o.key, o.value) for o in clean.outputs
+    ]
+
+
+def test_a_station_back_after_a_long_silence_is_accepted_once_its_readings_agree(
+    pipeline, make_records
+):
+    """Readings that all lie weeks ahead are a station back from an outage: the first
+    REANCHOR_AFTER are dead-lettered, then its stream time moves and readings flow again,
+    the same whatever the batches."""
+    from streams.time import REANCHOR_AFTER
+
+    weeks = 6 * 7 * 24 * HOUR_MS  # beyond MAX_AHEAD_MS (30 days)
+    before = [reading(T0 + i * 20 * MINUTE) for i in range(6)]
+    after = [reading(T0 + weeks + i * 20 * MINUTE) for i in range(REANCHOR_AFTER + 10)]
+    outcomes = []
+    for batch in (len(before) + len(after), 5):
+        states = MemoryStates()
+        records = make_records([*before, *after])
+        letters = []
+        for start in range(0, len(records), batch):
+            result = process(pipeline, records[start : start + batch], states)
+            letters += [decode(o.value) for o in result.outputs if o.topic == "civic.deadletter"]
+        first = records[0].offset
+        outcomes.append([(d["reason"], d["source_offset"] - first) for d in letters])
+    assert outcomes[0] == outcomes[1]
+    assert [offset for _, offset in outcomes[0]] == [len(before) + i for i in range(REANCHOR_AFTER)]
+    assert {reason for reason, _ in outcomes[0]} == {"invalid_timestamp"}
+
+
+def test_no_history_means_nothing_is_far_ahead(pipeline, make_records):
+    """A station's first reading sets its stream time, however far in the future."""
+    result = process(pipeline, make_records([reading(T0 + 5 * 365 * 24 * HOUR_MS)]), MemoryStates())
+    assert result.accepted == 1

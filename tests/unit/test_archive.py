@@ -267,3 +267,55 @@ def test_a_batch_spread_over_more_hours_than_open_files_allowed_reads_back(write
         assert [r.offset for r in streams[(AQ, 0)]] == list(range(120))
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_broker_down_at_the_periodic_topic_check_does_not_stop_the_archive_sink(
+    tmp_path, monkeypatch
+):
+    """Found by the chaos run: a broker restart that fell on the topic check (every 30 s)
+    raised out of the archive sink, which then exited. It must ride the restart out, as the
+    sink and the worker do, keep its partitions and look again at the next check."""
+    from kafka.errors import KafkaConnectionError
+
+    from schemas import Topics
+    from sinks import archive
+
+    class Consumer:
+        broker_up = True
+
+        def __init__(self, **config):
+            self.assigned: list = []
+
+        def topics(self):
+            if not Consumer.broker_up:
+                raise KafkaConnectionError("111 ECONNREFUSED")
+            return {Topics().raw_air_quality}
+
+        def partitions_for_topic(self, topic):
+            return {0}
+
+        def assign(self, partitions):
+            self.assigned = list(partitions)
+
+        def seek_to_beginning(self, *partitions):
+            pass
+
+        def seek(self, partition, offset):
+            pass
+
+        def poll(self, timeout_ms):
+            return {}
+
+        def close(self, **options):
+            pass
+
+    monkeypatch.setattr(archive, "KafkaConsumer", Consumer)
+    sink = archive.ArchiveSink("127.0.0.1:1", Topics(), tmp_path, topic_check_s=0, metrics=False)
+    try:
+        Consumer.broker_up = False
+        assert sink.run_once(timeout_ms=0) == 0  # no exception: the check is skipped
+        assert [tp.topic for tp in sink._consumer.assigned] == [Topics().raw_air_quality]
+        Consumer.broker_up = True
+        assert sink.run_once(timeout_ms=0) == 0
+    finally:
+        sink.close()

@@ -308,11 +308,52 @@ def test_rows_later_than_the_allowed_lateness_are_dead_lettered_late(sfpd):
     run = Run()
     first = parse_raw_incident(sfpd[0].value)
     body = json.loads(sfpd[0].value)
-    body.update(incident_id="late-1", reported_at=first.occurred_ms + 14 * 7 * DAY)
-    run.feed([*messages(sfpd[:5]), (b"late-1", json.dumps(body).encode())])
+    reported = first.occurred_ms + 14 * 7 * DAY
+    body.update(incident_id="late-1", reported_at=reported)
+    # the source's time has moved on to the report (its rows, or here its heartbeat)
+    run.feed(
+        [*messages(sfpd[:5]), heartbeat("sfpd", reported), (b"late-1", json.dumps(body).encode())]
+    )
     letters = [decode(o.value) for _, o in run.outputs if o.topic == TOPICS.deadletter]
     assert [(d["reason"], d["key"]) for d in letters] == [("late", b"late-1")]
     assert "allowed lateness" in letters[0]["detail"]
+
+
+def test_a_row_far_ahead_of_the_source_time_is_dead_lettered_and_moves_no_clock(sfpd):
+    """One row with a wrong clock (a year ahead) must not make every later row late: it
+    is dead-lettered invalid_timestamp, and the rows after it are processed as without it."""
+    first = parse_raw_incident(sfpd[0].value)
+    body = json.loads(sfpd[0].value)
+    body.update(incident_id="future-1", reported_at=first.occurred_ms + 365 * DAY)
+    future = (b"future-1", json.dumps(body).encode())
+    clean, hostile = Run(), Run()
+    clean.feed(messages(sfpd[:40]))
+    hostile.feed([*messages(sfpd[:5]), future, *messages(sfpd[5:40])])
+    letters = [decode(o.value) for _, o in hostile.outputs if o.topic == TOPICS.deadletter]
+    assert [(d["reason"], d["key"]) for d in letters] == [("invalid_timestamp", b"future-1")]
+    assert "days ahead of the source's stream time" in letters[0]["detail"]
+    assert [o for _, o in hostile.outputs if o.topic != TOPICS.deadletter] == [
+        o for _, o in clean.outputs
+    ]
+
+
+def test_a_source_back_after_a_long_silence_is_accepted_once_its_rows_agree(sfpd):
+    """Rows that all lie weeks ahead are a source back from an outage, not a bad clock:
+    after REANCHOR_AFTER of them are dead-lettered, the next moves the source's time."""
+    from streams.time import REANCHOR_AFTER
+
+    base = parse_raw_incident(sfpd[0].value).occurred_ms + 45 * DAY  # > MAX_AHEAD_MS
+    rows = []
+    for i in range(REANCHOR_AFTER + 3):
+        body = json.loads(sfpd[0].value)
+        body.update(incident_id=f"back-{i}", reported_at=base + i * 60_000)
+        rows.append((f"back-{i}".encode(), json.dumps(body).encode()))
+    run = Run()
+    run.feed([*messages(sfpd[:5]), *rows])
+    letters = [decode(o.value) for _, o in run.outputs if o.topic == TOPICS.deadletter]
+    assert [d["key"] for d in letters] == [f"back-{i}".encode() for i in range(REANCHOR_AFTER)]
+    assert {d["reason"] for d in letters} == {"invalid_timestamp"}
+    assert run.total("accepted") == 5 + 3
 
 
 # -- counts ------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Dependencies point one way: streams → processors, schemas, telemetry; sinks → schemas,
-telemetry; Faust and Kafka stay at the edges; metrics never reach processors/."""
+"""Dependencies point one way: streams → processors, schemas, telemetry, kafkaconf; sinks →
+schemas, telemetry, kafkaconf; Faust and Kafka stay at the edges; metrics never reach
+processors/; kafkaconf (Kafka security settings) imports nothing of the project."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ FORBIDDEN = {
     "telemetry": {
         *("streams", "sinks", "processors", "schemas", "civicstream"),
         *("faust", "kafka", "aiokafka"),
+    },
+    # Kafka client security settings, used by every layer: the standard library only
+    "kafkaconf": {
+        *("streams", "sinks", "processors", "schemas", "civicstream", "telemetry"),
+        *("faust", "kafka", "aiokafka", "prometheus_client"),
     },
 }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -89,9 +90,14 @@ def latest_records() -> list[dict[str, Any]]:
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Poll `condition` until it is truthy. The page redraws itself every second, so an
+    element found a moment ago may be gone: that counts as "not yet", not as a failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = condition()
+        try:
+            result = condition()
+        except StaleElementReferenceException:
+            result = None
         if result:
             return result
         time.sleep(0.05)
@@ -245,8 +251,10 @@ def test_the_page_shows_every_station_with_its_category_and_updates_itself(
         assert browser.find_element(By.ID, "map").get_attribute("aria-label")
         assert browser.find_element(By.CSS_SELECTOR, "#stations caption").text
         assert browser.find_element(By.ID, "status").get_attribute("aria-live") == "polite"
-        legend = browser.find_elements(By.CSS_SELECTOR, "#legend li")
-        assert [li.find_element(By.CLASS_NAME, "swatch").text for li in legend] == list(EPA_RGB)
+        legend = browser.execute_script(  # one snapshot: the page may redraw between reads
+            "return [...document.querySelectorAll('#legend li .swatch')].map(e => e.textContent);"
+        )
+        assert [text.strip() for text in legend] == list(EPA_RGB)
         # --- incidents by district: the last 7 days of category "all"; cells < 3 withheld
         table = wait_for(lambda: incidents_shown(browser), "the incident table")
         assert browser.find_element(By.ID, "incidents").is_displayed()
@@ -269,7 +277,10 @@ def test_the_page_shows_every_station_with_its_category_and_updates_itself(
             "the page to show dongsi's new hour",
         )
         assert browser.execute_script("return window.__sameDocument === true;")
-        assert any(p.text == "155" for p in browser.find_elements(By.CSS_SELECTOR, "#map .pin"))
+        pins_now = browser.execute_script(
+            "return [...document.querySelectorAll('#map .pin')].map(e => e.textContent.trim());"
+        )
+        assert "155" in pins_now
 
         # --- on a phone: no sideways scrolling, the table becomes cards
         browser.set_window_size(390, 844)

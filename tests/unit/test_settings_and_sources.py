@@ -143,8 +143,11 @@ def test_the_beijing_city_has_no_low_cost_sensors_and_utc_plus_8():
     ("text", "match"),
     [
         ('[city]\ntimezone = "Europe/Atlantis"\n', "not an IANA time zone"),
-        ('[[stations]]\nid = "x"\nlat = 1\nlon = 2\nsensor_type = "cheap"\n', "station x"),
-        ('[[sensors]]\nid = "s"\ntype = "other"\n', "sensor s"),
+        (
+            '[[stations]]\nid = "x"\nlat = 1\nlon = 2\nsensor_type = "cheap"\n',
+            r'stations\[0\]\.sensor_type: unknown sensor type "cheap"',
+        ),
+        ('[[sensors]]\nid = "s"\ntype = "other"\n', r"sensors\[0\]\.type: unknown sensor type"),
     ],
 )
 def test_a_bad_city_file_is_refused_with_what_is_wrong(tmp_path, text, match):
