@@ -24,6 +24,16 @@ the hourly record counts them in `excluded_count`. Each flag of a published read
 one anomaly event, and so is a series that has been silent for longer than the stale
 limit of the station's stream time (`stale_sensors`). Late readings that fill a day's
 gap (`fill_late`) are not shown to the detector.
+
+Spikes: only a series' next reading tells a spike from a step. A final hour whose last
+reading of some series may still be a spike (`SeriesDetector.spike_pending`) is *held*
+(`HeldHour`): it is published when every such series has been given its next reading
+(that reading's hour is final and judged), or when stream time reaches
+`HourlyWindows.publish_by` (end + lateness + the spike wait), whichever comes first.
+Hours are published in order, so the hours after a held one wait for it (their rolling
+means need its mean), and so does a day that contains one. All of it is decided by event
+time, so what is published never depends on batching; a spike never enters a published
+mean unless its next reading comes after the wait (then only its anomaly event says so).
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ __all__ = [
     "AcceptedReading",
     "Closed",
     "ClosedHour",
+    "HeldHour",
     "Series",
     "StationState",
 ]
@@ -178,6 +189,29 @@ class Series:
         return cls(detector, last_fed_ms, last_seen_ms, last_value, stale)
 
 
+@dataclass
+class HeldHour:
+    """A final hour, judged by the detectors, waiting for its spikes to be confirmed."""
+
+    hour_ms: int
+    readings: dict[tuple[str, int], AcceptedReading]
+    """(pollutant, ts) → the reading with its verdict (revised if the next one showed a spike)."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """Spike events of readings in hours already published, found while judging this one."""
+    waiting: set[str] = field(default_factory=set)
+    """Pollutants whose last reading here may still be a spike: not yet given the next."""
+
+    def to_row(self) -> list[Any]:
+        rows = [r.to_row() for _, r in sorted(self.readings.items())]
+        return [rows, self.events, sorted(self.waiting)]
+
+    @classmethod
+    def from_row(cls, hour_ms: int, row: list[Any]) -> HeldHour:
+        rows, events, waiting = row
+        readings = [AcceptedReading.from_row(r) for r in rows]
+        return cls(hour_ms, {(r.pollutant, r.ts_ms): r for r in readings}, events, set(waiting))
+
+
 @dataclass(frozen=True)
 class ClosedHour:
     """What a final hour publishes: the hourly AQI record and the enriched readings."""
@@ -221,6 +255,8 @@ class StationState:
     """Pollutant → its anomaly detector and when it last reported."""
     ahead: AheadRun | None = None
     """The current run of far-ahead readings (streams.time.far_ahead), if any."""
+    held: dict[int, HeldHour] = field(default_factory=dict)
+    """Final hours judged but not yet published (a spike may be pending), by hour start."""
     _dirty_days: set[int] = field(default_factory=set, repr=False, compare=False)
 
     # -- source positions: makes re-delivery after a crash a no-op ----------------------
@@ -267,20 +303,18 @@ class StationState:
             series = self.series[pollutant] = Series(SeriesDetector(pollutant))
         return series
 
-    def _judge(
-        self, ordered: list[AcceptedReading]
-    ) -> tuple[list[AcceptedReading], list[dict[str, Any]]]:
+    def _judge(self, hour_ms: int, readings: dict[tuple[str, int], AcceptedReading]) -> HeldHour:
         """Feed a final hour's readings to their series' detectors, in time order.
 
         Fed when the hour is final, the detector sees the same readings in the same order
-        whatever order they arrived in. A spike is known one reading later: when that
-        reading is in the same hour, the spike keeps its reading out of the means; when the
-        spiking reading was its hour's last, that hour is already published and only its
-        anomaly event (returned here) reports it.
+        whatever order they arrived in. A spike is known one reading later: the revision
+        goes to the previous reading, in this hour or in a held one; when that hour was
+        already published (the next reading came after the spike wait), only its anomaly
+        event reports it.
         """
         judged: dict[tuple[str, int], AcceptedReading] = {}
         events: list[dict[str, Any]] = []
-        for reading in sorted(ordered, key=lambda r: (r.ts_ms, r.pollutant)):
+        for reading in sorted(readings.values(), key=lambda r: (r.ts_ms, r.pollutant)):
             series = self._series_of(reading.pollutant)
             verdict = series.detector.update(
                 reading.ts_ms / 1000.0, float(reading.value_epa), float(reading.value)
@@ -288,11 +322,16 @@ class StationState:
             previous = series.last_fed_ms
             series.last_fed_ms = reading.ts_ms
             judged[(reading.pollutant, reading.ts_ms)] = reading.judged(verdict)
+            for held in self.held.values():  # the series has been given its next reading
+                held.waiting.discard(reading.pollutant)
             if verdict.revision is None or previous is None:
                 continue
             key = (reading.pollutant, previous)
+            held_hour = self.held.get(hour_start(previous))
             if key in judged:
                 judged[key] = judged[key].judged(verdict.revision)
+            elif held_hour is not None and key in held_hour.readings:
+                held_hour.readings[key] = held_hour.readings[key].judged(verdict.revision)
             else:
                 spike = verdict.revision
                 low, high = spike.expected if spike.expected is not None else (None, None)
@@ -311,7 +350,9 @@ class StationState:
                         "detail": spike.detail + " (its hour was already published)",
                     }
                 )
-        return [judged[key] for key in sorted(judged)], events
+        pollutants = {pollutant for pollutant, _ in judged}
+        waiting = {p for p in pollutants if self.series[p].detector.spike_pending}
+        return HeldHour(hour_ms, judged, events, waiting)
 
     def _event(
         self, reading: AcceptedReading, kind: str, value: float | None = None
@@ -363,9 +404,20 @@ class StationState:
     def close_final_hours(
         self, windows: HourlyWindows, coordinates: tuple[float, float] | None = None
     ) -> list[ClosedHour]:
-        """Close every open hour that stream time has made final, oldest first."""
+        """Judge every open hour that stream time has made final, oldest first; publish
+        the held hours, in order, up to the first whose spike check is still pending."""
         final = sorted(h for h in self.open_hours if windows.is_final(h, self.stream_time_ms))
-        return [self._close(h, self.open_hours.pop(h), coordinates) for h in final]
+        for hour_ms in final:
+            self.held[hour_ms] = self._judge(hour_ms, self.open_hours.pop(hour_ms))
+        published: list[ClosedHour] = []
+        for hour_ms in sorted(self.held):
+            held = self.held[hour_ms]
+            now = self.stream_time_ms
+            if held.waiting and (now is None or now < windows.publish_by(hour_ms)):
+                break
+            del self.held[hour_ms]
+            published.append(self._close(held, coordinates))
+        return published
 
     def close(
         self,
@@ -403,9 +455,12 @@ class StationState:
 
     # -- daily AQI ---------------------------------------------------------------------
     def _day_final(self, day_start: int, windows: HourlyWindows) -> bool:
-        """True once stream time has passed the day's end, its 7-hour tail and the lateness."""
+        """True once stream time has passed the day's end, its 7-hour tail and the lateness,
+        and none of those hours is still held for a spike check."""
         final_at = day_start + DAY_MS + DAILY_TAIL_MS + windows.allowed_lateness_ms
-        return self.stream_time_ms is not None and self.stream_time_ms >= final_at
+        if self.stream_time_ms is None or self.stream_time_ms < final_at:
+            return False
+        return not any(day_start <= h < day_start + DAY_MS + DAILY_TAIL_MS for h in self.held)
 
     def _day_expired(self, day_start: int, windows: HourlyWindows) -> bool:
         """True once the day can no longer be corrected."""
@@ -425,6 +480,9 @@ class StationState:
         hour = hour_start(reading.ts_ms)
         if hour in self.history.get(reading.pollutant, {}):
             return "late"
+        held = self.held.get(hour)
+        if held is not None and any(p == reading.pollutant for p, _ in held.readings):
+            return "late"  # the hour has data; it is only waiting for a spike check
         day_start = days.day_start(hour)
         # The day itself, and the day before when the hour is in the ozone/CO tail.
         affected = [day_start]
@@ -513,14 +571,10 @@ class StationState:
                 if not hours:
                     del table[pollutant]
 
-    def _close(
-        self,
-        hour_ms: int,
-        readings: dict[tuple[str, int], AcceptedReading],
-        coordinates: tuple[float, float] | None,
-    ) -> ClosedHour:
+    def _close(self, held: HeldHour, coordinates: tuple[float, float] | None) -> ClosedHour:
         # Sorting fixes the summation order, so the means do not depend on arrival order.
-        ordered, late_spikes = self._judge(list(readings.values()))
+        hour_ms = held.hour_ms
+        ordered = [held.readings[key] for key in sorted(held.readings)]
         # Faulty readings (stuck, spike, ...) are not air: they stay out of the means.
         by_pollutant: dict[str, list[Decimal]] = {}
         excluded = 0
@@ -562,7 +616,7 @@ class StationState:
             self._enriched(r, hour_ms, rolling_means.get(r.pollutant, _NO_MEANS), coordinates)
             for r in ordered
         ]
-        anomalies = late_spikes + [self._event(r, kind) for r in ordered for kind in r.flags]
+        anomalies = held.events + [self._event(r, kind) for r in ordered for kind in r.flags]
         return ClosedHour(aqi_record, enriched, anomalies)
 
     def _enriched(
@@ -632,6 +686,7 @@ class StationState:
             },
             "daily_since_ms": self.daily_since_ms,
             "series": {p: series.to_row() for p, series in sorted(self.series.items())},
+            "held": {str(h): held.to_row() for h, held in sorted(self.held.items())},
         } | ({"ahead": list(self.ahead)} if self.ahead is not None else {})
 
     @classmethod
@@ -677,6 +732,9 @@ class StationState:
         }
         state.daily_since_ms = snapshot["daily_since_ms"]
         state.series = {p: Series.from_row(row) for p, row in snapshot.get("series", {}).items()}
+        state.held = {
+            int(h): HeldHour.from_row(int(h), row) for h, row in snapshot.get("held", {}).items()
+        }
         if "ahead" in snapshot:  # absent: no run of far-ahead readings
             state.ahead = (int(snapshot["ahead"][0]), int(snapshot["ahead"][1]))
         return state

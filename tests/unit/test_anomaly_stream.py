@@ -56,8 +56,9 @@ def ms(when) -> int:
     return round(when.timestamp() * 1000)
 
 
-def run(values: list[bytes], batch: int = 50):
-    pipeline = AirQualityPipeline(Topics(), HourlyWindows(LATENESS), {"dongsi": (39.929, 116.417)})
+def run(values: list[bytes], batch: int = 50, windows: HourlyWindows | None = None):
+    windows = windows or HourlyWindows(LATENESS)
+    pipeline = AirQualityPipeline(Topics(), windows, {"dongsi": (39.929, 116.417)})
     states = MemoryStates()
     outputs = []
     anomalies: dict[str, int] = {}
@@ -121,3 +122,91 @@ def test_results_do_not_depend_on_batches_or_restarts() -> None:
     second, _, _ = run(values, 7)
     assert first == second
     assert b'"series"' in states["dongsi"]
+
+
+# --- hourly stations: a spike is its hour's last reading -------------------------------
+
+HOUR = 3_600_000
+SPIKE_HOUR = 180  # the detector is warm after 150 readings
+
+
+def hourly_station(
+    drop: frozenset[int] = frozenset(), spike_at: int = SPIKE_HOUR, hours: int = 200
+) -> list[bytes]:
+    """PM2.5 and ozone once an hour, on the hour (like the Beijing stations), with one PM2.5
+    spike; the PM2.5 readings of the hours in `drop` are missing."""
+    rng = random.Random(11)
+    values = []
+    for h in range(hours):
+        pm25 = 400.0 if h == spike_at else round(40 + rng.gauss(0, 4), 1)
+        o3 = round(0.03 + rng.gauss(0, 0.003), 4)
+        if h not in drop:
+            values.append(reading(T0 + h * HOUR, "pm25", pm25))
+        values.append(reading(T0 + h * HOUR, "o3", o3, unit="ppm"))
+    return values
+
+
+def published_at(values: list[bytes], windows: HourlyWindows) -> dict[int, int]:
+    """Hour start → index of the reading whose processing published its hourly record."""
+    pipeline = AirQualityPipeline(Topics(), windows)
+    states = MemoryStates()
+    when = {}
+    for i, value in enumerate(values):
+        record = SourceRecord("civic.raw.air-quality", 0, i, b"dongsi", value)
+        for record_out in hourly(process(pipeline, [record], states).outputs):
+            when[ms(record_out["hour_start"])] = i
+    return when
+
+
+def test_at_an_hourly_station_a_spike_never_enters_a_published_mean() -> None:
+    outputs, counted, _ = run(hourly_station())
+    spike_ts = T0 + SPIKE_HOUR * HOUR
+    record = next(r for r in hourly(outputs) if ms(r["hour_start"]) == spike_ts)
+    assert record["excluded_count"] == 1 and "pm25" not in record["hourly_means"]
+    spiked = next(
+        r
+        for r in of_topic(outputs, "civic.enriched.air-quality")
+        if ms(r["ts"]) == spike_ts and r["pollutant"] == "pm25"
+    )
+    assert "spike" in spiked["flags"]
+    [event] = [e for e in of_topic(outputs, "civic.anomalies") if e["kind"] == "spike"]
+    assert ms(event["ts"]) == spike_ts and "already published" not in event["detail"]
+    # the same hourly AQI as if the spiking reading had never been sent
+    without = hourly(run(hourly_station(drop=frozenset({SPIKE_HOUR})))[0])
+    strip = lambda r: {k: v for k, v in r.items() if k != "excluded_count"}  # noqa: E731
+    assert [strip(r) for r in hourly(outputs)] == [strip(r) for r in without]
+    assert counted["spike"] == 1
+
+
+def test_only_an_hour_whose_last_reading_may_be_a_spike_waits_for_the_next_one() -> None:
+    values = hourly_station()
+    when = published_at(values, HourlyWindows(LATENESS))
+    # readings come in pairs (pm25, o3) per hour; hour h is final with the reading at h + 2
+    final_at = {T0 + h * HOUR: 2 * (h + 2) for h in range(198)}
+    spike_ts = T0 + SPIKE_HOUR * HOUR
+    held = {hour for hour in final_at if when[hour] != final_at[hour]}
+    # the spike's hour and the few whose last reading jumped as far (the spike's way back
+    # among them) wait for the next hour; all others are published when they are final
+    assert spike_ts in held and spike_ts + HOUR in held
+    assert len(held) <= len(final_at) // 20
+    assert all(when[hour] == final_at[hour + HOUR] for hour in held)  # one hour later
+
+
+def test_a_next_reading_later_than_the_spike_wait_publishes_the_hour_without_it() -> None:
+    gap = frozenset({SPIKE_HOUR + 1})  # the PM2.5 reading after the spike is missing
+    outputs = run(hourly_station(drop=gap))[0]
+    spike_ts = T0 + SPIKE_HOUR * HOUR
+    record = next(r for r in hourly(outputs) if ms(r["hour_start"]) == spike_ts)
+    assert record["excluded_count"] == 0 and record["hourly_means"]["pm25"] == 400.0
+    [event] = [e for e in of_topic(outputs, "civic.anomalies") if e["kind"] == "spike"]
+    assert ms(event["ts"]) == spike_ts and "already published" in event["detail"]
+    # a longer wait (CIVIC_SPIKE_WAIT=2h) keeps it out
+    waiting = HourlyWindows(LATENESS, spike_wait_ms=2 * HOUR)
+    longer = hourly(run(hourly_station(drop=gap), windows=waiting)[0])
+    record = next(r for r in longer if ms(r["hour_start"]) == spike_ts)
+    assert record["excluded_count"] == 1 and "pm25" not in record["hourly_means"]
+
+
+def test_held_hours_do_not_depend_on_batches_or_restarts() -> None:
+    values = hourly_station()
+    assert run(values, 1)[0] == run(values, 50)[0] == run(values, 7)[0]
