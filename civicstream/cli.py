@@ -28,6 +28,7 @@ environment (defaults in brackets):
   CIVIC_METRICS_PORT      the worker's Prometheus /metrics port, 0 = no metrics [0]
   CIVIC_SINK_METRICS_PORT the sink's Prometheus /metrics port, 0 = no metrics [0]
   CIVIC_STALE_AFTER       stream-time silence before a sensor counts as stale [2h]
+  CIVIC_SPIKE_WAIT        how long a final hour waits to confirm a possible spike [1h]
   CIVIC_BATCH_MAX         most raw records per stream-worker batch [2000]
   CIVIC_ARCHIVE_DIR       archive of raw events [data/archive]
   CIVIC_API_HOST          address `serve` listens on [127.0.0.1]

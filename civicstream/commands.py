@@ -85,7 +85,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(
         bootstrap=settings.kafka_bootstrap,
         topics=names,
-        windows=HourlyWindows(settings.allowed_lateness_ms),
+        windows=HourlyWindows(settings.allowed_lateness_ms, settings.spike_wait_ms),
         partitions=counts[names.raw_air_quality],
         coordinates=_coordinates(settings),
         metrics_port=settings.metrics_port,
@@ -111,6 +111,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"
         f" → {names.enriched_air_quality}, {names.aqi_hourly}, {names.aqi_daily},"
         f" {names.deadletter}; allowed lateness {settings.allowed_lateness_ms / 1000:.0f} s;"
+        f" spike wait {settings.spike_wait_ms / 1000:.0f} s;"
         f" days in {city.timezone} standard time (UTC{days.offset_minutes / 60:+g} h)",
         file=sys.stderr,
         flush=True,

@@ -74,6 +74,9 @@ class Settings:
     metrics_port: int = 0
     batch_max: int = 2000
     stale_after_ms: int = 2 * 3_600_000
+    spike_wait_ms: int = 3_600_000
+    """How long (stream time, after the allowed lateness) a final hour waits for the next
+    reading of a series whose last reading in it may be a spike (CIVIC_SPIKE_WAIT)."""
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     public_url: str | None = None
@@ -98,6 +101,7 @@ class Settings:
         defaults = cls()
         lateness = env.get("CIVIC_ALLOWED_LATENESS")
         stale_after = env.get("CIVIC_STALE_AFTER")
+        spike_wait = env.get("CIVIC_SPIKE_WAIT")
         # CIVIC_CONFIG may list several city files (separated like PATH): the first is the
         # city of the air-quality stations; incident sources come from all of them.
         configs = [Path(p.strip()) for p in env.get("CIVIC_CONFIG", "").split(os.pathsep)]
@@ -125,6 +129,11 @@ class Settings:
                 parse_duration_ms(stale_after, name="CIVIC_STALE_AFTER")
                 if stale_after
                 else defaults.stale_after_ms
+            ),
+            spike_wait_ms=(
+                parse_duration_ms(spike_wait, name="CIVIC_SPIKE_WAIT")
+                if spike_wait
+                else defaults.spike_wait_ms
             ),
             api_host=env.get("CIVIC_API_HOST") or defaults.api_host,
             api_port=_positive_int(env, "CIVIC_API_PORT", defaults.api_port),

@@ -263,6 +263,18 @@ class SeriesDetector(LevelBands):
     def pollutant(self) -> str | None:
         return self._pollutant
 
+    @property
+    def spike_pending(self) -> bool:
+        """True when the next reading may still flag the last one ``spike`` (in its
+        ``revision``): the last reading was valid, the detector is warm and it left the
+        reading before it by more than SPIKE_JUMP usual steps. When False, no next reading
+        can revise the last verdict, so a caller holding results back for spikes may stop."""
+        pre_g = self._pre_g
+        if self._after_gap or self._n < self.WARMUP or pre_g != pre_g:
+            return False
+        step = self._pre_step
+        return step > 0.0 and abs(self._prev_g - pre_g) > self.SPIKE_JUMP * step
+
     def update(self, ts: float, value: float | None, raw: float | None = None) -> Verdict:
         """The verdict on the series' next reading.
 

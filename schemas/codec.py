@@ -49,6 +49,7 @@ SCHEMA_NAMES: dict[str, str] = {
     "incident_published": "incident_published.avsc",
     "incident_count": "incident_count.avsc",
     "archived_record": "archived_record.avsc",
+    "anomaly": "anomaly.avsc",
 }
 
 # Contract name -> the files of its earlier versions. A contract evolves compatibly: the new
@@ -60,7 +61,7 @@ SCHEMA_NAMES: dict[str, str] = {
 SCHEMA_HISTORY: dict[str, tuple[str, ...]] = {
     "raw_reading": ("raw_reading.v1.avsc",),
     "enriched_reading": ("enriched_reading.v1.avsc",),
-    "aqi_hourly": ("aqi_hourly.v1.avsc",),
+    "aqi_hourly": ("aqi_hourly.v1.avsc", "aqi_hourly.v2.avsc"),
 }
 
 

@@ -256,6 +256,7 @@ AQI_HOURLY = Dataset(
         Column("reason", "text", nullable=True),
         Column("aqi_version", "text"),
         Column("health_message", "text", nullable=True),
+        Column("excluded_count", "int", nullable=True),
     ),
     key=("station_id", "hour_start"),
     time_column="hour_start",
@@ -312,7 +313,15 @@ AQI_HOURLY = Dataset(
             "hourly_means": Field(
                 "JSON object: the mean of this hour's samples per pollutant, EPA units."
             ),
-            "reading_count": Field("Accepted samples in this hour, all pollutants together."),
+            "reading_count": Field(
+                "Samples behind this hour's means, all pollutants together (accepted "
+                "samples without a fault flag)."
+            ),
+            "excluded_count": Field(
+                "Accepted samples of this hour left out of the means because the anomaly "
+                "detector flagged them as faults (stuck, spike, out_of_range, sentinel; see "
+                "the anomalies dataset); empty on rows published before it was counted."
+            ),
             "reason": Field("Why aqi is empty: insufficient_data or no_index."),
             "aqi_version": Field("The EPA rule set applied, EPA-454/B-24-002."),
             "health_message": Field(
@@ -614,8 +623,70 @@ INCIDENT_COUNTS = Dataset(
     ),
 )
 
+ANOMALIES = Dataset(
+    name="anomalies",
+    contract="anomaly",
+    topic="anomalies",
+    columns=(
+        Column("station_id", "text"),
+        Column("pollutant", "text"),
+        Column("ts", "millis"),
+        Column("kind", "text"),
+        Column("sensor_id", "text", nullable=True),
+        Column("score", "real", nullable=True),
+        Column("value", "real", nullable=True),
+        Column("unit", "text"),
+        Column("expected_low", "real", nullable=True),
+        Column("expected_high", "real", nullable=True),
+        Column("detail", "text"),
+    ),
+    key=("station_id", "pollutant", "ts", "kind"),
+    time_column="ts",
+    station_column="station_id",
+    catalog=Catalog(
+        title="Air-quality anomalies: faulty readings, unusual air and silent sensors",
+        description=(
+            "One row per flag the stream's anomaly detector raised on a reading of a "
+            "monitoring station, and per sensor gone silent. Faults (stuck: one value "
+            "repeated longer than the series honestly repeats it; spike: an isolated jump "
+            "that came straight back; out_of_range; sentinel: a missing-value code) are "
+            "left out of the AQI. anomaly: a valid reading the detector found unusual "
+            "(score at or above 0.6). stale: no reading of that pollutant for longer than "
+            "the stale limit (2 hours by default) while the station kept reporting."
+        ),
+        keywords=(
+            "air quality",
+            "anomaly detection",
+            "data quality",
+            "sensor faults",
+            "stale sensors",
+        ),
+        update_frequency="R/PT1H",
+        theme=("Environment", "Health"),
+        fields={
+            "station_id": Field("Identifier of the monitoring station (see the city's list)."),
+            "pollutant": Field("pm25, pm10, o3, no2, so2 or co."),
+            "ts": Field(
+                "Event time of the flagged reading, UTC; for stale, when the silence passed "
+                "the limit.",
+                "UTC",
+            ),
+            "kind": Field("out_of_range, sentinel, stuck, spike, anomaly or stale."),
+            "sensor_id": Field("The sensor that sent the reading, where known."),
+            "score": Field("Anomaly score of the reading, 0 to 1; empty for stale."),
+            "value": Field(
+                "The reading in EPA units; for stale, the last reading before the silence."
+            ),
+            "unit": Field("EPA unit of value and the expected range."),
+            "expected_low": Field("Low end of the expected range; empty while learning."),
+            "expected_high": Field("High end of the expected range; empty while learning."),
+            "detail": Field("Why, in a few words."),
+        },
+    ),
+)
+
 DATASETS: dict[str, Dataset] = {
-    ds.name: ds for ds in (AQI_HOURLY, READINGS, AQI_DAILY, INCIDENTS, INCIDENT_COUNTS)
+    ds.name: ds for ds in (AQI_HOURLY, READINGS, AQI_DAILY, INCIDENTS, INCIDENT_COUNTS, ANOMALIES)
 }
 """Every dataset of the store, by name. A new dataset is its `Dataset` above (with its
 `Catalog` and, where it applies, `time_column`, `coordinates`, `station_column`), one entry

@@ -305,6 +305,33 @@ MIGRATIONS: tuple[tuple[int, tuple[Operation, ...]], ...] = (
             CreateIndex("incident_counts_day", "incident_counts", ("day", "district")),
         ),
     ),
+    (
+        5,
+        (
+            # Anomaly events (one row per flag of a reading, or a stale sensor) and, on
+            # hourly AQI rows, the readings the detector kept out of the means (nullable:
+            # rows published before it was counted stay valid).
+            CreateTable(
+                "anomalies",
+                columns=(
+                    Column("station_id", "text"),
+                    Column("pollutant", "text"),
+                    Column("ts", "millis"),
+                    Column("kind", "text"),
+                    Column("sensor_id", "text", nullable=True),
+                    Column("score", "real", nullable=True),
+                    Column("value", "real", nullable=True),
+                    Column("unit", "text"),
+                    Column("expected_low", "real", nullable=True),
+                    Column("expected_high", "real", nullable=True),
+                    Column("detail", "text"),
+                ),
+                key=("station_id", "pollutant", "ts", "kind"),
+            ),
+            CreateIndex("anomalies_ts", "anomalies", ("ts", "station_id")),
+            AddColumn("aqi_hourly", Column("excluded_count", "int", nullable=True)),
+        ),
+    ),
 )
 
 

@@ -21,6 +21,9 @@ from schemas.raw import RawReading
 from streams.station import AcceptedReading, StationState
 from streams.time import DAY_MS, MAX_AHEAD_MS, REANCHOR_AFTER, HourlyWindows, LocalDays
 
+DEFAULT_STALE_AFTER_MS = 2 * 3_600_000
+"""Stream-time silence after which a sensor is reported stale (CIVIC_STALE_AFTER)."""
+
 __all__ = [
     "AirQualityPipeline",
     "BatchResult",
@@ -179,7 +182,9 @@ class AirQualityPipeline:
         coordinates: dict[str, tuple[float, float]] | None = None,
         days: LocalDays | None = None,
         sensors: SensorTypes | None = None,
+        stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
     ) -> None:
+        self.stale_after_ms = stale_after_ms
         self.topics = topics
         self.windows = windows
         self.coordinates = coordinates or {}
@@ -281,7 +286,8 @@ class AirQualityPipeline:
         day), so outputs are the same whatever the batch boundaries.
         """
         key = state.station_id.encode()
-        closed = state.close(self.windows, self.days, self.coordinates.get(state.station_id))
+        coordinates = self.coordinates.get(state.station_id)
+        closed = state.close(self.windows, self.days, coordinates, self.stale_after_ms)
         for hour in closed.hours:
             result.hours_closed += 1
             result.outputs.extend(
@@ -291,10 +297,19 @@ class AirQualityPipeline:
             result.outputs.append(
                 Output(self.topics.aqi_hourly, key, encode("aqi_hourly", hour.aqi_record))
             )
+            self._anomalies(hour.anomalies, result)
             result.latest_aqi[state.station_id] = hour.aqi_record
         for day in closed.days:
             result.days_published += 1
             result.outputs.append(Output(self.topics.aqi_daily, key, encode("aqi_daily", day)))
+        self._anomalies(closed.stale, result)
+
+    def _anomalies(self, events: list[dict[str, Any]], result: BatchResult) -> None:
+        """Publish anomaly events on civic.anomalies and count them by kind."""
+        for event in events:
+            result.anomalies[event["kind"]] += 1
+            key = event["station_id"].encode()
+            result.outputs.append(Output(self.topics.anomalies, key, encode("anomaly", event)))
 
     def _parse(
         self, record: SourceRecord, result: BatchResult

@@ -44,6 +44,7 @@ from kafkaconf import KafkaSecurity, resolve
 from schemas import Topics
 from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from streams.air_quality import (
+    DEFAULT_STALE_AFTER_MS,
     AirQualityPipeline,
     Gap,
     SensorTypes,
@@ -349,7 +350,8 @@ def create_app(
         key_type=bytes,
         value_type=bytes,
     )
-    pipeline = AirQualityPipeline(topics, windows, coordinates, days, sensors)
+    stale_after = DEFAULT_STALE_AFTER_MS if stale_after_ms is None else stale_after_ms
+    pipeline = AirQualityPipeline(topics, windows, coordinates, days, sensors, stale_after)
     metrics = WorkerMetrics.of() if metrics_port else None
     if metrics is not None:
         metrics.faust.bind(app.monitor)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from processors.aqi import CATEGORIES
-from streams.air_quality import BatchResult, SourceRecord
+from streams.air_quality import DEFAULT_STALE_AFTER_MS, BatchResult, SourceRecord
 from telemetry import ConsumerMetrics, MetricSet
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ __all__ = ["FaustMonitor", "IncidentMetrics", "SensorClock", "WorkerMetrics"]
 
 TopicPartition = tuple[str, int]
 HOUR_WINDOW = "hour"
-DEFAULT_STALE_AFTER_MS = 2 * 3_600_000
 
 
 class SensorClock:

@@ -15,17 +15,38 @@ the hourly record or the readings dataset (both are published once, final), but 
 its day is *correctable* (up to one day of stream time after the day was final) it fills
 the gap in the day's hourly series, and the day is published again with the next
 revision if its record changes. Readings for hours that had data are late, as before.
+
+Anomaly detection: every pollutant of a station has its `processors.anomaly` detector
+(`Series`), fed with an hour's readings in time order when the hour is final, so that
+readings arriving out of order within the allowed lateness change nothing. Readings with
+a fault flag are left out of the hourly means (so out of the AQI and the daily AQI), and
+the hourly record counts them in `excluded_count`. Each flag of a published reading is
+one anomaly event, and so is a series that has been silent for longer than the stale
+limit of the station's stream time (`stale_sensors`). Late readings that fill a day's
+gap (`fill_late`) are not shown to the detector.
+
+Spikes: only a series' next reading tells a spike from a step. A final hour whose last
+reading of some series may still be a spike (`SeriesDetector.spike_pending`) is *held*
+(`HeldHour`): it is published when every such series has been given its next reading
+(that reading's hour is final and judged), or when stream time reaches
+`HourlyWindows.publish_by` (end + lateness + the spike wait), whichever comes first.
+Hours are published in order, so the hours after a held one wait for it (their rolling
+means need its mean), and so does a day that contains one. All of it is decided by event
+time, so what is published never depends on batching; a spike never enters a published
+mean unless its next reading comes after the wait (then only its anomaly event says so).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
 from processors import aqi, daily, health, rolling
+from processors.anomaly import FAULT_FLAGS, SeriesDetector, Verdict
 from processors.units import EPA_UNITS
 from streams.time import (
     DAY_MS,
@@ -43,10 +64,14 @@ __all__ = [
     "AcceptedReading",
     "Closed",
     "ClosedHour",
+    "HeldHour",
+    "Series",
     "StationState",
 ]
 
-_SNAPSHOT_VERSION = 2  # 1: no daily state, no correction on readings (still restored)
+_SNAPSHOT_VERSION = 3
+# 1: no daily state, no correction on readings; 2: no anomaly detectors (both still
+# restored: the detectors start fresh and learn the series again).
 _HISTORY_HOURS = 24  # the hourly look-back: 24 h rolling means (NowCast needs 12)
 _SPAN_MS = (_HISTORY_HOURS - 1) * HOUR_MS
 DAILY_TAIL_MS = daily.NEXT_DAY_HOURS * HOUR_MS
@@ -54,6 +79,7 @@ DAILY_TAIL_MS = daily.NEXT_DAY_HOURS * HOUR_MS
 CORRECTION_MS = DAY_MS
 """How long (stream time) after it was final a day can still be corrected."""
 
+_NO_MEANS = (None, None, None)  # a pollutant whose readings this hour were all faulty
 LateOutcome = Literal["filled", "late", "duplicate"]
 
 
@@ -75,6 +101,28 @@ class AcceptedReading:
     lon: float | None
     correction: str | None = None
     """The correction model behind `value_epa` (PurpleAir sensors), else None."""
+    flags: tuple[str, ...] = ()
+    """The anomaly detector's flags, sorted; a spike is added when the next reading shows it."""
+    score: float | None = None
+    """The anomaly score; None when the detector did not see the reading (out of order)."""
+    expected: tuple[float, float] | None = None
+    """The range the detector expected (EPA units), None while it learns."""
+    detail: str = ""
+
+    @property
+    def is_fault(self) -> bool:
+        """True when a fault flag keeps the reading out of the hourly means and the AQI."""
+        return not FAULT_FLAGS.isdisjoint(self.flags)
+
+    def judged(self, verdict: Verdict) -> AcceptedReading:
+        """This reading with the detector's verdict on it."""
+        return replace(
+            self,
+            flags=tuple(sorted(verdict.flags)),
+            score=verdict.score,
+            expected=verdict.expected,
+            detail=verdict.detail,
+        )
 
     def to_row(self) -> list[Any]:
         return [
@@ -87,12 +135,18 @@ class AcceptedReading:
             self.lat,
             self.lon,
             self.correction,
+            list(self.flags),
+            self.score,
+            None if self.expected is None else list(self.expected),
+            self.detail,
         ]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> AcceptedReading:
         pollutant, ts_ms, sensor_id, value, unit, value_epa, lat, lon, *rest = row
         correction = rest[0] if rest else None  # version 1 rows have no correction
+        # version 1 and 2 rows have no verdict
+        flags, score, expected, detail = rest[1:5] if len(rest) >= 5 else ([], None, None, "")
         return cls(
             pollutant,
             ts_ms,
@@ -103,7 +157,59 @@ class AcceptedReading:
             lat,
             lon,
             correction,
+            tuple(flags),
+            score,
+            None if expected is None else (expected[0], expected[1]),
+            detail,
         )
+
+
+@dataclass
+class Series:
+    """One pollutant of a station as the anomaly detector sees it."""
+
+    detector: SeriesDetector
+    last_fed_ms: int | None = None
+    """Event time of the newest reading fed to the detector (its hour is final)."""
+    last_seen_ms: int | None = None
+    """Event time of the newest accepted reading (what staleness is measured from)."""
+    last_value: float | None = None
+    """Its value in EPA units (what a stale event reports)."""
+    stale: bool = False
+    """True once the silence since `last_seen_ms` has been reported."""
+
+    def to_row(self) -> list[Any]:
+        data = base64.b64encode(self.detector.to_bytes()).decode()
+        return [data, self.last_fed_ms, self.last_seen_ms, self.last_value, self.stale]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> Series:
+        data, last_fed_ms, last_seen_ms, last_value, stale = row
+        detector = SeriesDetector.from_bytes(base64.b64decode(data))
+        return cls(detector, last_fed_ms, last_seen_ms, last_value, stale)
+
+
+@dataclass
+class HeldHour:
+    """A final hour, judged by the detectors, waiting for its spikes to be confirmed."""
+
+    hour_ms: int
+    readings: dict[tuple[str, int], AcceptedReading]
+    """(pollutant, ts) → the reading with its verdict (revised if the next one showed a spike)."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """Spike events of readings in hours already published, found while judging this one."""
+    waiting: set[str] = field(default_factory=set)
+    """Pollutants whose last reading here may still be a spike: not yet given the next."""
+
+    def to_row(self) -> list[Any]:
+        rows = [r.to_row() for _, r in sorted(self.readings.items())]
+        return [rows, self.events, sorted(self.waiting)]
+
+    @classmethod
+    def from_row(cls, hour_ms: int, row: list[Any]) -> HeldHour:
+        rows, events, waiting = row
+        readings = [AcceptedReading.from_row(r) for r in rows]
+        return cls(hour_ms, {(r.pollutant, r.ts_ms): r for r in readings}, events, set(waiting))
 
 
 @dataclass(frozen=True)
@@ -112,6 +218,8 @@ class ClosedHour:
 
     aqi_record: dict[str, Any]
     enriched: list[dict[str, Any]]
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    """One anomaly event per flag of each flagged reading, in reading order."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +228,8 @@ class Closed:
 
     hours: list[ClosedHour] = field(default_factory=list)
     days: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[dict[str, Any]] = field(default_factory=list)
+    """Anomaly events (kind ``stale``) of sensors whose silence passed the limit."""
 
 
 @dataclass
@@ -141,8 +251,12 @@ class StationState:
     daily_since_ms: int | None = None
     """Days starting before this are not published (restored from a version 1 snapshot,
     whose history cannot show them whole)."""
+    series: dict[str, Series] = field(default_factory=dict)
+    """Pollutant → its anomaly detector and when it last reported."""
     ahead: AheadRun | None = None
     """The current run of far-ahead readings (streams.time.far_ahead), if any."""
+    held: dict[int, HeldHour] = field(default_factory=dict)
+    """Final hours judged but not yet published (a spike may be pending), by hour start."""
     _dirty_days: set[int] = field(default_factory=set, repr=False, compare=False)
 
     # -- source positions: makes re-delivery after a crash a no-op ----------------------
@@ -177,27 +291,150 @@ class StationState:
         hour[(reading.pollutant, reading.ts_ms)] = reading
         if self.stream_time_ms is None or reading.ts_ms > self.stream_time_ms:
             self.stream_time_ms = reading.ts_ms
+        series = self._series_of(reading.pollutant)
+        if series.last_seen_ms is None or reading.ts_ms > series.last_seen_ms:
+            series.last_seen_ms = reading.ts_ms
+            series.last_value = float(reading.value_epa)
+            series.stale = False
+
+    def _series_of(self, pollutant: str) -> Series:
+        series = self.series.get(pollutant)
+        if series is None:
+            series = self.series[pollutant] = Series(SeriesDetector(pollutant))
+        return series
+
+    def _judge(self, hour_ms: int, readings: dict[tuple[str, int], AcceptedReading]) -> HeldHour:
+        """Feed a final hour's readings to their series' detectors, in time order.
+
+        Fed when the hour is final, the detector sees the same readings in the same order
+        whatever order they arrived in. A spike is known one reading later: the revision
+        goes to the previous reading, in this hour or in a held one; when that hour was
+        already published (the next reading came after the spike wait), only its anomaly
+        event reports it.
+        """
+        judged: dict[tuple[str, int], AcceptedReading] = {}
+        events: list[dict[str, Any]] = []
+        for reading in sorted(readings.values(), key=lambda r: (r.ts_ms, r.pollutant)):
+            series = self._series_of(reading.pollutant)
+            verdict = series.detector.update(
+                reading.ts_ms / 1000.0, float(reading.value_epa), float(reading.value)
+            )
+            previous = series.last_fed_ms
+            series.last_fed_ms = reading.ts_ms
+            judged[(reading.pollutant, reading.ts_ms)] = reading.judged(verdict)
+            for held in self.held.values():  # the series has been given its next reading
+                held.waiting.discard(reading.pollutant)
+            if verdict.revision is None or previous is None:
+                continue
+            key = (reading.pollutant, previous)
+            held_hour = self.held.get(hour_start(previous))
+            if key in judged:
+                judged[key] = judged[key].judged(verdict.revision)
+            elif held_hour is not None and key in held_hour.readings:
+                held_hour.readings[key] = held_hour.readings[key].judged(verdict.revision)
+            else:
+                spike = verdict.revision
+                low, high = spike.expected if spike.expected is not None else (None, None)
+                events.append(
+                    {
+                        "station_id": self.station_id,
+                        "sensor_id": reading.sensor_id,
+                        "pollutant": reading.pollutant,
+                        "ts": previous,
+                        "kind": "spike",
+                        "score": spike.score,
+                        "value": spike.value,
+                        "unit": EPA_UNITS[reading.pollutant],
+                        "expected_low": low,
+                        "expected_high": high,
+                        "detail": spike.detail + " (its hour was already published)",
+                    }
+                )
+        pollutants = {pollutant for pollutant, _ in judged}
+        waiting = {p for p in pollutants if self.series[p].detector.spike_pending}
+        return HeldHour(hour_ms, judged, events, waiting)
+
+    def _event(
+        self, reading: AcceptedReading, kind: str, value: float | None = None
+    ) -> dict[str, Any]:
+        """The `civic.anomalies` record of one flag of one reading."""
+        low, high = reading.expected if reading.expected is not None else (None, None)
+        return {
+            "station_id": self.station_id,
+            "sensor_id": reading.sensor_id,
+            "pollutant": reading.pollutant,
+            "ts": reading.ts_ms,
+            "kind": kind,
+            "score": reading.score,
+            "value": float(reading.value_epa) if value is None else value,
+            "unit": EPA_UNITS[reading.pollutant],
+            "expected_low": low,
+            "expected_high": high,
+            "detail": reading.detail,
+        }
+
+    def stale_sensors(self, stale_after_ms: int) -> list[dict[str, Any]]:
+        """Anomaly events for series silent longer than `stale_after_ms` of this station's
+        stream time, each once per silence (a new reading ends it)."""
+        events: list[dict[str, Any]] = []
+        now = self.stream_time_ms
+        for pollutant, series in sorted(self.series.items()):
+            last = series.last_seen_ms
+            if series.stale or last is None or now is None or now - last <= stale_after_ms:
+                continue
+            series.stale = True
+            hours = stale_after_ms / HOUR_MS
+            events.append(
+                {
+                    "station_id": self.station_id,
+                    "sensor_id": None,
+                    "pollutant": pollutant,
+                    "ts": last + stale_after_ms,
+                    "kind": "stale",
+                    "score": None,
+                    "value": series.last_value,
+                    "unit": EPA_UNITS[pollutant],
+                    "expected_low": None,
+                    "expected_high": None,
+                    "detail": f"no reading for more than {hours:g} h of stream time since {last}",
+                }
+            )
+        return events
 
     def close_final_hours(
         self, windows: HourlyWindows, coordinates: tuple[float, float] | None = None
     ) -> list[ClosedHour]:
-        """Close every open hour that stream time has made final, oldest first."""
+        """Judge every open hour that stream time has made final, oldest first; publish
+        the held hours, in order, up to the first whose spike check is still pending."""
         final = sorted(h for h in self.open_hours if windows.is_final(h, self.stream_time_ms))
-        return [self._close(h, self.open_hours.pop(h), coordinates) for h in final]
+        for hour_ms in final:
+            self.held[hour_ms] = self._judge(hour_ms, self.open_hours.pop(hour_ms))
+        published: list[ClosedHour] = []
+        for hour_ms in sorted(self.held):
+            held = self.held[hour_ms]
+            now = self.stream_time_ms
+            if held.waiting and (now is None or now < windows.publish_by(hour_ms)):
+                break
+            del self.held[hour_ms]
+            published.append(self._close(held, coordinates))
+        return published
 
     def close(
         self,
         windows: HourlyWindows,
         days: LocalDays,
         coordinates: tuple[float, float] | None = None,
+        stale_after_ms: int | None = None,
     ) -> Closed:
         """Close the final hours, publish the final days and the corrected ones, prune.
 
         Call it whenever stream time advanced or a late reading filled a gap: a day is
         then published exactly when it becomes final in stream time, so what is published
-        (and in which revisions) never depends on how records were batched.
+        (and in which revisions) never depends on how records were batched. With
+        `stale_after_ms`, sensors silent for longer are reported (`Closed.stale`).
         """
         hours = self.close_final_hours(windows, coordinates)
+        stale = [] if stale_after_ms is None else self.stale_sensors(stale_after_ms)
         for closed in hours:
             self.pending_days.add(days.day_start(closed.aqi_record["hour_start"]))
         records: list[dict[str, Any]] = []
@@ -214,13 +451,16 @@ class StationState:
                     records.append(self._publish_day(day_start, days, published[0] + 1))
         self._dirty_days.clear()
         self._prune(windows, days)
-        return Closed(hours, records)
+        return Closed(hours, records, stale)
 
     # -- daily AQI ---------------------------------------------------------------------
     def _day_final(self, day_start: int, windows: HourlyWindows) -> bool:
-        """True once stream time has passed the day's end, its 7-hour tail and the lateness."""
+        """True once stream time has passed the day's end, its 7-hour tail and the lateness,
+        and none of those hours is still held for a spike check."""
         final_at = day_start + DAY_MS + DAILY_TAIL_MS + windows.allowed_lateness_ms
-        return self.stream_time_ms is not None and self.stream_time_ms >= final_at
+        if self.stream_time_ms is None or self.stream_time_ms < final_at:
+            return False
+        return not any(day_start <= h < day_start + DAY_MS + DAILY_TAIL_MS for h in self.held)
 
     def _day_expired(self, day_start: int, windows: HourlyWindows) -> bool:
         """True once the day can no longer be corrected."""
@@ -240,6 +480,9 @@ class StationState:
         hour = hour_start(reading.ts_ms)
         if hour in self.history.get(reading.pollutant, {}):
             return "late"
+        held = self.held.get(hour)
+        if held is not None and any(p == reading.pollutant for p, _ in held.readings):
+            return "late"  # the hour has data; it is only waiting for a spike check
         day_start = days.day_start(hour)
         # The day itself, and the day before when the hour is in the ozone/CO tail.
         affected = [day_start]
@@ -328,17 +571,18 @@ class StationState:
                 if not hours:
                     del table[pollutant]
 
-    def _close(
-        self,
-        hour_ms: int,
-        readings: dict[tuple[str, int], AcceptedReading],
-        coordinates: tuple[float, float] | None,
-    ) -> ClosedHour:
+    def _close(self, held: HeldHour, coordinates: tuple[float, float] | None) -> ClosedHour:
         # Sorting fixes the summation order, so the means do not depend on arrival order.
-        ordered = [readings[key] for key in sorted(readings)]
+        hour_ms = held.hour_ms
+        ordered = [held.readings[key] for key in sorted(held.readings)]
+        # Faulty readings (stuck, spike, ...) are not air: they stay out of the means.
         by_pollutant: dict[str, list[Decimal]] = {}
+        excluded = 0
         for reading in ordered:
-            by_pollutant.setdefault(reading.pollutant, []).append(reading.value_epa)
+            if reading.is_fault:
+                excluded += 1
+            else:
+                by_pollutant.setdefault(reading.pollutant, []).append(reading.value_epa)
         hourly_means = {p: rolling.mean(values) for p, values in by_pollutant.items()}
         for pollutant, hourly_mean in hourly_means.items():
             self.history.setdefault(pollutant, {})[hour_ms] = hourly_mean
@@ -354,7 +598,8 @@ class StationState:
             "sub_indices": dict(result.sub_indices),
             "concentrations": {k: float(v) for k, v in result.concentrations.items()},
             "hourly_means": {p: float(v) for p, v in hourly_means.items()},
-            "reading_count": len(ordered),
+            "reading_count": len(ordered) - excluded,
+            "excluded_count": excluded,
             "reason": result.reason,
             "aqi_version": aqi.AQI_VERSION,
             "health_message": health.cautionary_statement(result.category, result.main_pollutant),
@@ -368,9 +613,11 @@ class StationState:
             for p in hourly_means
         }
         enriched = [
-            self._enriched(r, hour_ms, rolling_means[r.pollutant], coordinates) for r in ordered
+            self._enriched(r, hour_ms, rolling_means.get(r.pollutant, _NO_MEANS), coordinates)
+            for r in ordered
         ]
-        return ClosedHour(aqi_record, enriched)
+        anomalies = held.events + [self._event(r, kind) for r in ordered for kind in r.flags]
+        return ClosedHour(aqi_record, enriched, anomalies)
 
     def _enriched(
         self,
@@ -398,8 +645,8 @@ class StationState:
             "mean_24h": mean_24h,
             "lat": lat,
             "lon": lon,
-            "flags": [],
-            "anomaly_score": None,
+            "flags": list(reading.flags),
+            "anomaly_score": reading.score,
             "correction": reading.correction,
         }
 
@@ -438,14 +685,17 @@ class StationState:
                 for d, (revision, digest) in sorted(self.published_days.items())
             },
             "daily_since_ms": self.daily_since_ms,
+            "series": {p: series.to_row() for p, series in sorted(self.series.items())},
+            "held": {str(h): held.to_row() for h, held in sorted(self.held.items())},
         } | ({"ahead": list(self.ahead)} if self.ahead is not None else {})
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> StationState:
         """The state a `snapshot()` describes; version 1 snapshots (before the daily AQI)
-        restore too, publishing only the days their history shows whole."""
+        restore too, publishing only the days their history shows whole, and version 1
+        and 2 snapshots (before the anomaly detectors) restore with fresh detectors."""
         version = snapshot.get("v")
-        if version not in (1, _SNAPSHOT_VERSION):
+        if version not in (1, 2, _SNAPSHOT_VERSION):
             msg = f"unsupported station state version {version!r}"
             raise ValueError(msg)
         open_hours: dict[int, dict[tuple[str, int], AcceptedReading]] = {}
@@ -481,6 +731,10 @@ class StationState:
             for d, (revision, digest) in snapshot["published_days"].items()
         }
         state.daily_since_ms = snapshot["daily_since_ms"]
+        state.series = {p: Series.from_row(row) for p, row in snapshot.get("series", {}).items()}
+        state.held = {
+            int(h): HeldHour.from_row(int(h), row) for h, row in snapshot.get("held", {}).items()
+        }
         if "ahead" in snapshot:  # absent: no run of far-ahead readings
             state.ahead = (int(snapshot["ahead"][0]), int(snapshot["ahead"][1]))
         return state

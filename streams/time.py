@@ -77,10 +77,14 @@ class HourlyWindows:
     """Tumbling clock-hour windows with a grace period (`allowed_lateness_ms`).
 
     An hour is final once stream time reaches the hour's end plus the allowed lateness;
-    an event for a final hour is late.
+    an event for a final hour is late. A final hour whose last reading of a series may
+    still turn out to be a spike (only the series' next reading can tell) is published
+    once that next reading has been judged, or at the latest when stream time reaches
+    the hour's end + lateness + `spike_wait_ms` (`publish_by`; CIVIC_SPIKE_WAIT).
     """
 
     allowed_lateness_ms: int
+    spike_wait_ms: int = HOUR_MS
 
     def closes_at(self, hour_start_ms: int) -> int:
         """Stream time at which the hour starting at `hour_start_ms` becomes final."""
@@ -89,6 +93,10 @@ class HourlyWindows:
     def is_final(self, hour_start_ms: int, stream_time_ms: int | None) -> bool:
         """True when no more events for that hour are accepted."""
         return stream_time_ms is not None and stream_time_ms >= self.closes_at(hour_start_ms)
+
+    def publish_by(self, hour_start_ms: int) -> int:
+        """Stream time at which a final hour is published even if a spike is unconfirmed."""
+        return self.closes_at(hour_start_ms) + self.spike_wait_ms
 
 
 def standard_offset_ms(zone: str) -> int:

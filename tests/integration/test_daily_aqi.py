@@ -1,6 +1,11 @@
 """A month of Dongsi through the real worker and sink: every daily AQI row checked against
 an independent, straightforward computation of EPA's daily rules (tests/daily_reference.py:
 exact rationals, its own copy of Table 6; it does not call processors.daily or .aqi).
+
+The reference starts from the CSV, less the readings the pipeline published with a fault
+flag (issue 4: faults stay out of the means): those are read back from the enriched
+topic, so every reading the pipeline kept or dropped is checked, and a fault flag on the
+enriched record that the daily AQI did not honour (or the other way round) fails.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ DONGSI = DATA / "PRSA_Data_Dongsi_20130301-20170228.csv"
 BEIJING = timezone(timedelta(hours=8))  # Asia/Shanghai: no daylight saving, standard +08:00
 FIRST_DAY = date(2013, 3, 1)
 DAYS = 31  # March 2013; the replay runs on to 08:00 on April 1st, when March 31st is final
+FAULTS = {"out_of_range", "sentinel", "stuck", "spike"}  # issue 4's fault vocabulary
 
 
 def read_dongsi() -> dict[date, dict[str, list[Fraction | None]]]:
@@ -59,6 +65,13 @@ def test_a_month_of_dongsi_gives_exactly_epas_daily_aqi(pipeline_factory):
     published = [value for _, value, *_ in pipeline.read_topic(pipeline.topics.aqi_daily)]
     rows = {row["day"]: row for row in pipeline.rows("aqi_daily")}
     days = read_dongsi()
+    enriched = [value for _, value, *_ in pipeline.read_topic(pipeline.topics.enriched_air_quality)]
+    faults = [r for r in enriched if FAULTS.intersection(r["flags"])]
+    assert len(faults) <= len(enriched) // 100  # real data: at most 1% are faults
+    for fault in faults:  # what the pipeline left out of its means, the reference leaves out
+        local = fault["ts"].astimezone(BEIJING)
+        assert days[local.date()][fault["pollutant"]][local.hour] is not None
+        days[local.date()][fault["pollutant"]][local.hour] = None
     expected_days = [FIRST_DAY + timedelta(days=n) for n in range(DAYS)]
     assert sorted(rows) == [d.isoformat() for d in expected_days]
     assert len(published) == DAYS and {r["revision"] for r in published} == {0}

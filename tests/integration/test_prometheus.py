@@ -98,8 +98,12 @@ def test_prometheus_sees_events_aqi_dead_letters_lags_and_stale_sensors_as_they_
     for record in sorted(hourly, key=lambda r: r["hour_start"]):
         newest[record["station_id"]] = record["aqi"]
     assert newest["s1"] >= 151 > newest["s2"]  # Unhealthy at s1 only
+    anomalies = [value for _, value, *_ in pipeline.read_topic(pipeline.topics.anomalies)]
+    assert [(a["station_id"], a["pollutant"], a["kind"]) for a in anomalies] == [
+        ("s3", "no2", "stale")
+    ]
     outputs = [pipeline.topics.enriched_air_quality, pipeline.topics.aqi_hourly]
-    outputs.append(pipeline.topics.deadletter)
+    outputs += [pipeline.topics.deadletter, pipeline.topics.anomalies]
     produced = {t: float(n) for t, n in end_offsets(pipeline.bootstrap, outputs).items()}
     letters = pipeline.read_topic(pipeline.topics.deadletter)
     assert Counter(v["reason"] for _, v, *_ in letters) == {r: len(m) for r, m in bad.items()}
@@ -149,7 +153,8 @@ def test_prometheus_sees_events_aqi_dead_letters_lags_and_stale_sensors_as_they_
         assert lag == pytest.approx(time.time() - newest_ts, abs=120), labels
     latency = by(prometheus, "sum by (job) (civicstream_processing_latency_seconds_count)", "job")
     assert latency[WORKER] == sent
-    assert latency[SINK] == produced[pipeline.topics.enriched_air_quality] + len(hourly)
+    stored_topics = [pipeline.topics.enriched_air_quality, pipeline.topics.aqi_hourly]
+    assert latency[SINK] == sum(produced[t] for t in stored_topics) + len(anomalies)
     worst = by(prometheus, "max by (job) (civicstream:processing_latency_seconds:p99_5m)", "job")
     assert all(0 < seconds < 60 for seconds in worst.values() if not math.isnan(seconds))
     memory = by(prometheus, "process_resident_memory_bytes", "job")

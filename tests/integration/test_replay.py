@@ -54,6 +54,7 @@ def test_a_replay_of_the_archive_equals_live_with_other_partitions_and_batches(
     live.wait_until_archived()
     assert len(live.rows("aqi_hourly")) > 300
     assert len(live.rows("incidents")) == 9_749 and live.rows("incident_counts")
+    assert live.rows("anomalies")  # detector state and verdicts must replay too
 
     replay = live.civicstream(
         "replay", "--namespace", "again", "--partitions", "1", "--batch-max", "7", timeout_s=300

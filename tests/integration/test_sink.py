@@ -51,6 +51,7 @@ def aqi(station: str, hour: int, value: int = 50) -> dict[str, Any]:
         "concentrations": {"pm25_nowcast": value / 4, "o3_8h": 0.03},
         "hourly_means": {"pm25": value / 4},
         "reading_count": 24,
+        "excluded_count": 0,
         "reason": None,
         "aqi_version": "EPA-454/B-24-002",
     }

@@ -193,6 +193,32 @@ def test_a_spike_is_confirmed_by_the_next_reading_as_a_revision() -> None:
     assert revised.detail == "jumped from 40 to 400 and back to 42"
 
 
+def test_only_a_reading_that_jumped_leaves_a_spike_pending() -> None:
+    detector = trained()
+    detector.update(START + 1000 * HOUR, 40.0)
+    assert not detector.spike_pending  # an ordinary step: no next reading can revise it
+    detector.update(START + 1001 * HOUR, 400.0)
+    assert detector.spike_pending  # only the next reading can tell a spike from a step
+    detector.update(START + 1002 * HOUR, 42.0)
+    assert not SeriesDetector("pm25").spike_pending  # nothing seen, nothing pending
+
+
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+@settings(max_examples=25, deadline=None)
+def test_a_revision_comes_only_after_a_pending_spike(seed: int) -> None:
+    """The promise callers rely on to stop waiting: no revision without `spike_pending`."""
+    rng = random.Random(seed)
+    detector = SeriesDetector("pm25")
+    values: list[float | None] = list(noisy(400, seed=seed))
+    for i in rng.sample(range(160, 400), 30):
+        values[i] = rng.choice([None, 900.0, 1.0, -5.0, values[i - 1], 250.0])
+    pending = False
+    for ts, value in hourly(values):
+        verdict = detector.update(ts, value)
+        assert verdict.revision is None or pending
+        pending = detector.spike_pending
+
+
 def test_a_spike_downwards_is_a_spike_too() -> None:
     detector = trained()
     run(detector, [(START + 1000 * HOUR, 60.0), (START + 1001 * HOUR, 1.0)])

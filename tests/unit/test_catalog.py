@@ -22,7 +22,7 @@ from civicstream.site import build_site
 from sinks._datasets import DATASETS
 from sinks.api import ApiServer, Site
 from sinks.store import Store, open_store
-from tests.unit.test_store import aqi, daily, incident, incident_count, reading
+from tests.unit.test_store import anomaly, aqi, daily, incident, incident_count, reading
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "data" / "dcat-us-1.1"
 BASE = "https://project-open-data.cio.gov/v1.1/schema/"
@@ -76,6 +76,7 @@ def filled(store_url: str) -> Iterator[Store]:
                 "aqi_daily": [daily("dongsi", d) for d in (1, 2)],
                 "incidents": [incident("sfpd-1"), incident("sfpd-2")],
                 "incident_counts": [incident_count(day=d) for d in (19, 20)],
+                "anomalies": [anomaly(kind=k) for k in ("stuck", "stale")],
             }
         )
         yield store

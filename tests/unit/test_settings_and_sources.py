@@ -39,6 +39,7 @@ def test_settings_come_from_the_environment_with_working_defaults():
             "CIVIC_ALLOWED_LATENESS": "5m",
             "CIVIC_TOPIC_PREFIX": "replay-a.",
             "CIVIC_PARTITIONS": "6",
+            "CIVIC_SPIKE_WAIT": "2h",
         }
     )
     assert (
@@ -46,10 +47,14 @@ def test_settings_come_from_the_environment_with_working_defaults():
         settings.allowed_lateness_ms,
         settings.topic_prefix,
         settings.partitions,
-    ) == ("k:1", 300_000, "replay-a.", 6)
+        settings.spike_wait_ms,
+    ) == ("k:1", 300_000, "replay-a.", 6, 7_200_000)
 
 
-@pytest.mark.parametrize("env", [{"CIVIC_ALLOWED_LATENESS": "soon"}, {"CIVIC_PARTITIONS": "0"}])
+@pytest.mark.parametrize(
+    "env",
+    [{"CIVIC_ALLOWED_LATENESS": "soon"}, {"CIVIC_PARTITIONS": "0"}, {"CIVIC_SPIKE_WAIT": "x"}],
+)
 def test_a_bad_setting_is_named_in_the_error(env):
     with pytest.raises(ConfigError, match=next(iter(env))):
         Settings.from_env(env)

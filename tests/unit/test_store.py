@@ -138,6 +138,24 @@ def incident_count(district: str = "Mission", day: int = 19, **changes: Any) -> 
     return schemas.decode(schemas.encode("incident_count", record))
 
 
+def anomaly(station: str = "dongsi", hour: int = 3, kind: str = "stuck") -> dict[str, Any]:
+    """An anomaly event exactly as `schemas.decode` returns it."""
+    record: dict[str, Any] = {
+        "station_id": station,
+        "sensor_id": None,
+        "pollutant": "pm25",
+        "ts": datetime(2026, 1, 1, hour, tzinfo=UTC),
+        "kind": kind,
+        "score": 0.1,
+        "value": 35.0,
+        "unit": "ug/m3",
+        "expected_low": 10.0,
+        "expected_high": 60.0,
+        "detail": "35 12 times in a row",
+    }
+    return schemas.decode(schemas.encode("anomaly", record))
+
+
 @pytest.fixture(params=["memory", "file", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "postgresql":
@@ -314,6 +332,7 @@ def test_aqi_row_is_rendered_exactly(store: Store) -> None:
             "reason": None,
             "aqi_version": "EPA-454/B-24-002",
             "health_message": None,
+            "excluded_count": 0,
         }
     ]
 

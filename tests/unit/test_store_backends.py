@@ -23,7 +23,7 @@ from sinks._postgres import PostgreSQLStore
 from sinks._query import parse_records_query
 from sinks.exceptions import StoreError
 from sinks.store import DatasetStatus, Store, open_store
-from tests.unit.test_store import H0, aqi, daily, incident, incident_count, reading
+from tests.unit.test_store import H0, anomaly, aqi, daily, incident, incident_count, reading
 
 SQL_TYPES = {
     "sqlite": {
@@ -194,6 +194,7 @@ def varied_batch() -> dict[str, list[dict[str, Any]]]:
             incident_count("Bayview", 20, count=None, suppressed=True, baseline=None),
             incident_count(day=21, spike=True, tail_probability=2.7e-5, revision=3),
         ],
+        "anomalies": [anomaly(), anomaly("Ωmega-站", 4, "stale"), anomaly(hour=5, kind="spike")],
     }
 
 
