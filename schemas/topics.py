@@ -73,6 +73,12 @@ class Topics:
         return f"{self.prefix}civic.anomalies"
 
     @property
+    def hourly_by_area(self) -> str:
+        """Internal: hourly AQI records re-keyed by area, where stations meet for the
+        neighbour check (streams.neighbourhood); key area. Created by the worker."""
+        return f"{self.prefix}civic.internal.hourly-by-area"
+
+    @property
     def incidents_published(self) -> str:
         """Privacy-safe incidents (Avro); key incident_id."""
         return f"{self.prefix}civic.incidents.published"
@@ -109,11 +115,14 @@ class Topics:
 
     @property
     def internal(self) -> tuple[str, ...]:
-        """Topics the stream worker creates for itself (state changelog, Faust's leader)."""
+        """Topics the stream worker creates for itself (state changelogs, the re-keyed
+        hourly records, Faust's leader)."""
         app_id = self.worker_group
         return (
             f"{app_id}-station-state-changelog",
             f"{app_id}-incident-state-changelog",
+            f"{app_id}-area-state-changelog",
+            self.hourly_by_area,
             f"{app_id}-__assignor-__leader",
         )
 
