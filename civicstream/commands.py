@@ -81,6 +81,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         batch_max=settings.batch_max,
         stale_after_ms=settings.stale_after_ms,
         incident_sources=incident_sources,
+        neighbours=city.neighbours,
     )
     print(
         f"civicstream worker: {names.raw_air_quality} ({counts[names.raw_air_quality]} partitions)"

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 if TYPE_CHECKING:
     from streams.incident_state import IncidentSource
+    from streams.neighbourhood import NeighbourConfig
 
 __all__ = [
     "BUNDLED_CITIES",
@@ -102,6 +103,8 @@ class City:
     sensors: Mapping[str, str] = field(default_factory=dict)
     """sensor_id → sensor type, for sensors whose type differs from their station's."""
     incident_sources: Mapping[str, IncidentSource] = field(default_factory=dict)
+    neighbours: NeighbourConfig | None = None
+    """The ``[neighbours]`` table (the neighbour check); None: the defaults."""
 
     @property
     def standard_offset_ms(self) -> int:
@@ -167,6 +170,7 @@ def load_city(path: Path) -> City:
         publisher=raw.get("publisher", {}),
         map=raw.get("map", {}),
         incident_sources=_incident_sources(raw.get("incidents"), path, timezone),
+        neighbours=_neighbours(raw.get("neighbours"), path),
     )
     try:
         loaded.standard_offset_ms  # noqa: B018 - validates the zone name early
@@ -292,6 +296,50 @@ def _incident_sources(section: Any, path: Path, timezone: str) -> dict[str, Inci
             ),
         )
     return sources
+
+
+_NEIGHBOUR_KEYS = {"enabled", "radius_km", "max_neighbours", "min_neighbours", "area_km", "wait"}
+
+
+def _neighbours(section: Any, path: Path) -> NeighbourConfig | None:
+    """The `[neighbours]` section: the neighbour check (streams.neighbourhood)."""
+    if section is None:
+        return None
+    from streams.neighbourhood import NeighbourConfig
+
+    where = f"{path}: [neighbours]"
+    table = _table(section, where)
+    _known_keys(table, _NEIGHBOUR_KEYS, where)
+    defaults = NeighbourConfig()
+    enabled = table.get("enabled", defaults.enabled)
+    if not isinstance(enabled, bool):
+        msg = f"{where} enabled must be true or false"
+        raise ConfigError(msg)
+    numbers: dict[str, float] = {}
+    for key in ("radius_km", "max_neighbours", "min_neighbours", "area_km"):
+        value = table.get(key, getattr(defaults, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            msg = f"{where} {key} must be a non-negative number"
+            raise ConfigError(msg)
+        numbers[key] = value
+    for key in ("max_neighbours", "min_neighbours"):
+        if numbers[key] != int(numbers[key]):
+            msg = f"{where} {key} must be a whole number"
+            raise ConfigError(msg)
+    config = NeighbourConfig(
+        enabled=enabled,
+        radius_km=float(numbers["radius_km"]),
+        max_neighbours=int(numbers["max_neighbours"]),
+        min_neighbours=int(numbers["min_neighbours"]),
+        area_km=float(numbers["area_km"]),
+        wait_ms=_duration(table["wait"], f"{where} wait") if "wait" in table else defaults.wait_ms,
+    )
+    try:
+        config.rules  # noqa: B018 - validates radius and neighbour counts early
+    except ValueError as error:
+        msg = f"{where}: {error}"
+        raise ConfigError(msg) from None
+    return config
 
 
 def bundled_city_file(source: str) -> Path | None:
