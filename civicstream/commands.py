@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from civicstream.settings import ConfigError, Settings
+from civicstream.settings import City, ConfigError, Settings
 from civicstream.sources.base import SourceRecord
 from schemas import Topics
 
@@ -30,6 +30,23 @@ __all__ = [
 
 def _coordinates(settings: Settings) -> dict[str, tuple[float, float]]:
     return {s.station_id: (s.lat, s.lon) for s in settings.city().stations.values()}
+
+
+def _neighbour_summary(city: City, names: Topics) -> str:
+    """One line on the neighbour check: its areas and how many stations can be judged."""
+    from streams.neighbourhood import AreaPlan, NeighbourConfig
+
+    config = city.neighbours or NeighbourConfig()
+    if not config.enabled:
+        return "neighbour check off ([neighbours] enabled = false)"
+    coordinates = {s.station_id: (s.lat, s.lon) for s in city.stations.values()}
+    plan = AreaPlan.of(coordinates, config)
+    judged = sum(1 for around in plan.neighbours.values() if len(around) >= config.min_neighbours)
+    return (
+        f"neighbour check: {judged} of {len(coordinates)} stations have at least "
+        f"{config.min_neighbours} neighbours within {config.radius_km:g} km; "
+        f"{len(plan.members)} area(s), re-keyed on {names.hourly_by_area}"
+    )
 
 
 def topics(settings: Settings, args: argparse.Namespace) -> int:
@@ -98,6 +115,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    print(f"civicstream worker: {_neighbour_summary(city, names)}", file=sys.stderr, flush=True)
     worker = faust.Worker(app, loglevel=args.loglevel.upper(), quiet=True, redirect_stdouts=False)
     # aiokafka logs a debug record per produced message; that alone costs ~4 % of a core.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

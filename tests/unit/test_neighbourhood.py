@@ -276,3 +276,56 @@ def test_an_unreadable_record_is_counted_and_skipped() -> None:
     bad = SourceRecord(TOPICS.hourly_by_area, 0, 0, ONE_AREA.encode(), b"garbage")
     result = pipeline.process([bad], MemoryStore())
     assert result.unreadable == 1 and result.outputs == []
+
+
+# -- the city file's [neighbours] table -------------------------------------------------
+
+CITY_FILE = """
+[city]
+name = "Test"
+timezone = "UTC"
+
+[[stations]]
+id = "a"
+lat = 40.0
+lon = 116.0
+"""
+
+
+def test_the_city_file_sets_the_neighbour_check(tmp_path) -> None:
+    from civicstream.settings import load_city
+
+    path = tmp_path / "city.toml"
+    path.write_text(CITY_FILE)
+    assert load_city(path).neighbours is None  # the defaults
+    path.write_text(
+        CITY_FILE
+        + "[neighbours]\nradius_km = 15\nmax_neighbours = 6\nmin_neighbours = 4\n"
+        + 'area_km = 50\nwait = "6h"\n'
+    )
+    assert load_city(path).neighbours == NeighbourConfig(
+        radius_km=15, max_neighbours=6, min_neighbours=4, area_km=50, wait_ms=6 * HOUR_MS
+    )
+    path.write_text(CITY_FILE + "[neighbours]\nenabled = false\n")
+    assert load_city(path).neighbours == NeighbourConfig(enabled=False)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("radius = 10", "unknown keys"),
+        ("radius_km = -1", "radius_km must be a non-negative number"),
+        ("radius_km = 0", "radius_km must be positive"),
+        ("min_neighbours = 2.5", "min_neighbours must be a whole number"),
+        ("min_neighbours = 9", "min_neighbours <= max_neighbours"),
+        ('wait = "soon"', "wait"),
+        ('enabled = "yes"', "enabled must be true or false"),
+    ],
+)
+def test_a_wrong_neighbours_table_is_refused_with_its_key(tmp_path, table, message) -> None:
+    from civicstream.settings import ConfigError, load_city
+
+    path = tmp_path / "city.toml"
+    path.write_text(f"{CITY_FILE}[neighbours]\n{table}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_city(path)
