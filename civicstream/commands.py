@@ -77,13 +77,25 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     wait_for_broker(settings.kafka_bootstrap)
     names = Topics(settings.topic_prefix)
     incident_sources = settings.incident_sources()
-    counts = ensure_topics(settings.kafka_bootstrap, names.all(), settings.partitions)
+    first = [name for name in names.all() if name != names.hourly_by_area]
+    counts = ensure_topics(settings.kafka_bootstrap, first, settings.partitions)
+    # The area topic follows the raw topic's partition count (an older namespace's too).
+    counts |= ensure_topics(
+        settings.kafka_bootstrap, [names.hourly_by_area], counts[names.raw_air_quality]
+    )
     days = LocalDays(city.standard_offset_ms)
     if counts.get(names.raw_incidents, 1) != 1:
         msg = (
             f"{names.raw_incidents} has {counts[names.raw_incidents]} partitions; incident "
             "statistics need exactly one: delete the topic (the worker recreates it) or use "
             "another CIVIC_TOPIC_PREFIX"
+        )
+        raise ConfigError(msg)
+    if counts.get(names.hourly_by_area) != counts[names.raw_air_quality]:
+        msg = (
+            f"{names.hourly_by_area} has {counts.get(names.hourly_by_area)} partitions and "
+            f"{names.raw_air_quality} {counts[names.raw_air_quality]}; the neighbour check "
+            "needs as many: delete the area topic (the worker recreates it)"
         )
         raise ConfigError(msg)
     app = create_app(

@@ -399,9 +399,9 @@ def _neighbour_agent(
     metrics: WorkerMetrics | None,
 ) -> TableStateStore:
     """The neighbour-check agent: hourly records re-keyed by area in, disagreements out
-    (streams.neighbourhood), with the air-quality agent's commit order. The area topic is
-    internal (Faust creates it, with the raw topic's partition count); the area states
-    live in the changelog-backed table ``area-state``, next to their progress."""
+    (streams.neighbourhood), with the air-quality agent's commit order. The area topic has
+    the raw topic's partition count (created with the other topics); the area states live
+    in the changelog-backed table ``area-state``, next to their progress."""
     area_topic = app.topic(
         topics.hourly_by_area,
         key_type=bytes,
@@ -409,7 +409,6 @@ def _neighbour_agent(
         key_serializer="raw",
         value_serializer="raw",
         partitions=partitions,
-        internal=True,
     )
     table = app.Table("area-state", partitions=partitions, key_type=bytes, value_type=bytes)
     pipeline = NeighbourPipeline(topics, plan)
