@@ -20,7 +20,9 @@ When an hour is judged (event time only). A station's hourly records arrive in h
 has reported hour H or a later one, it will send nothing more for H. An area judges H when
 every member station has, except those *absent*: stations whose newest hour is more than
 ``wait`` behind the area's newest hour (a dead station must not hold its area forever; a
-station that never reported counts as having reported just before the area's first hour).
+station that never reported counts as having reported just before the area's first hour;
+the area's newest hour is its second-newest station's, so one station with a clock far
+ahead cannot hurry the others).
 The outcome depends only on the records, not on batches or arrival timing, as long as no
 live station falls more than ``wait`` behind the others (in a live city they are minutes
 apart; the default wait is 24 hours). Records of hours already judged are late and left
@@ -191,7 +193,7 @@ class AreaState:
     area: str
     first_hour_ms: int | None = None
     judged_through_ms: int | None = None
-    """Hours up to this one are judged; later records for them are late."""
+    """The newest hour judged; records for it and earlier hours are late."""
     seen: dict[str, int] = field(default_factory=dict)
     """Station → the newest hour it reported."""
     open_hours: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
@@ -215,7 +217,10 @@ class AreaState:
         """The newest hour every member station has reported or passed, absent ones aside."""
         if self.first_hour_ms is None:
             return None
-        newest = max(self.seen.values())
+        # The area's clock: the second-newest hour of its stations (the newest when only one
+        # reported), so that one station with a wrong clock cannot make the others absent.
+        reached_by = sorted(self.seen.values())
+        newest = reached_by[-2] if len(reached_by) > 1 else reached_by[-1]
         before_start = self.first_hour_ms - HOUR_MS
         waiting = [
             reached
@@ -225,14 +230,14 @@ class AreaState:
         return min(waiting, default=newest)
 
     def ready(self, members: Iterable[str], wait_ms: int) -> list[int]:
-        """Judge-ready hours, oldest first; marks them (and any empty hours) judged."""
+        """Judge-ready hours, oldest first; marks them judged."""
         through = self.complete_through(members, wait_ms)
-        if through is None or (
-            self.judged_through_ms is not None and through <= self.judged_through_ms
-        ):
+        if through is None:
             return []
-        self.judged_through_ms = through
-        return sorted(hour for hour in self.open_hours if hour <= through)
+        hours = sorted(hour for hour in self.open_hours if hour <= through)
+        if hours:
+            self.judged_through_ms = hours[-1]  # open hours are all after the last judged
+        return hours
 
     def judge(self, hour_ms: int, plan: AreaPlan) -> list[nb.Verdict]:
         """Judge one ready hour: every pollutant's verdicts for the area's home stations."""

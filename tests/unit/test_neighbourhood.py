@@ -221,6 +221,17 @@ def test_a_station_gone_silent_is_not_waited_for_beyond_the_wait() -> None:
     assert state.judged_through_ms == T0 + 11 * HOUR_MS  # nobody waits for s0 any longer
 
 
+def test_one_station_with_a_clock_far_ahead_does_not_hurry_the_area() -> None:
+    streams = city_hours(30, {("s2", 24): 5.0})
+    ahead = hourly("s4", 24 * 365, pm25=40.0, no2=20.0)  # a year ahead, sent first
+    values = [ahead, *interleave(streams, random.Random(2))]
+    events, store = run(values, batch=5)
+    assert summary(events) == [("s2", "pm25", 24, "disagrees_with_neighbours")]
+    state = AreaState.from_bytes(store[ONE_AREA])
+    assert state.judged_through_ms == T0 + 29 * HOUR_MS
+    assert T0 + 24 * 365 * HOUR_MS in state.open_hours
+
+
 def test_a_record_for_a_judged_hour_is_late_and_changes_nothing() -> None:
     values = by_hour(city_hours(4))
     _, store = run(values)
