@@ -26,8 +26,8 @@ APT_INSTALL = \
 .DEFAULT_GOAL := help
 .PHONY: help venv install sys-python sys-java sys-prometheus sys-test kafka-jars kafka-up \
 	kafka-down kafka-status kafka-up-sasl kafka-down-sasl pg-up pg-down test lint run serve bench \
-	bench-api vendor-leaflet bench-anomaly clean distclean sys-go deploy-schemas docker-lock audit \
-	chaos fuzz-long soak
+	bench-api vendor-leaflet bench-anomaly bench-neighbours clean distclean sys-go deploy-schemas \
+	docker-lock audit chaos fuzz-long soak
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -203,6 +203,9 @@ vendor-leaflet: ## refresh the vendored Leaflet from the npm registry (needs npm
 
 bench-anomaly: $(VENV_STAMP) ## score the anomaly detector: NAB, Beijing fault injection, cost; writes bench/anomaly/RESULTS.md
 	$(VENV)/bin/python -m bench.anomaly $(ARGS)
+
+bench-neighbours: $(VENV_STAMP) ## the neighbour check on Beijing: clean-hour flags, injected faults, cost; writes bench/anomaly/NEIGHBOURS.md
+	$(VENV)/bin/python -m bench.anomaly.neighbours $(ARGS)
 
 # ---------------------------------------------------------------- cleaning
 

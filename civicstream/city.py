@@ -29,6 +29,7 @@ from schemas.topics import SINGLE_PARTITION, Topics
 
 if TYPE_CHECKING:
     from streams.incident_state import IncidentSource
+    from streams.neighbourhood import NeighbourConfig
 
 __all__ = [
     "SENSOR_TYPES",
@@ -125,6 +126,8 @@ class City:
     incident_sources: Mapping[str, IncidentSource] = field(default_factory=dict)
     topic_partitions: Mapping[str, int] = field(default_factory=dict)
     default_partitions: int | None = None
+    neighbours: NeighbourConfig | None = None
+    """The ``[neighbours]`` table (the neighbour check); None: the defaults."""
 
     @property
     def standard_offset_ms(self) -> int:
@@ -234,7 +237,17 @@ _SOURCE_KEYS = (
     "sensitive_common",
     "sensitive_keywords",
 )
-_TOP_KEYS = ("city", "stations", "sensors", "publisher", "map", "topics", "incidents")
+_TOP_KEYS = (
+    "city",
+    "stations",
+    "sensors",
+    "publisher",
+    "map",
+    "topics",
+    "incidents",
+    "neighbours",
+)
+_NEIGHBOUR_KEYS = ("enabled", "radius_km", "max_neighbours", "min_neighbours", "area_km", "wait")
 _DEFAULT_DELAY = "72h"
 _DEFAULT_LATENESS = "13w"
 
@@ -389,6 +402,7 @@ def check_city(raw: Mapping[str, Any], file: Path) -> CityCheck:
         checker.text(map_table, key, ("map",))
     partitions, default_partitions = _topics(checker, top.get("topics", {}))
     sources = _incident_sources(checker, top.get("incidents"), timezone or "UTC")
+    neighbours = _neighbours(checker, top.get("neighbours"))
 
     if checker.problems or name is None or timezone is None:
         return CityCheck(file, None, tuple(checker.problems))
@@ -402,6 +416,7 @@ def check_city(raw: Mapping[str, Any], file: Path) -> CityCheck:
         incident_sources=sources,
         topic_partitions=partitions,
         default_partitions=default_partitions,
+        neighbours=neighbours,
     )
     return CityCheck(file, loaded, ())
 
@@ -525,6 +540,45 @@ def _topics(checker: _Checker, value: object) -> tuple[dict[str, int], int | Non
         elif key in names:
             by_topic[key] = checked
     return by_topic, default
+
+
+def _neighbours(checker: _Checker, value: object) -> NeighbourConfig | None:
+    """The ``[neighbours]`` table: the neighbour check (streams.neighbourhood)."""
+    if value is None:
+        return None
+    from streams.neighbourhood import NeighbourConfig
+
+    path: tuple[Part, ...] = ("neighbours",)
+    table = checker.table(value, path, _NEIGHBOUR_KEYS)
+    if table is None:
+        return None
+    defaults = NeighbourConfig()
+    enabled = table.get("enabled", defaults.enabled)
+    checker.expect(enabled, (*path, "enabled"), (bool,), "true or false")
+    radius = checker.number(table, "radius_km", path, 0.001, 20_000)
+    area = checker.number(table, "area_km", path, 0, 20_000)
+    counts: dict[str, int] = {}
+    for key in ("max_neighbours", "min_neighbours"):
+        if key in table and checker.expect(table[key], (*path, key), (int,), "a whole number"):
+            if table[key] < 1:
+                checker.fail((*path, key), f"{table[key]} must be at least 1")
+            else:
+                counts[key] = table[key]
+    wait = checker.duration(table["wait"], (*path, "wait")) if "wait" in table else None
+    config = NeighbourConfig(
+        enabled=bool(enabled),
+        radius_km=defaults.radius_km if radius is None else radius,
+        max_neighbours=counts.get("max_neighbours", defaults.max_neighbours),
+        min_neighbours=counts.get("min_neighbours", defaults.min_neighbours),
+        area_km=defaults.area_km if area is None else area,
+        wait_ms=defaults.wait_ms if wait is None else wait,
+    )
+    try:
+        config.rules  # noqa: B018 - validates radius and neighbour counts early
+    except ValueError as error:
+        checker.fail(path, str(error))
+        return None
+    return config
 
 
 def _incident_sources(

@@ -40,6 +40,23 @@ def _partitions(settings: Settings) -> dict[str, int]:
     return settings.topic_partitions(Topics(settings.topic_prefix))
 
 
+def _neighbour_summary(city: City, names: Topics) -> str:
+    """One line on the neighbour check: its areas and how many stations can be judged."""
+    from streams.neighbourhood import AreaPlan, NeighbourConfig
+
+    config = city.neighbours or NeighbourConfig()
+    if not config.enabled:
+        return "neighbour check off ([neighbours] enabled = false)"
+    coordinates = {s.station_id: (s.lat, s.lon) for s in city.stations.values()}
+    plan = AreaPlan.of(coordinates, config)
+    judged = sum(1 for around in plan.neighbours.values() if len(around) >= config.min_neighbours)
+    return (
+        f"neighbour check: {judged} of {len(coordinates)} stations have at least "
+        f"{config.min_neighbours} neighbours within {config.radius_km:g} km; "
+        f"{len(plan.members)} area(s), re-keyed on {names.hourly_by_area}"
+    )
+
+
 def topics(settings: Settings, args: argparse.Namespace) -> int:
     from streams.admin import ensure_topics, wait_for_broker
 
@@ -82,6 +99,13 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
             "another CIVIC_TOPIC_PREFIX"
         )
         raise ConfigError(msg)
+    if counts.get(names.hourly_by_area) != counts[names.raw_air_quality]:
+        msg = (
+            f"{names.hourly_by_area} has {counts.get(names.hourly_by_area)} partitions and "
+            f"{names.raw_air_quality} {counts[names.raw_air_quality]}; the neighbour check "
+            "needs as many: delete the area topic (the worker recreates it)"
+        )
+        raise ConfigError(msg)
     app = create_app(
         bootstrap=settings.kafka_bootstrap,
         topics=names,
@@ -98,6 +122,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         state_store=settings.state_store,
         state_dir=settings.state_path(names),
         standby_replicas=settings.standby_replicas,
+        neighbours=city.neighbours,
     )
     where = f" in {settings.state_path(names)}" if settings.state_store != "memory" else ""
     print(
@@ -123,6 +148,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    print(f"civicstream worker: {_neighbour_summary(city, names)}", file=sys.stderr, flush=True)
     worker = faust.Worker(app, loglevel=args.loglevel.upper(), quiet=True, redirect_stdouts=False)
     # aiokafka logs a debug record per produced message; that alone costs ~4 % of a core.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -174,6 +174,8 @@ class Settings:
         counts = {}
         for name, plain in zip(topics.all(), Topics().all(), strict=True):
             counts[name] = partitions_for(plain, named.get(plain, default))
+        # The neighbour check's area topic is keyed like the raw topic it follows.
+        counts[topics.hourly_by_area] = counts[topics.raw_air_quality]
         return counts
 
     def city(self) -> City:

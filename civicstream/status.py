@@ -31,14 +31,23 @@ class PipelineStatus:
     dead_letters: int
     sink_committed: int
     daily_written: int = 0
+    anomalies_written: int = 0
+    area_written: int = 0
+    """Hourly records re-keyed by area for the neighbour check (an internal step)."""
+    area_processed: int = 0
 
     @property
     def caught_up(self) -> bool:
-        """The worker has processed every raw record and the sink has stored every output."""
+        """The worker has processed every raw record and every re-keyed hourly record, and
+        the sink has stored every output."""
         return (
             self.raw_processed >= self.raw_written
+            and self.area_processed >= self.area_written
             and self.sink_committed
-            >= self.enriched_written + self.hourly_written + self.daily_written
+            >= self.enriched_written
+            + self.hourly_written
+            + self.daily_written
+            + self.anomalies_written
         )
 
 
@@ -46,9 +55,11 @@ def pipeline_status(
     bootstrap: str, topics: Topics, *, security: KafkaSecurity | None = None
 ) -> PipelineStatus:
     security = resolve(security)
-    stored = [topics.enriched_air_quality, topics.aqi_hourly, topics.aqi_daily]
+    stored = [topics.enriched_air_quality, topics.aqi_hourly, topics.aqi_daily, topics.anomalies]
     ends = end_offsets(
-        bootstrap, [topics.raw_air_quality, *stored, topics.deadletter], security=security
+        bootstrap,
+        [topics.raw_air_quality, *stored, topics.hourly_by_area, topics.deadletter],
+        security=security,
     )
     worker = committed_offsets(bootstrap, topics.worker_group, security=security)
     sink = committed_offsets(bootstrap, topics.sink_group, security=security)
@@ -60,6 +71,9 @@ def pipeline_status(
         dead_letters=ends[topics.deadletter],
         sink_committed=sum(sink.get(topic, 0) for topic in stored),
         daily_written=ends[topics.aqi_daily],
+        anomalies_written=ends[topics.anomalies],
+        area_written=ends[topics.hourly_by_area],
+        area_processed=worker.get(topics.hourly_by_area, 0),
     )
 
 

@@ -1,5 +1,5 @@
 """Pure computations for civicstream: units, rolling means, the EPA AQI, anomaly flags,
-incident privacy and statistics.
+the neighbour check, incident privacy and statistics.
 
 Nothing here does I/O, reads a clock or knows about Kafka, so every function is
 deterministic and testable on its own. Import the modules, not names from the root::
@@ -17,6 +17,7 @@ from processors import (
     exceptions,
     health,
     incident_stats,
+    neighbours,
     privacy,
     purpleair,
     rolling,
@@ -32,6 +33,7 @@ __all__ = [
     "exceptions",
     "health",
     "incident_stats",
+    "neighbours",
     "privacy",
     "purpleair",
     "rolling",

@@ -73,6 +73,13 @@ class Topics:
         return f"{self.prefix}civic.anomalies"
 
     @property
+    def hourly_by_area(self) -> str:
+        """Internal: hourly AQI records re-keyed by area, where stations meet for the
+        neighbour check (streams.neighbourhood); key area. As many partitions as the raw
+        air-quality topic."""
+        return f"{self.prefix}civic.internal.hourly-by-area"
+
+    @property
     def incidents_published(self) -> str:
         """Privacy-safe incidents (Avro); key incident_id."""
         return f"{self.prefix}civic.incidents.published"
@@ -109,11 +116,12 @@ class Topics:
 
     @property
     def internal(self) -> tuple[str, ...]:
-        """Topics the stream worker creates for itself (state changelog, Faust's leader)."""
+        """Topics the stream worker creates for itself (state changelogs, Faust's leader)."""
         app_id = self.worker_group
         return (
             f"{app_id}-station-state-changelog",
             f"{app_id}-incident-state-changelog",
+            f"{app_id}-area-state-changelog",
             f"{app_id}-__assignor-__leader",
         )
 
@@ -135,5 +143,6 @@ class Topics:
         )
 
     def all(self) -> tuple[str, ...]:
-        """Every public topic of the namespace, raw first, dead letters last."""
-        return (*self.raw, *self.outputs, self.deadletter)
+        """Every topic of the namespace that is created up front: the public ones (raw
+        first, dead letters last) and the area topic between stream steps."""
+        return (*self.raw, *self.outputs, self.hourly_by_area, self.deadletter)

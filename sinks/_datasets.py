@@ -652,7 +652,10 @@ ANOMALIES = Dataset(
             "that came straight back; out_of_range; sentinel: a missing-value code) are "
             "left out of the AQI. anomaly: a valid reading the detector found unusual "
             "(score at or above 0.6). stale: no reading of that pollutant for longer than "
-            "the stale limit (2 hours by default) while the station kept reporting."
+            "the stale limit (2 hours by default) while the station kept reporting. "
+            "disagrees_with_neighbours: a station's hourly mean far from the median of the "
+            "stations around it at the same hour (ts: the hour's start; the expected range "
+            "comes from the neighbours, the detail names them)."
         ),
         keywords=(
             "air quality",
@@ -668,10 +671,12 @@ ANOMALIES = Dataset(
             "pollutant": Field("pm25, pm10, o3, no2, so2 or co."),
             "ts": Field(
                 "Event time of the flagged reading, UTC; for stale, when the silence passed "
-                "the limit.",
+                "the limit; for disagrees_with_neighbours, the start of the hour.",
                 "UTC",
             ),
-            "kind": Field("out_of_range, sentinel, stuck, spike, anomaly or stale."),
+            "kind": Field(
+                "out_of_range, sentinel, stuck, spike, anomaly, stale or disagrees_with_neighbours."
+            ),
             "sensor_id": Field("The sensor that sent the reading, where known."),
             "score": Field("Anomaly score of the reading, 0 to 1; empty for stale."),
             "value": Field(

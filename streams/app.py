@@ -61,6 +61,7 @@ from streams.incidents import (
     incident_progress_update,
 )
 from streams.metrics import IncidentMetrics, WorkerMetrics
+from streams.neighbourhood import AreaPlan, NeighbourConfig, NeighbourPipeline
 from streams.time import HourlyWindows, LocalDays
 from telemetry import serve
 
@@ -288,6 +289,7 @@ def create_app(
     state_dir: Path | None = None,
     standby_replicas: int = 1,
     security: KafkaSecurity | None = None,
+    neighbours: NeighbourConfig | None = None,
 ) -> faust.App:
     """Build the worker app for one namespace; `partitions` must match the raw topic.
 
@@ -303,6 +305,8 @@ def create_app(
     one directory per worker and namespace, RocksDB locks it); "memory" rebuilds them from
     the changelogs at every start. `standby_replicas` other workers keep a warm copy of
     each table partition.
+    `neighbours` configures the neighbour check of the stations in `coordinates`
+    (streams.neighbourhood; default: on, the city as one area).
     """
     security = resolve(security)
     store_options: dict[str, Any] = {"store": "memory://"}
@@ -360,6 +364,10 @@ def create_app(
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap, security=security)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
+    plan = AreaPlan.of(coordinates or {}, neighbours or NeighbourConfig())
+    area_store = _neighbour_agent(
+        app, topics, bootstrap, plan, partitions, metrics, security=security
+    )
 
     @app.agent(raw_topic)
     async def air_quality(stream: Any) -> None:
@@ -377,9 +385,11 @@ def create_app(
                 for event in events
             ]
             result = pipeline.process(records, store)
-            for output in result.outputs:
+            # The final hours, re-keyed by area for the neighbour check: durable with the rest.
+            outputs = [*result.outputs, *plan.rekey(result.outputs, topics)]
+            for output in outputs:
                 await app.producer.send(output.topic, output.key, output.value, None, None, None)
-            if result.outputs:
+            if outputs:
                 await app.producer.flush()
             durable_at = time.monotonic()
             for update in result.state_updates:
@@ -437,7 +447,11 @@ def create_app(
         if app.rebalancing:
             return
         consumer = app.consumer
-        stores = {topics.raw_air_quality: store, topics.raw_incidents: incident_store}
+        stores = {
+            topics.raw_air_quality: store,
+            topics.raw_incidents: incident_store,
+            topics.hourly_by_area: area_store,
+        }
         queued: dict[TP, int] = {}  # newest offset delivered to the agent and not acked
         for message in list(consumer._unacked_messages):
             if not message.acked:
@@ -489,6 +503,80 @@ def create_app(
             )
 
     return app
+
+
+def _neighbour_agent(
+    app: faust.App,
+    topics: Topics,
+    bootstrap: str,
+    plan: AreaPlan,
+    partitions: int,
+    metrics: WorkerMetrics | None,
+    *,
+    security: KafkaSecurity,
+) -> TableStateStore:
+    """The neighbour-check agent: hourly records re-keyed by area in, disagreements out
+    (streams.neighbourhood), with the air-quality agent's commit order. The area topic has
+    the raw topic's partition count (created with the other topics); the area states live
+    in the changelog-backed table ``area-state``, next to their progress."""
+    area_topic = app.topic(
+        topics.hourly_by_area,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+    table = app.Table("area-state", partitions=partitions, key_type=bytes, value_type=bytes)
+    pipeline = NeighbourPipeline(topics, plan)
+    store = TableStateStore(table, app.producer)
+    rewinder = Rewinder(app, store, topics.hourly_by_area, bootstrap, security=security)
+    totals = {"hours": 0, "verdicts": 0, "disagreements": 0, "late": 0}
+
+    @app.agent(area_topic)
+    async def neighbours(stream: Any) -> None:
+        last_report = time.monotonic()
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+            records = [
+                SourceRecord(
+                    topic=event.message.topic,
+                    partition=event.message.partition,
+                    offset=event.message.offset,
+                    key=event.message.key,
+                    value=event.message.value,
+                )
+                for event in events
+            ]
+            result = pipeline.process(records, store)
+            for output in result.outputs:
+                await app.producer.send(output.topic, output.key, output.value, None, None, None)
+            if result.outputs:
+                await app.producer.flush()
+            for update in result.state_updates:
+                await store.save(update)
+            await app.producer.flush()
+            for partition, gap in result.gaps.items():
+                await rewinder.handle(partition, gap)
+            _keep_skipped_unacked(events, result.gaps)
+            if metrics is not None:
+                for kind, count in result.anomalies.items():
+                    metrics.anomalies.labels(kind).inc(count)
+            totals["hours"] += result.hours_judged
+            totals["verdicts"] += result.verdicts
+            totals["disagreements"] += result.disagreements
+            totals["late"] += result.late
+            if time.monotonic() - last_report >= _PROGRESS_EVERY_SECONDS:
+                last_report = time.monotonic()
+                print(
+                    "worker: {hours:,} area-hours judged, {verdicts:,} neighbour verdicts, "
+                    "{disagreements:,} disagreements, {late:,} late hourly records".format(
+                        **totals
+                    ),
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    return store
 
 
 def _incident_agent(

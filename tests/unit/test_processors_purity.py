@@ -23,7 +23,7 @@ ALLOWED_ROOTS = {
     "math",
     "processors",
     "re",  # address patterns (privacy)
-    "scipy",  # the Poisson tail of the spike test (incident_stats)
+    "scipy",  # the Poisson tail of the spike test (incident_stats), k-d tree (neighbours)
     "struct",
     "types",
     "typing",
@@ -63,6 +63,7 @@ def test_package_root_exports_only_modules() -> None:
         "exceptions",
         "health",
         "incident_stats",
+        "neighbours",
         "privacy",
         "purpleair",
         "rolling",
