@@ -17,6 +17,10 @@ What is measured, per row of the readings dataset (an enriched reading):
   wait for that reading is the workload's event-time spacing, not the pipeline's delay.
   The rows' latency from their own reading's send time is reported too ("own").
 
+The latency is split at the enriched record on its topic (its Kafka timestamp, set by the
+worker's producer when it sent it): the worker stage (closing record sent → enriched
+record sent) and the sink stage (→ row durable in the store).
+
 Hourly AQI rows are written in the same sink transaction as their hour's readings, so
 their latency is the same; the readings dataset has one row per reading and is the one
 measured. A row counts in the phase its closing record was sent in.
@@ -31,19 +35,21 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
 
-from bench.harness import SECURITY, Civicstream, Offsets, caught_up
+from bench.harness import SECURITY, Civicstream, Offsets, caught_up, read_topic
 from bench.report import percentiles
 from civicstream.simulate import simulate_readings
-from schemas import Topics
+from schemas import Topics, decode
 from schemas.raw import parse_timestamp_ms
 from streams.admin import ensure_topics
 
 HOUR_MS = 3_600_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 START_MS = 1_767_225_600_000  # 2026-01-01 00:00Z
 
 
@@ -85,21 +91,41 @@ def latencies(
     stored: Iterable[tuple[str, str, int, float]],
     phases: Sequence[tuple[str, float, float]],
     lateness_ms: int,
+    produced: Mapping[tuple[str, str, int], float] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Per phase (name, start, end wall times): event-to-store latencies (s) of the stored
-    rows (station, pollutant, ts, seen at), from the closing record and from their own."""
-    out: dict[str, dict[str, list[float]]] = {n: {"closing": [], "own": []} for n, _, _ in phases}
+    rows (station, pollutant, ts, seen at), from the closing record and from their own;
+    with `produced` (when the worker sent each row's enriched record), the worker stage
+    (closing record → enriched record) and the sink stage (enriched record → store)."""
+    kinds = ("closing", "own", "worker", "sink")
+    out: dict[str, dict[str, list[float]]] = {n: {k: [] for k in kinds} for n, _, _ in phases}
     for station, pollutant, ts_ms, seen in stored:
         closing = closing_time(sent, station, ts_ms - ts_ms % HOUR_MS, lateness_ms)
         if closing is None:
             continue
         for name, start, end in phases:
             if start <= closing < end:
-                out[name]["closing"].append(seen - closing)
+                values = out[name]
+                values["closing"].append(seen - closing)
                 own = sent.own.get((station, pollutant, ts_ms))
                 if own is not None:
-                    out[name]["own"].append(seen - own)
+                    values["own"].append(seen - own)
+                at = (produced or {}).get((station, pollutant, ts_ms))
+                if at is not None:
+                    values["worker"].append(at - closing)
+                    values["sink"].append(seen - at)
                 break
+    return out
+
+
+def produced_times(bootstrap: str, topic: str) -> dict[tuple[str, str, int], float]:
+    """When the worker sent each enriched reading: its Kafka record timestamp (the
+    producer's clock at send, CreateTime), by (station, pollutant, ts)."""
+    out: dict[tuple[str, str, int], float] = {}
+    for record in read_topic(bootstrap, topic):
+        row = decode(record.value)
+        ts_ms = (row["ts"] - _EPOCH) // timedelta(milliseconds=1)
+        out[(row["station_id"], row["pollutant"], ts_ms)] = record.timestamp / 1000
     return out
 
 
@@ -258,7 +284,8 @@ def run(
         offsets.close()
     if poller.error is not None:
         raise poller.error
-    measured = latencies(producer.sent, poller.rows, producer.windows, lateness_ms)
+    produced = produced_times(bootstrap, topics.enriched_air_quality)
+    measured = latencies(producer.sent, poller.rows, producer.windows, lateness_ms, produced)
     result: dict[str, Any] = {
         "stations": stations,
         "max_rate_per_s": round(max_rate),
@@ -279,6 +306,8 @@ def run(
                 "rows": len(values["closing"]),
                 "latency_s": _rounded(percentiles(values["closing"])),
                 "own_latency_s": _rounded(percentiles(values["own"])),
+                "worker_stage_s": _rounded(percentiles(values["worker"])),
+                "sink_stage_s": _rounded(percentiles(values["sink"])),
             }
         )
     return result

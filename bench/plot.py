@@ -10,6 +10,8 @@ from typing import Any
 
 from bench.report import plot_data
 
+_COLORS = {"baseline": "#888888", "civicstream": "#1f77b4", "step alone": "#9ecae1"}
+
 
 def draw(results: dict[str, Any], path: Path) -> Path | None:
     """Write the PNG; None (and nothing written) when matplotlib is not installed."""
@@ -24,12 +26,18 @@ def draw(results: dict[str, Any], path: Path) -> Path | None:
     panels = [name for name in ("throughput", "latency", "stations", "workers") if name in data]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
-    for ax, name in zip(axes[0], panels, strict=True):
+    columns = 2 if len(panels) > 1 else 1
+    rows = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.8 * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, name in zip(flat, panels, strict=False):
         values = data[name]
         if name == "throughput":
-            colors = ["#888888", "#1f77b4"] + ["#ff7f0e"] * (len(values["labels"]) - 2)
+            colors = [_COLORS.get(label, "#ff7f0e") for label in values["labels"]]
             bars = ax.bar(values["labels"], values["per_s"], color=colors)
+            ax.set_ylim(0, max(values["per_s"]) * 1.18)
             base = values["per_s"][0]
             ax.axhline(base, color="#555555", linestyle="--", linewidth=1)
             for bar, rate in zip(bars, values["per_s"], strict=True):
@@ -65,6 +73,7 @@ def draw(results: dict[str, Any], path: Path) -> Path | None:
         else:
             labels = [f"{w} worker{'s' if w > 1 else ''}" for w in values["workers"]]
             bars = ax.bar(labels, values["per_s"], color="#2ca02c")
+            ax.set_ylim(0, max(values["per_s"]) * 1.15)
             one = values["per_s"][0]
             for bar, rate in zip(bars, values["per_s"], strict=True):
                 ax.annotate(

@@ -2,8 +2,9 @@
 
 The worker joins an empty namespace, py-spy attaches (`py-spy record --format raw
 --function`: folded stacks, one line per distinct stack with its sample count, frames
-aggregated by function), the readings are produced, and sampling stops when the worker
-has committed them all. Idle frames (the event loop waiting) are not sampled. The top
+aggregated by function; `--gil`: only the thread holding the GIL, so threads waiting in
+select — the event loop, the fetcher thread, the metrics server — are not counted), the
+readings are produced, and sampling stops when the worker has committed them all. The top
 functions by self time (samples where the function itself was running) and by cumulative
 time (samples where it was anywhere on the stack) are reported.
 """
@@ -102,7 +103,7 @@ def top_functions(stacks: Sequence[tuple[list[str], int]], count: int = 15) -> d
 
 def render(top: dict[str, Any]) -> str:
     """The profile as text: two ranked lists."""
-    lines = [f"py-spy samples: {top['samples']:,} (worker process, idle excluded)", ""]
+    lines = [f"py-spy samples: {top['samples']:,} (worker process, GIL held)", ""]
     titles = (
         ("self", "by self time"),
         ("cumulative", "by cumulative time (event loop and CLI frames left out)"),
@@ -148,6 +149,7 @@ def run(
         spy = subprocess.Popen(
             [
                 *(binary, "record", "--pid", str(worker.pid), "--format", "raw", "--function"),
+                "--gil",
                 *("--rate", str(rate), "--output", str(folded)),
             ],
             stdout=(workdir / "py-spy.log").open("wb"),

@@ -112,9 +112,18 @@ def test_a_row_belongs_to_the_phase_its_closing_reading_was_sent_in() -> None:
 def test_a_row_whose_closing_reading_is_unknown_is_not_counted() -> None:
     sent = sent_hourly(2)
     stored = [("a", "pm25", T0 + HOUR_MS, 9.0)]  # nothing sent past 02:10
-    assert latencies(sent, stored, [("all", 0.0, 99.0)], LATENESS) == {
-        "all": {"closing": [], "own": []}
-    }
+    measured = latencies(sent, stored, [("all", 0.0, 99.0)], LATENESS)
+    assert measured == {"all": {"closing": [], "own": [], "worker": [], "sink": []}}
+
+
+def test_latency_splits_at_the_enriched_record_the_worker_sent() -> None:
+    sent = sent_hourly(4)
+    stored = [("a", "pm25", T0, 2.5)]
+    produced = {("a", "pm25", T0): 2.125}  # the worker sent the enriched reading then
+    measured = latencies(sent, stored, [("all", 0.0, 9.0)], LATENESS, produced)["all"]
+    assert measured["worker"] == [pytest.approx(0.125)]
+    assert measured["sink"] == [pytest.approx(0.375)]
+    assert measured["closing"] == [pytest.approx(0.5)]
 
 
 def test_readings_within_an_hour_share_its_closing_reading() -> None:
@@ -282,6 +291,8 @@ def results() -> dict[str, Any]:
                     "rows": 20_000,
                     "latency_s": {"p50": 0.2, "p95": 0.4, "p99": 0.6, "max": 0.9},
                     "own_latency_s": {"p50": 1.0, "p99": 1.5},
+                    "worker_stage_s": {"p50": 0.1, "p99": 0.3},
+                    "sink_stage_s": {"p50": 0.1, "p99": 0.35},
                 }
             ],
         },
@@ -345,7 +356,10 @@ def test_the_report_gives_every_contender_with_its_ratio_to_the_baseline() -> No
 
 def test_the_report_has_latency_scaling_and_workers_tables() -> None:
     text = report.render(results())
-    assert "| 25% of max | 750 | 20,000 | 0.200 | 0.400 | 0.600 | 0.900 | 1.00 / 1.50 |" in text
+    assert (
+        "| 25% of max | 750 | 20,000 | 0.200 | 0.400 | 0.600 | 0.900 | 0.100 / 0.300 "
+        "| 0.100 / 0.350 | 1.00 / 1.50 |"
+    ) in text
     assert "| 100 | 60,000 | 100 | 2,500 | 9,800 | 100 | – | 1,400 | 8,500 |" in text
     assert "| 2 | 2,400 | 1.20 | 30,000 / 30,000 | 2.00 of 2 | 0.90 + 0.90 | 0.20 |" in text
 
