@@ -34,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import latency, plot, profile, report, scaling, throughput
-from bench.harness import RESULTS, SECURITY, broker_pid, machine, start_broker
+from bench.harness import (
+    RESULTS,
+    SCRAPE_INTERVAL_S,
+    SECURITY,
+    broker_pid,
+    machine,
+    start_broker,
+)
 from civicstream.settings import Settings
 from schemas import Topics
 from streams.admin import ensure_topics
@@ -66,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="use this broker instead of starting one (quick iteration only)",
     )
     parser.add_argument("--workload", choices=("beijing", "simulate"), default="beijing")
-    parser.add_argument("--days", type=int, help="Beijing days [14; quick 3]")
+    parser.add_argument("--days", type=int, help="Beijing days [30; quick 3]")
     parser.add_argument("--simulate", type=int, help="simulated readings [100000; quick 20000]")
     parser.add_argument("--partitions", type=int, default=4, help="throughput and latency [4]")
     parser.add_argument("--peers", type=_csv(str), default=["faust", "quix"], help="[faust,quix]")
@@ -78,6 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "alternately in the throughput section [on]",
     )
     parser.add_argument("--repeat", type=int, default=1, help="civicstream throughput runs [1]")
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=SCRAPE_INTERVAL_S,
+        help="seconds between scrapes of each process's /metrics, as deploy/prometheus "
+        f"does [{SCRAPE_INTERVAL_S:g}]",
+    )
     parser.add_argument(
         "--max-rate", type=float, help="latency: the max sustained rate (default: measured)"
     )
@@ -94,16 +108,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="readings per station count, at least one round [60000; quick 12000]",
     )
     parser.add_argument(
+        "--station-budget",
+        type=float,
+        help="seconds a station count may run; past it the rate so far is reported as "
+        "incomplete [240; quick 60]",
+    )
+    parser.add_argument(
         "--worker-readings", type=int, help="readings per workers run [60000; quick 15000]"
     )
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
-        "days": 3 if quick else 14,
+        "days": 3 if quick else 30,
         "simulate": 20_000 if quick else 100_000,
         "latency_seconds": 10 if quick else 30,
         "stations": [100, 1000, 10_000] if quick else [100, 10_000, 100_000],
         "station_readings": 12_000 if quick else 60_000,
+        "station_budget": 60 if quick else 240,
         "worker_readings": 15_000 if quick else 60_000,
     }
     for name, value in defaults.items():
@@ -145,7 +166,13 @@ def run_throughput(args: argparse.Namespace, bootstrap: str, workroot: Path) -> 
                 throughput.load(bootstrap, run_topics.raw_air_quality, records)
             workdir = workroot / f"civicstream-{index}-{'on' if metrics else 'off'}"
             run = throughput.civicstream(
-                bootstrap, run_topics, total, workdir, args.partitions, metrics=metrics
+                bootstrap,
+                run_topics,
+                total,
+                workdir,
+                args.partitions,
+                metrics=metrics,
+                scrape_interval=args.scrape_interval,
             )
             runs.append(run)
             w, s = run["processes"]["worker"], run["processes"]["sink"]
@@ -193,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "quick": args.quick,
+        "scrape_interval_s": args.scrape_interval if args.metrics != "off" else None,
         "machine": machine(),
     }
     workroot = Path(tempfile.mkdtemp(prefix="civicstream-bench-"))
@@ -223,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                     warmup_s=3 if args.quick else 5,
                     lateness_ms=lateness_ms,
                     metrics=args.metrics != "off",
+                    scrape_interval=args.scrape_interval,
                 )
                 results["latency"] = section
                 for phase in section["phases"]:
@@ -242,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                     args.station_readings,
                     args.partitions,
                     metrics=args.metrics != "off",
+                    budget_s=args.station_budget,
+                    scrape_interval=args.scrape_interval,
                 )
                 for n in args.stations
             ]
@@ -249,6 +280,11 @@ def main(argv: list[str] | None = None) -> int:
             steady = scaling.steady_state(hours=48 if args.quick else 96)
             results["scaling"] = {"stations": runs, "steady_state": steady}
             for run in runs:
+                if not run["complete"]:
+                    print(
+                        f"  {run['stations']:,} stations: INCOMPLETE, {run['processed']:,} of "
+                        f"{run['readings']:,} readings processed in {args.station_budget:g} s"
+                    )
                 print(
                     f"  {run['stations']:,} stations: {run['per_s']:,}/s, state "
                     f"{run['bytes_per_station_pollutant']:,} B per station × pollutant, worker "
@@ -270,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.worker_readings,
                     metrics=args.metrics != "off",
                     broker_pid=broker_pid(broker),
+                    scrape_interval=args.scrape_interval,
                 )
                 runs.append(run)
                 print(
@@ -292,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 records,
                 args.partitions,
                 metrics=args.metrics != "off",
+                scrape_interval=args.scrape_interval,
             )
             results["profile"] = prof
             if "self" in prof:

@@ -233,15 +233,37 @@ def read_topic(bootstrap: str, topic: str) -> Iterator[Any]:
 # ---------------------------------------------------------------- civicstream processes
 
 
-def _scrape_every_second(ports: list[int], stop: threading.Event) -> None:
-    """What a Prometheus with a 1 s scrape interval asks of the processes."""
-    while not stop.wait(1.0):
-        for port in ports:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                    r.read()
-            except OSError:
-                pass  # not serving yet
+SCRAPE_INTERVAL_S = 5.0
+"""The scrape interval of deploy/prometheus/prometheus.yml."""
+
+
+class Scraper(threading.Thread):
+    """What a Prometheus asks of the processes: /metrics of each, every `interval` s.
+
+    One scrape at a time, each waited for (a slow one delays the next instead of piling
+    up beside it); the longest scrape and the largest page per port are kept.
+    """
+
+    def __init__(self, ports: dict[int, str], interval: float) -> None:
+        super().__init__(name="scraper", daemon=True)
+        self.ports, self.interval = ports, interval
+        self.stop = threading.Event()
+        self.longest_s: dict[str, float] = {}
+        self.largest_bytes: dict[str, int] = {}
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            for port, name in list(self.ports.items()):
+                began = time.perf_counter()
+                try:
+                    url = f"http://127.0.0.1:{port}/metrics"
+                    with urllib.request.urlopen(url, timeout=300) as response:
+                        size = len(response.read())
+                except OSError:
+                    continue  # not serving yet
+                took = time.perf_counter() - began
+                self.longest_s[name] = max(self.longest_s.get(name, 0.0), took)
+                self.largest_bytes[name] = max(self.largest_bytes.get(name, 0), size)
 
 
 @dataclass
@@ -269,7 +291,7 @@ class Watched:
             msg = f"{self.name} exited with {self.process.returncode}:\n{tail}"
             raise RuntimeError(msg)
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, Any]:
         return {
             "peak_rss_mib": round(self.peak_rss_kib / 1024, 1),
             "final_rss_mib": round(self.last_rss_kib / 1024, 1),
@@ -305,8 +327,8 @@ def stop_processes(watched: Iterable[Watched], timeout: float = 30) -> None:
 class Civicstream:
     """The worker(s) and the sink of one topic namespace, as users run them.
 
-    With `metrics` each process serves /metrics and is scraped every second (what a
-    Prometheus would cost); without, CIVIC_METRICS_PORT=0 keeps no metric at all.
+    With `metrics` each process serves /metrics and is scraped every `scrape_interval`
+    seconds (what a Prometheus would cost); without, CIVIC_METRICS_PORT=0 keeps no metric.
     """
 
     def __init__(
@@ -317,6 +339,7 @@ class Civicstream:
         partitions: int,
         *,
         metrics: bool = True,
+        scrape_interval: float = SCRAPE_INTERVAL_S,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
@@ -325,8 +348,8 @@ class Civicstream:
         self.metrics = metrics
         self.store_path = workdir / "store.db"
         self.processes: dict[str, Watched] = {}
-        self._ports: list[int] = []
-        self._scraping = threading.Event()
+        self._ports: dict[int, str] = {}
+        self._scraper = Scraper(self._ports, scrape_interval)
         workdir.mkdir(parents=True, exist_ok=True)
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -341,17 +364,17 @@ class Civicstream:
             **extra,
         )
 
-    def _port(self) -> str:
+    def _port(self, name: str) -> str:
         if not self.metrics:
             return "0"
         port = free_port()
-        self._ports.append(port)
+        self._ports[port] = name
         return str(port)
 
     def start(self, *, workers: int = 1, sink: bool = True) -> None:
         for index in range(workers):
             name = "worker" if workers == 1 else f"worker-{index + 1}"
-            env = self.env(CIVIC_METRICS_PORT=self._port())
+            env = self.env(CIVIC_METRICS_PORT=self._port(name))
             self.processes[name] = start_process(
                 name,
                 [sys.executable, "-m", "civicstream", "worker"],
@@ -359,7 +382,7 @@ class Civicstream:
                 self.workdir / f"{name}.log",
             )
         if sink:
-            env = self.env(CIVIC_SINK_METRICS_PORT=self._port())
+            env = self.env(CIVIC_SINK_METRICS_PORT=self._port("sink"))
             self.processes["sink"] = start_process(
                 "sink",
                 [sys.executable, "-m", "civicstream", "sink"],
@@ -367,9 +390,7 @@ class Civicstream:
                 self.workdir / "sink.log",
             )
         if self.metrics:
-            threading.Thread(
-                target=_scrape_every_second, args=(self._ports, self._scraping), daemon=True
-            ).start()
+            self._scraper.start()
 
     def watch(self) -> None:
         """Sample memory and CPU of every process; raise if one died."""
@@ -377,12 +398,16 @@ class Civicstream:
             item.check()
             item.sample()
 
-    def stop(self) -> dict[str, dict[str, float]]:
-        self._scraping.set()
+    def stop(self) -> dict[str, dict[str, Any]]:
+        self._scraper.stop.set()
         for item in self.processes.values():
             item.sample()
         stop_processes(self.processes.values())
-        return {name: item.summary() for name, item in self.processes.items()}
+        summary = {name: item.summary() for name, item in self.processes.items()}
+        for name, longest in self._scraper.longest_s.items():
+            summary[name]["scrape_max_s"] = round(longest, 2)
+            summary[name]["scrape_max_kib"] = round(self._scraper.largest_bytes[name] / 1024)
+        return summary
 
     @property
     def stored_topics(self) -> list[str]:

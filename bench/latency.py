@@ -41,7 +41,14 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from bench.harness import SECURITY, Civicstream, Offsets, caught_up, read_topic
+from bench.harness import (
+    SCRAPE_INTERVAL_S,
+    SECURITY,
+    Civicstream,
+    Offsets,
+    caught_up,
+    read_topic,
+)
 from bench.report import percentiles
 from civicstream.simulate import simulate_readings
 from schemas import Topics, decode
@@ -235,13 +242,16 @@ def run(
     lateness_ms: int = 600_000,
     poll_s: float = 0.02,
     metrics: bool = True,
+    scrape_interval: float = SCRAPE_INTERVAL_S,
 ) -> dict[str, Any]:
     """Offer each fraction of `max_rate` for `seconds`, after a warm-up at the first."""
     topics = Topics(f"bench-latency-{int(time.time())}.")
     ensure_topics(bootstrap, topics.all(), partitions, security=SECURITY)
     phases = [Phase("warm-up", max_rate * fractions[0], warmup_s)]
     phases += [Phase(f"{fraction:.0%}", max_rate * fraction, seconds) for fraction in fractions]
-    pipeline = Civicstream(bootstrap, topics, workdir, partitions, metrics=metrics)
+    pipeline = Civicstream(
+        bootstrap, topics, workdir, partitions, metrics=metrics, scrape_interval=scrape_interval
+    )
     offsets = Offsets(bootstrap)
     poller = StorePoller(pipeline.store_path, poll_s)
     producer = PacedProducer(bootstrap, topics.raw_air_quality, stations, phases)

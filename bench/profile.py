@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import throughput
-from bench.harness import ROOT, SECURITY, Civicstream, Offsets
+from bench.harness import ROOT, SCRAPE_INTERVAL_S, SECURITY, Civicstream, Offsets
 from schemas import Topics
 from streams.admin import ensure_topics
 
@@ -131,6 +131,7 @@ def run(
     *,
     rate: int = 200,
     metrics: bool = True,
+    scrape_interval: float = SCRAPE_INTERVAL_S,
 ) -> dict[str, Any]:
     """Profile one worker over `records`; folded stacks and the top lists in `workdir`."""
     binary = py_spy()
@@ -138,7 +139,9 @@ def run(
         return {"skipped": "py-spy is not installed (pip install -e '.[bench]')"}
     topics = Topics(f"bench-profile-{int(time.time())}.")
     ensure_topics(bootstrap, topics.all(), partitions, security=SECURITY)
-    pipeline = Civicstream(bootstrap, topics, workdir, partitions, metrics=metrics)
+    pipeline = Civicstream(
+        bootstrap, topics, workdir, partitions, metrics=metrics, scrape_interval=scrape_interval
+    )
     offsets = Offsets(bootstrap)
     folded = workdir / "profile.folded"
     pipeline.start(sink=False)

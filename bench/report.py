@@ -83,6 +83,23 @@ def _pair(summary: Mapping[str, Any] | None, digits: int = 3) -> str | None:
     return f"{_n(summary['p50'], digits)} / {_n(summary['p99'], digits)}"
 
 
+def _rate(run: Mapping[str, Any]) -> str | None:
+    """Readings/s, marked when the run ran out of its time budget."""
+    rate = _n(run["per_s"])
+    if run.get("complete", True):
+        return rate
+    return (
+        f"{rate} (incomplete: {run['processed']:,} of {run['readings']:,} in "
+        f"{run.get('steady_s', '?')} s)"
+    )
+
+
+def _scrape(run: Mapping[str, Any]) -> str | None:
+    if run.get("worker_scrape_max_kib") is None:
+        return None
+    return f"{run['worker_scrape_max_kib']:,} KiB, {run['worker_scrape_max_s']} s"
+
+
 def civicstream_rate(results: Mapping[str, Any]) -> float | None:
     """civicstream's end-to-end readings/s: the median over its runs."""
     runs = results.get("throughput", {}).get("civicstream") or []
@@ -171,9 +188,12 @@ def render(results: Mapping[str, Any]) -> str:
     """The whole report as markdown, ending with the headline line."""
     out = [f"# civicstream benchmark, {results['when']}", ""]
     out += [f"Machine: {_machine(results)}.", ""]
+    scrape = results.get("scrape_interval_s")
+    metrics = f"metrics on, /metrics scraped every {scrape:g} s" if scrape else "metrics off"
     out += [
         f"Run: `{results.get('command', 'python -m bench')}`"
-        f"{' (quick)' if results.get('quick') else ''}, {results.get('seconds', '?')} s.",
+        f"{' (quick)' if results.get('quick') else ''}, {results.get('seconds', '?')} s; "
+        f"civicstream with {metrics}.",
         "",
     ]
     t = results.get("throughput")
@@ -287,22 +307,24 @@ def render(results: Mapping[str, Any]) -> str:
                     "RSS growth KiB/station",
                     "state B/station×pollutant",
                     "largest snapshot B",
+                    "worker /metrics KiB, slowest scrape s",
                 ],
                 (
                     [
                         _n(r["stations"]),
                         _n(r["readings"]),
                         r["readings_per_station_pollutant"],
-                        _n(r["per_s"]),
+                        _rate(r),
                         _n(r.get("rows_stored", {}).get("aqi_hourly")),
                         _n(r["worker_final_rss_mib"]),
                         _n(r.get("rss_growth_kib_per_station"), 2),
                         _n(r["bytes_per_station_pollutant"]),
                         _n(r["snapshot_bytes_max"]),
+                        _scrape(r),
                     ]
                     for r in sc["stations"]
                 ),
-                [True] * 9,
+                [True] * 10,
             ),
             "",
             "Readings/s: raw → store, every output stored. An hour is published once a "

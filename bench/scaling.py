@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import throughput
-from bench.harness import SECURITY, Civicstream, CpuMeter, Offsets, cpu_seconds, read_topic
+from bench.harness import (
+    SCRAPE_INTERVAL_S,
+    SECURITY,
+    Civicstream,
+    CpuMeter,
+    Offsets,
+    cpu_seconds,
+    read_topic,
+)
 from civicstream.simulate import simulate_readings
 from schemas import Topics
 from streams.admin import ensure_topics
@@ -67,6 +75,8 @@ def stations_run(
     partitions: int,
     *,
     metrics: bool,
+    budget_s: float | None = None,
+    scrape_interval: float = SCRAPE_INTERVAL_S,
 ) -> dict[str, Any]:
     rounds = max(1, readings // (stations * POLLUTANTS))
     count = rounds * stations * POLLUTANTS
@@ -80,16 +90,30 @@ def stations_run(
         f"loaded at {loaded['per_s']:,}/s",
         flush=True,
     )
-    run = throughput.civicstream(bootstrap, topics, count, workdir, partitions, metrics=metrics)
+    run = throughput.civicstream(
+        bootstrap,
+        topics,
+        count,
+        workdir,
+        partitions,
+        metrics=metrics,
+        budget_s=budget_s,
+        scrape_interval=scrape_interval,
+    )
     sizes = state_sizes(bootstrap, topics)
     worker = run["processes"]["worker"]
     return {
         "stations": stations,
         "readings": count,
         "readings_per_station_pollutant": rounds,
+        "complete": run["complete"],
+        "processed": run["processed"],
         "per_s": run["per_s"],
         "worker_per_s": run["worker_per_s"],
         "startup_s": run["startup_s"],
+        "steady_s": run["steady_s"],
+        "worker_scrape_max_s": worker.get("scrape_max_s"),
+        "worker_scrape_max_kib": worker.get("scrape_max_kib"),
         "rows_stored": run["store_rows"],
         "worker_final_rss_mib": worker["final_rss_mib"],
         "worker_peak_rss_mib": worker["peak_rss_mib"],
@@ -154,11 +178,14 @@ def workers_run(
     stations: int = 100,
     metrics: bool,
     broker_pid: int | None = None,
+    scrape_interval: float = SCRAPE_INTERVAL_S,
 ) -> dict[str, Any]:
     """`workers` worker processes on `partitions` partitions: raw records committed/s."""
     topics = Topics(f"bench-workers-{workers}-{int(time.time())}.")
     ensure_topics(bootstrap, topics.all(), partitions, security=SECURITY)
-    pipeline = Civicstream(bootstrap, topics, workdir, partitions, metrics=metrics)
+    pipeline = Civicstream(
+        bootstrap, topics, workdir, partitions, metrics=metrics, scrape_interval=scrape_interval
+    )
     offsets = Offsets(bootstrap)
     records = list(simulate_readings(stations, readings, START_MS, step_ms=HOUR_MS))
     pipeline.start(workers=workers, sink=False)

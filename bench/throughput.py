@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 
 from bench.harness import (
     ROOT,
+    SCRAPE_INTERVAL_S,
     SECURITY,
     Civicstream,
     CpuMeter,
@@ -137,9 +138,15 @@ def civicstream(
     *,
     metrics: bool,
     poll_s: float = 0.25,
+    budget_s: float | None = None,
+    scrape_interval: float = SCRAPE_INTERVAL_S,
 ) -> dict[str, Any]:
-    """Worker + sink over the filled raw topic until every output is stored."""
-    pipeline = Civicstream(bootstrap, topics, workdir, partitions, metrics=metrics)
+    """Worker + sink over the filled raw topic until every output is stored, or until
+    `budget_s` has passed: then the result says `complete: false` and its rate is the
+    raw records processed so far per second."""
+    pipeline = Civicstream(
+        bootstrap, topics, workdir, partitions, metrics=metrics, scrape_interval=scrape_interval
+    )
     offsets = Offsets(bootstrap)
     started = time.perf_counter()
     pipeline.start()
@@ -147,6 +154,8 @@ def civicstream(
     agreed = 0
     cpu_at_first: dict[str, float] = {}
     meter = None
+    complete = True
+    processed = 0
     try:
         while True:
             pipeline.watch()
@@ -158,9 +167,13 @@ def civicstream(
                 meter = CpuMeter()
             if worker_done is None and progress["processed"] >= total:
                 worker_done = now
+            processed = progress["processed"]
             # Offsets are read one topic at a time: caught up must hold on two polls.
             agreed = agreed + 1 if caught_up(progress, total) else 0
             if agreed >= 2:
+                break
+            if budget_s is not None and now - started > budget_s:
+                complete = False
                 break
             time.sleep(poll_s)
         done = time.perf_counter()
@@ -178,14 +191,17 @@ def civicstream(
         cores["machine"] = machine_cpu["cores_busy"]
     with open_store(f"sqlite:///{pipeline.store_path}") as store:
         rows = {name: store.count(name) for name in ("readings", "aqi_hourly", "aqi_daily")}
+    counted = total if complete else processed
     return {
         "metrics": metrics,
         "records": total,
+        "complete": complete,
+        "processed": counted,
         "startup_s": round(first - started, 2),
         "steady_s": round(done - first, 2),
-        "per_s": round(total / max(done - first, 1e-9)),
-        "end_to_end_per_s": round(total / (done - started)),
-        "worker_per_s": round(total / max((worker_done or done) - first, 1e-9)),
+        "per_s": round(counted / max(done - first, 1e-9)),
+        "end_to_end_per_s": round(counted / (done - started)),
+        "worker_per_s": round(counted / max((worker_done or done) - first, 1e-9)),
         "store_rows": rows,
         "processes": processes,
         "cores_busy_steady": cores,

@@ -360,8 +360,23 @@ def test_the_report_has_latency_scaling_and_workers_tables() -> None:
         "| 25% of max | 750 | 20,000 | 0.200 | 0.400 | 0.600 | 0.900 | 0.100 / 0.300 "
         "| 0.100 / 0.350 | 1.00 / 1.50 |"
     ) in text
-    assert "| 100 | 60,000 | 100 | 2,500 | 9,800 | 100 | – | 1,400 | 8,500 |" in text
+    assert "| 100 | 60,000 | 100 | 2,500 | 9,800 | 100 | – | 1,400 | 8,500 | – |" in text
     assert "| 2 | 2,400 | 1.20 | 30,000 / 30,000 | 2.00 of 2 | 0.90 + 0.90 | 0.20 |" in text
+
+
+def test_a_station_count_that_ran_out_of_time_says_how_far_it_got() -> None:
+    r = results()
+    run = r["scaling"]["stations"][0]
+    run.update(
+        complete=False,
+        processed=20_000,
+        steady_s=240.0,
+        worker_scrape_max_kib=90_000,
+        worker_scrape_max_s=6.5,
+    )
+    text = report.render(r)
+    assert "| 2,500 (incomplete: 20,000 of 60,000 in 240.0 s) |" in text
+    assert "| 90,000 KiB, 6.5 s |" in text
 
 
 def test_a_markdown_table_aligns_numbers_right_and_escapes_pipes() -> None:
