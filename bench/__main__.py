@@ -45,6 +45,7 @@ from bench.harness import (
 from civicstream.settings import Settings
 from schemas import Topics
 from streams.admin import ensure_topics
+from streams.time import LocalDays
 
 SECTIONS = ("throughput", "latency", "stations", "workers", "profile")
 DESCRIPTIONS = {
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
         "quick": args.quick,
         "scrape_interval_s": args.scrape_interval if args.metrics != "off" else None,
         "machine": machine(),
@@ -277,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 for n in args.stations
             ]
             runs = scaling.with_rss_growth(runs)
-            steady = scaling.steady_state(hours=48 if args.quick else 96)
+            days = LocalDays(Settings.from_env().city().standard_offset_ms)
+            steady = scaling.steady_state(hours=48 if args.quick else 120, days=days)
             results["scaling"] = {"stations": runs, "steady_state": steady}
             for run in runs:
                 if not run["complete"]:

@@ -228,6 +228,14 @@ def render(results: Mapping[str, Any]) -> str:
                 used = ", ".join(f"{name} {value:.2f}" for name, value in cores.items())
                 of = results["machine"]["cores"]
                 out.append(f"civicstream's steady part, cores busy: {used} (of {of}).")
+            per_reading = run.get("worker_cpu_us_per_reading")
+            pure = t.get("in_process")
+            if per_reading and pure:
+                out.append(
+                    f"The worker's CPU per reading: {per_reading:,} µs, of which the "
+                    f"air-quality step alone is {pure['us_per_record']:,.0f} µs; the rest is "
+                    "Faust, the Kafka clients, the changelog and metrics around it."
+                )
         out.append("")
         ours = civicstream_rate(results)
         for name, run in t.get("peers", {}).items():
@@ -235,6 +243,22 @@ def render(results: Mapping[str, Any]) -> str:
                 out.append(
                     f"civicstream / {PEER_LABELS.get(name, name)} = {ours / run['per_s']:.2f}"
                 )
+        counts = [
+            f"{PEER_LABELS.get(name, name)} {run['hourly_records_so_far']:,}"
+            for name, run in t.get("peers", {}).items()
+            if "hourly_records_so_far" in run
+        ]
+        rows = (t.get("civicstream") or [{}])[0].get("store_rows", {}).get("aqi_hourly")
+        if counts and rows is not None:
+            out += [
+                "",
+                f"Hourly AQI records when the last reading was processed: civicstream "
+                f"{rows:,} (stored), {', '.join(counts)}. Faust expires windows by the wall "
+                "clock, so on replayed data every window is stale at its first table clean-up "
+                "(every 1 s here), part-filled or not, and its clean-up calls "
+                "`on_window_close` only for windows newer than the newest it closed before: "
+                "the others are dropped without a record.",
+            ]
         out += [
             "",
             "The peers do less per reading than civicstream (bench/peers/job.py): no "
@@ -361,6 +385,8 @@ def render(results: Mapping[str, Any]) -> str:
                     "cores busy: machine",
                     "worker(s)",
                     "broker",
+                    "benchmark",
+                    "other processes",
                 ],
                 (
                     [
@@ -371,16 +397,27 @@ def render(results: Mapping[str, Any]) -> str:
                         f"{r['machine_cores_busy']:.2f} of {results['machine']['cores']}",
                         " + ".join(f"{v:.2f}" for v in r["worker_cores_busy"].values()),
                         _n(r.get("broker_cores_busy"), 2),
+                        _n(r.get("bench_cores_busy"), 2),
+                        _n(r.get("other_cores_busy"), 2),
                     ]
                     for r in wk["runs"]
                 ),
-                [True, True, True, True, True, True, True],
+                [True] * 9,
             ),
             "",
-            "Cores busy: CPU time over the steady interval, from /proc; the machine's figure "
-            "counts every process on it (other sessions share this machine).",
-            "",
+            "Cores busy: CPU time over the steady interval, from /proc. The benchmark process "
+            "produces the readings and polls offsets meanwhile; other processes are everything "
+            "else on the machine (other sessions share it).",
         ]
+        split = wk["runs"][-1]["records_per_partition"]
+        if split and max(split.values()):
+            bound = sum(split.values()) / max(split.values())
+            out.append(
+                f"With this key split the busier partition holds {max(split.values()):,} of "
+                f"{sum(split.values()):,} readings: two workers can be at most {bound:.2f}× "
+                "one worker, even with a core each."
+            )
+        out.append("")
     prof = results.get("profile")
     if prof and "self" in prof:
         out += [

@@ -32,13 +32,14 @@ from bench.harness import (
     CpuMeter,
     Offsets,
     cpu_seconds,
+    own_cpu_seconds,
     read_topic,
 )
 from civicstream.simulate import simulate_readings
 from schemas import Topics
 from streams.admin import ensure_topics
 from streams.air_quality import AirQualityPipeline, SourceRecord
-from streams.time import HourlyWindows
+from streams.time import HourlyWindows, LocalDays
 
 HOUR_MS = 3_600_000
 START_MS = 1_767_225_600_000  # 2026-01-01 00:00Z
@@ -138,10 +139,12 @@ class _DictStates(dict[str, bytes]):
         return self.get(key)
 
 
-def steady_state(stations: int = 20, hours: int = 96) -> dict[str, Any]:
+def steady_state(
+    stations: int = 20, hours: int = 96, days: LocalDays | None = None
+) -> dict[str, Any]:
     """Snapshot size once pruning bounds it: `hours` hourly rounds for `stations`, in
-    process (the same encoding the worker stores)."""
-    pipeline = AirQualityPipeline(Topics(), HourlyWindows(600_000))
+    process (the same encoding the worker stores; `days`: the city's, as the worker's)."""
+    pipeline = AirQualityPipeline(Topics(), HourlyWindows(600_000), days=days)
     states = _DictStates()
     records = simulate_readings(stations, stations * POLLUTANTS * hours, START_MS, step_ms=HOUR_MS)
     source = [SourceRecord("raw", 0, i, r.key, r.value) for i, r in enumerate(records)]
@@ -203,6 +206,7 @@ def workers_run(
                 first = now
                 at_first = {name: item.cpu_s for name, item in pipeline.processes.items()}
                 broker_at_first = _cpu(broker_pid)
+                bench_at_first = own_cpu_seconds()
                 meter = CpuMeter()
             if processed >= total:
                 break
@@ -212,6 +216,7 @@ def workers_run(
         done = time.perf_counter()
         pipeline.watch()
         machine_cpu = meter.read()
+        bench_cores = (own_cpu_seconds() - bench_at_first) / (done - first)
         broker_cores = (_cpu(broker_pid) - broker_at_first) / (done - first) if broker_pid else None
         per_partition = offsets.end_by_partition(topics.raw_air_quality)
     finally:
@@ -233,6 +238,14 @@ def workers_run(
         "machine_cores_busy": machine_cpu["cores_busy"],
         "worker_cores_busy": worker_cores,
         "broker_cores_busy": None if broker_cores is None else round(broker_cores, 2),
+        "bench_cores_busy": round(bench_cores, 2),
+        "other_cores_busy": round(
+            machine_cpu["cores_busy"]
+            - sum(worker_cores.values())
+            - bench_cores
+            - (broker_cores or 0.0),
+            2,
+        ),
         "processes": processes,
     }
 

@@ -37,6 +37,7 @@ from bench.harness import (
     CpuMeter,
     Offsets,
     caught_up,
+    own_cpu_seconds,
     start_process,
     stop_processes,
 )
@@ -164,6 +165,7 @@ def civicstream(
             if first is None and progress["processed"] > 0:
                 first = now
                 cpu_at_first = {name: item.cpu_s for name, item in pipeline.processes.items()}
+                cpu_at_first["bench"] = own_cpu_seconds()
                 meter = CpuMeter()
             if worker_done is None and progress["processed"] >= total:
                 worker_done = now
@@ -179,6 +181,7 @@ def civicstream(
         done = time.perf_counter()
         pipeline.watch()
         machine_cpu = meter.read() if meter is not None else None
+        bench_cpu = own_cpu_seconds()
     finally:
         processes = pipeline.stop()
         offsets.close()
@@ -188,7 +191,9 @@ def civicstream(
         for name, p in processes.items()
     }
     if machine_cpu is not None:
+        cores["bench"] = round((bench_cpu - cpu_at_first["bench"]) / max(done - first, 1e-9), 2)
         cores["machine"] = machine_cpu["cores_busy"]
+    worker_cpu_s = processes["worker"]["cpu_s"] - cpu_at_first.get("worker", 0.0)
     with open_store(f"sqlite:///{pipeline.store_path}") as store:
         rows = {name: store.count(name) for name in ("readings", "aqi_hourly", "aqi_daily")}
     counted = total if complete else processed
@@ -205,6 +210,7 @@ def civicstream(
         "store_rows": rows,
         "processes": processes,
         "cores_busy_steady": cores,
+        "worker_cpu_us_per_reading": round(worker_cpu_s / max(counted, 1) * 1e6),
     }
 
 

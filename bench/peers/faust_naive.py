@@ -9,8 +9,9 @@ AQI is computed (processors.aqi, via bench.peers.job) and sent to the output top
 Faust decides that a window is stale by the wall clock (`time.time()` minus `expires`),
 not by event time: on replayed or historical readings every window is already stale, so
 each table clean-up (every `table_cleanup_interval`, 1 s here) closes the windows seen so
-far, and an hour whose readings straddle two clean-ups is published twice, each time with
-part of its readings. The benchmark measures throughput; this is noted in its report.
+far, part-filled or not; and the clean-up calls `on_window_close` only for windows that
+start after the newest window it closed before, so the others vanish without a record.
+The benchmark measures throughput; the report gives the records each job published.
 """
 
 from __future__ import annotations

@@ -321,6 +321,8 @@ def results() -> dict[str, Any]:
                     "machine_cores_busy": 2.0,
                     "worker_cores_busy": {f"worker-{i}": 0.9 for i in range(w)},
                     "broker_cores_busy": 0.2,
+                    "bench_cores_busy": 0.1,
+                    "other_cores_busy": 0.0 if w == 2 else 0.8,
                 }
                 for w, rate in ((1, 2_000), (2, 2_400))
             ]
@@ -361,7 +363,10 @@ def test_the_report_has_latency_scaling_and_workers_tables() -> None:
         "| 0.100 / 0.350 | 1.00 / 1.50 |"
     ) in text
     assert "| 100 | 60,000 | 100 | 2,500 | 9,800 | 100 | – | 1,400 | 8,500 | – |" in text
-    assert "| 2 | 2,400 | 1.20 | 30,000 / 30,000 | 2.00 of 2 | 0.90 + 0.90 | 0.20 |" in text
+    assert (
+        "| 2 | 2,400 | 1.20 | 30,000 / 30,000 | 2.00 of 2 | 0.90 + 0.90 | 0.20 | 0.10 | 0.00 |"
+    ) in text
+    assert "two workers can be at most 2.00× one worker" in text
 
 
 def test_a_station_count_that_ran_out_of_time_says_how_far_it_got() -> None:
