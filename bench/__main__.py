@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="use this broker instead of starting one (quick iteration only)",
     )
     parser.add_argument("--workload", choices=("beijing", "simulate"), default="beijing")
-    parser.add_argument("--days", type=int, help="Beijing days [30; quick 3]")
+    parser.add_argument("--days", type=int, help="Beijing days [30; quick 7]")
     parser.add_argument("--simulate", type=int, help="simulated readings [100000; quick 20000]")
     parser.add_argument("--partitions", type=int, default=4, help="throughput and latency [4]")
     parser.add_argument("--peers", type=_csv(str), default=["faust", "quix"], help="[faust,quix]")
@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
-        "days": 3 if quick else 30,
+        "days": 7 if quick else 30,
         "simulate": 20_000 if quick else 100_000,
         "latency_seconds": 10 if quick else 30,
         "stations": [100, 1000, 10_000] if quick else [100, 10_000, 100_000],

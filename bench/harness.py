@@ -302,7 +302,7 @@ class Watched:
         return {
             "peak_rss_mib": round(self.peak_rss_kib / 1024, 1),
             "final_rss_mib": round(self.last_rss_kib / 1024, 1),
-            "cpu_s": round(self.cpu_s, 1),
+            "cpu_s": round(self.cpu_s, 2),
         }
 
 

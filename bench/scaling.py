@@ -203,8 +203,8 @@ def workers_run(
             processed = pipeline.progress(offsets)["processed"]
             now = time.perf_counter()
             if first is None and processed > 0:
-                first = now
-                at_first = {name: item.cpu_s for name, item in pipeline.processes.items()}
+                first, at_first = now, processed
+                cpu_at_first = {name: item.cpu_s for name, item in pipeline.processes.items()}
                 broker_at_first = _cpu(broker_pid)
                 bench_at_first = own_cpu_seconds()
                 meter = CpuMeter()
@@ -224,7 +224,8 @@ def workers_run(
         offsets.close()
     steady = max(done - first, 1e-9)
     worker_cores = {
-        name: round((p["cpu_s"] - at_first[name]) / steady, 2) for name, p in processes.items()
+        name: round((pipeline.processes[name].cpu_s - cpu_at_first[name]) / steady, 2)
+        for name in processes
     }
     return {
         "workers": workers,
@@ -233,7 +234,7 @@ def workers_run(
         "records_per_partition": {str(p): n for p, n in sorted(per_partition.items())},
         "join_s": round(joined, 1),
         "steady_s": round(steady, 2),
-        "per_s": round(total / steady),
+        "per_s": round((total - at_first) / steady),  # after the first commit seen
         "produce_per_s": produced["per_s"],
         "machine_cores_busy": machine_cpu["cores_busy"],
         "worker_cores_busy": worker_cores,

@@ -96,6 +96,7 @@ async def _baseline(bootstrap: str, source: str, target: str, total: int) -> dic
     await consumer.start()
     await producer.start()
     first = None
+    cpu_first = 0.0
     seen = 0
     try:
         while seen < total:
@@ -103,21 +104,24 @@ async def _baseline(bootstrap: str, source: str, target: str, total: int) -> dic
             for records in batches.values():
                 if first is None:
                     first = time.perf_counter()
+                    cpu_first = own_cpu_seconds()
                 for record in records:
                     await producer.send(target, key=record.key, value=record.value)
                 seen += len(records)
             await producer.flush()
             await consumer.commit()
+        done = time.perf_counter()
+        cpu_s = own_cpu_seconds() - cpu_first
     finally:
         await producer.stop()
         await consumer.stop()
-    done = time.perf_counter()
     first = first or done
     return {
         "records": seen,
         "startup_s": round(first - started, 2),
         "steady_s": round(done - first, 2),
         "per_s": round(seen / max(done - first, 1e-9)),
+        "cpu_us_per_reading": round(cpu_s / max(seen, 1) * 1e6),
     }
 
 
@@ -152,6 +156,7 @@ def civicstream(
     started = time.perf_counter()
     pipeline.start()
     first = worker_done = None
+    at_first = 0  # raw records already committed when progress was first seen
     agreed = 0
     cpu_at_first: dict[str, float] = {}
     meter = None
@@ -163,7 +168,7 @@ def civicstream(
             progress = pipeline.progress(offsets)
             now = time.perf_counter()
             if first is None and progress["processed"] > 0:
-                first = now
+                first, at_first = now, progress["processed"]
                 cpu_at_first = {name: item.cpu_s for name, item in pipeline.processes.items()}
                 cpu_at_first["bench"] = own_cpu_seconds()
                 meter = CpuMeter()
@@ -186,31 +191,35 @@ def civicstream(
         processes = pipeline.stop()
         offsets.close()
     first = first or done
-    cores = {
-        name: round((p["cpu_s"] - cpu_at_first.get(name, 0.0)) / max(done - first, 1e-9), 2)
-        for name, p in processes.items()
+    steady = max(done - first, 1e-9)
+    # The steady part: from the first commit seen to the end, and the records after it
+    # (a worker commits about once a second: what it did before the first commit is
+    # start-up and those records, left out of both the time and the count).
+    counted = (total if complete else processed) - at_first
+    used = {
+        name: pipeline.processes[name].cpu_s - cpu_at_first.get(name, 0.0) for name in processes
     }
+    cores = {name: round(cpu / steady, 2) for name, cpu in used.items()}
     if machine_cpu is not None:
-        cores["bench"] = round((bench_cpu - cpu_at_first["bench"]) / max(done - first, 1e-9), 2)
+        cores["bench"] = round((bench_cpu - cpu_at_first["bench"]) / steady, 2)
         cores["machine"] = machine_cpu["cores_busy"]
-    worker_cpu_s = processes["worker"]["cpu_s"] - cpu_at_first.get("worker", 0.0)
     with open_store(f"sqlite:///{pipeline.store_path}") as store:
         rows = {name: store.count(name) for name in ("readings", "aqi_hourly", "aqi_daily")}
-    counted = total if complete else processed
     return {
         "metrics": metrics,
         "records": total,
         "complete": complete,
-        "processed": counted,
+        "processed": total if complete else processed,
         "startup_s": round(first - started, 2),
-        "steady_s": round(done - first, 2),
-        "per_s": round(counted / max(done - first, 1e-9)),
-        "end_to_end_per_s": round(counted / (done - started)),
+        "steady_s": round(steady, 2),
+        "per_s": round(counted / steady),
+        "end_to_end_per_s": round((total if complete else processed) / (done - started)),
         "worker_per_s": round(counted / max((worker_done or done) - first, 1e-9)),
         "store_rows": rows,
         "processes": processes,
         "cores_busy_steady": cores,
-        "worker_cpu_us_per_reading": round(worker_cpu_s / max(counted, 1) * 1e6),
+        "worker_cpu_us_per_reading": round(used["worker"] / max(counted, 1) * 1e6),
+        "cpu_us_per_reading": round(sum(used.values()) / max(counted, 1) * 1e6),
     }
 
 
@@ -287,6 +296,7 @@ def peer(
         "steady_s": round(steady, 2),
         "per_s": round(report["records"] / steady),
         "hourly_records_so_far": report["outputs_so_far"],
+        "cpu_us_per_reading": round(report["cpu_s"] / max(report["records"], 1) * 1e6),
         "process": process.summary(),
     }
 

@@ -93,21 +93,25 @@ def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 class Progress:
-    """Counts processed records; writes the result file once `expect` are done."""
+    """Counts processed records; writes the result file once `expect` are done (wall
+    times of the first and the last, and the process's CPU time in between)."""
 
     def __init__(self, expect: int, result: Path) -> None:
         self.expect = expect
         self.result = result
         self.count = 0
         self.first: float | None = None
+        self.cpu_first = 0.0
         self.outputs = 0
 
     def record(self) -> None:
         if self.first is None:
             self.first = time.time()
+            self.cpu_first = time.process_time()
         self.count += 1
         if self.count == self.expect:
             done = time.time()
+            cpu_s = time.process_time() - self.cpu_first
             temporary = self.result.with_suffix(".tmp")
             temporary.write_text(
                 json.dumps(
@@ -116,6 +120,7 @@ class Progress:
                         "done": done,
                         "records": self.count,
                         "outputs_so_far": self.outputs,
+                        "cpu_s": cpu_s,
                         "pid": os.getpid(),
                     }
                 )

@@ -255,7 +255,13 @@ def results() -> dict[str, Any]:
         "throughput": {
             "workload": {"name": "beijing", "description": "Beijing", "records": 50_000},
             "partitions": 4,
-            "baseline": {"records": 50_000, "startup_s": 0.3, "steady_s": 2.5, "per_s": 20_000},
+            "baseline": {
+                "records": 50_000,
+                "startup_s": 0.3,
+                "steady_s": 2.5,
+                "per_s": 20_000,
+                "cpu_us_per_reading": 40,
+            },
             "civicstream": [
                 {
                     "metrics": True,
@@ -267,6 +273,7 @@ def results() -> dict[str, Any]:
                         "sink": {"peak_rss_mib": 48.0},
                     },
                     "cores_busy_steady": {"worker": 0.95, "sink": 0.3, "machine": 1.9},
+                    "cpu_us_per_reading": 400,
                 }
             ],
             "peers": {
@@ -349,7 +356,8 @@ def test_without_a_throughput_run_the_headline_says_so() -> None:
 def test_the_report_gives_every_contender_with_its_ratio_to_the_baseline() -> None:
     text = report.render(results())
     assert "| **civicstream** | worker + sink → SQLite" in text
-    assert "| 3,000 | 0.15 |" in text
+    assert "| 3,000 | 0.15 | 400 |" in text
+    assert "By CPU per reading, civicstream / baseline = 0.10." in text
     assert "| Faust, naive |" in text and "| 1,000 | 0.05 |" in text
     assert "| Quix Streams | skipped: quixstreams is not installed |" in text
     assert "civicstream / Faust, naive = 3.00" in text
