@@ -191,7 +191,7 @@ run: $(VENV_STAMP) kafka-jars ## install, start the broker, worker and sink, rep
 serve: $(VENV_STAMP) ## the API, data.json and the residents' page on CIVIC_API_PORT (8080) over CIVIC_STORE_URL
 	$(VENV)/bin/civicstream serve $(ARGS)
 
-bench: $(VENV_STAMP) kafka-jars ## throughput vs aiokafka + Faust/Quix peers, latency, scaling, profile (~12 min; ARGS="--quick"); bench/results/
+bench: $(VENV_STAMP) kafka-jars ## throughput vs aiokafka + Faust/Quix peers, latency, scaling, profile (8-11 min; ARGS=--quick); bench/results/
 	@$(BENCH_EXTRA)
 	$(VENV)/bin/python -m bench $(ARGS)
 

@@ -209,8 +209,10 @@ def render(results: Mapping[str, Any]) -> str:
             f"{t['partitions']} partitions",
             "",
             "Each contender reads the same filled raw topic from the start, on the same "
-            "broker; readings/s over its steady part (first record processed → last), "
-            "start-up apart. CPU µs/reading: the contender's own processes over the same "
+            "broker; readings/s over its steady part, start-up apart (the peers and the "
+            "baseline time their first and last record themselves; civicstream is timed from "
+            "the first commit seen, the records before it left out, to the last output "
+            "stored). CPU µs/reading: the contender's own processes over the same "
             "part (civicstream: worker + sink; the baseline: its loop; the broker apart), "
             "which other load on the machine disturbs far less than the rates.",
             "",
