@@ -16,7 +16,7 @@ On a broker of the run's own (or `--bootstrap`), in this order:
 
 Writes bench/results/<time>.{json,md,png} (+ -profile.txt, -profile.folded) and ends
 with the line `pipeline/baseline = X`: civicstream's readings/s over the baseline's.
-`--quick` is a short run of everything (about 4 minutes); `--only` picks sections.
+`--quick` is a short run of everything (about 3 minutes); `--only` picks sections.
 """
 
 from __future__ import annotations
@@ -340,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  skipped: {prof['skipped']}")
     finally:
         broker.stop()
+        if broker.handle is not None:  # the broker's log dir: hundreds of MB, not needed
+            shutil.rmtree(workroot / "kafka", ignore_errors=True)
     results["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     results["seconds"] = round(time.perf_counter() - began)
     results["max_rss_mib_bench_process"] = round(
