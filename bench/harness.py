@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
 from civicstream.localbroker import load_local_kafka
@@ -199,8 +200,12 @@ class Offsets:
         return totals
 
     def group_state(self, group: str) -> tuple[str, int]:
-        """The group's state and member count ("Stable", 2)."""
-        described = self.admin.describe_groups([group])[group]
+        """The group's state and member count ("Stable", 2); ("?", 0) while the broker has
+        no coordinator for it yet (a new broker creates its offsets topic on demand)."""
+        try:
+            described = self.admin.describe_groups([group])[group]
+        except KafkaError:
+            return "?", 0
         return described.get("group_state", "?"), len(described.get("members") or [])
 
     def wait_for_group(self, group: str, members: int, timeout_s: float = 120) -> float:
