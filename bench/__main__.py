@@ -1,363 +1,370 @@
-"""`python -m bench` (or `make bench`): end-to-end throughput beside an aiokafka baseline.
+"""`python -m bench` (or `make bench ARGS=...`): every performance figure, one run.
 
-For each workload the raw topic is filled first, then the clock runs while
-  * the baseline — a plain aiokafka consume → produce loop, no processing — copies it, and
-  * civicstream — the Faust worker, then the sink into SQLite — processes it,
-both on the same broker in the same run. Start-up (process start, group join, table
-recovery) is reported apart from the steady rate. A pure, in-process run of the
-air-quality step (no Kafka) shows the cost of the processing itself.
-`--metrics off` runs the worker and the sink without metrics; `--metrics both` runs
-civicstream with and without them, alternately, `--repeat` times (the overhead of metrics);
-with metrics on, /metrics of both processes is scraped every second meanwhile.
-Results go to stdout and bench/results/<time>.json.
+On a broker of the run's own (or `--bootstrap`), in this order:
+
+1. throughput — the raw topic is filled once with a fixed input (Beijing, 12 stations,
+   `--days`), then read from the start by: a bare aiokafka consume → produce loop (the
+   baseline); civicstream's worker + sink into SQLite (done when every output is stored);
+   the same hourly-mean + AQI job with Faust (naive) and with Quix Streams (bench/peers);
+   and the air-quality step alone, in process (bench/throughput.py);
+2. latency — event-to-store p50/p95/p99 of civicstream at fractions of the rate just
+   measured (bench/latency.py);
+3. stations — 100, 10,000, 100,000 stations: throughput, state bytes per station and
+   pollutant (the changelog's snapshots), worker RSS per station (bench/scaling.py);
+4. workers — 1 and 2 worker processes on 2 partitions (bench/scaling.py);
+5. profile — py-spy on a worker under load: top functions (bench/profile.py).
+
+Writes bench/results/<time>.{json,md,png} (+ -profile.txt, -profile.folded) and ends
+with the line `pipeline/baseline = X`: civicstream's readings/s over the baseline's.
+`--quick` is a short run of everything (about 3 minutes); `--only` picks sections.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import platform
 import resource
-import socket
-import subprocess
+import shutil
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from prometheus_client import CollectorRegistry
-
-from civicstream.localbroker import load_local_kafka
-from civicstream.produce import produce
-from civicstream.simulate import simulate_readings
-from civicstream.sources import open_sources
-from civicstream.status import pipeline_status
-from kafkaconf import KafkaSecurity
+from bench import latency, plot, profile, report, scaling, throughput
+from bench.harness import (
+    RESULTS,
+    SCRAPE_INTERVAL_S,
+    SECURITY,
+    broker_pid,
+    machine,
+    start_broker,
+)
+from civicstream.settings import Settings
 from schemas import Topics
-from sinks.store import open_store
 from streams.admin import ensure_topics
-from streams.air_quality import AirQualityPipeline, SourceRecord
-from streams.metrics import WorkerMetrics
-from streams.time import HourlyWindows
+from streams.time import LocalDays
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / ".." / "shared" / "data" / "airquality"
-BEIJING_START_MS = 1_362_067_200_000  # 2013-03-01 00:00 Beijing
-
-
-def workload(name: str, days: int, count: int) -> list:
-    if name == "beijing":
-        files = sorted(DATA.glob("PRSA_Data_*.csv"))
-        until = BEIJING_START_MS + days * 86_400_000
-        return list(open_sources(files, None, BEIJING_START_MS, until))
-    return list(simulate_readings(stations=100, count=count, start_ms=1_767_225_600_000))
+SECTIONS = ("throughput", "latency", "stations", "workers", "profile")
+DESCRIPTIONS = {
+    "beijing": "Beijing, 12 stations × 6 pollutants, hourly, {days} days",
+    "simulate": "simulated, 100 stations × 6 pollutants, one event minute per round",
+}
 
 
-async def _baseline(bootstrap: str, source: str, target: str, total: int) -> dict:
-    security = KafkaSecurity.from_env()  # the same settings the worker and sink get
-    consumer = AIOKafkaConsumer(
-        source,
-        bootstrap_servers=bootstrap,
-        group_id=f"{source}-baseline",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **security.aiokafka(),
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, **security.aiokafka()
-    )
-    started = time.perf_counter()
-    await consumer.start()
-    await producer.start()
-    first = None
-    seen = 0
-    try:
-        while seen < total:
-            batches = await consumer.getmany(timeout_ms=500, max_records=2000)
-            for records in batches.values():
-                if first is None:
-                    first = time.perf_counter()
-                for record in records:
-                    await producer.send(target, key=record.key, value=record.value)
-                seen += len(records)
-            await producer.flush()
-            await consumer.commit()
-    finally:
-        await producer.stop()
-        await consumer.stop()
-    done = time.perf_counter()
-    return {
-        "records": seen,
-        "startup_s": round(first - started, 2),
-        "steady_s": round(done - first, 2),
-        "per_s": round(seen / (done - first)),
-    }
+def _csv(kind: type) -> Any:
+    return lambda text: [kind(item) for item in text.split(",") if item.strip()]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _scrape_every_second(ports: list[int], stop: threading.Event) -> None:
-    """What a Prometheus with a 1 s scrape interval asks of the processes."""
-    while not stop.wait(1.0):
-        for port in ports:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                    r.read()
-            except OSError:
-                pass  # not serving yet
-
-
-def _civicstream(
-    bootstrap: str, topics: Topics, total: int, workdir: Path, partitions: int, metrics: bool
-):
-    ports = [_free_port(), _free_port()] if metrics else [0, 0]
-    env = dict(
-        os.environ,
-        CIVIC_KAFKA_BOOTSTRAP=bootstrap,
-        CIVIC_TOPIC_PREFIX=topics.prefix,
-        CIVIC_PARTITIONS=str(partitions),
-        CIVIC_STORE_URL=f"sqlite:///{workdir / 'store.db'}",
-        CIVIC_METRICS_PORT=str(ports[0]),
-        CIVIC_SINK_METRICS_PORT=str(ports[1]),
-        PYTHONPATH=str(ROOT),
-    )
-    scraping = threading.Event()
-    if metrics:
-        threading.Thread(target=_scrape_every_second, args=(ports, scraping), daemon=True).start()
-    started = time.perf_counter()
-    processes = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "civicstream", name],
-            env=env,
-            stdout=(workdir / f"{name}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for name in ("worker", "sink")
-    }
-    first = None
-    worker_done = None
-    peak_rss = {}
-    try:
-        while True:
-            for name, process in processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"{name} died: {(workdir / f'{name}.log').read_text()[-2000:]}"
-                    )
-                peak_rss[name] = max(peak_rss.get(name, 0), _rss_kib(process.pid))
-            status = pipeline_status(bootstrap, topics)
-            if first is None and status.raw_processed > 0:
-                first = time.perf_counter()
-            if worker_done is None and status.raw_processed >= total:
-                worker_done = time.perf_counter()
-            if status.caught_up and status.raw_processed >= total:
-                break
-            time.sleep(0.2)
-        done = time.perf_counter()
-    finally:
-        scraping.set()
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            process.wait(timeout=30)
-    first = first or done
-    with open_store(f"sqlite:///{workdir / 'store.db'}") as store:
-        rows = {"aqi_hourly": store.count("aqi_hourly"), "readings": store.count("readings")}
-    return {
-        "metrics": metrics,
-        "records": total,
-        "startup_s": round(first - started, 2),
-        "steady_s": round(done - first, 2),
-        "per_s": round(total / max(done - first, 1e-9)),
-        "end_to_end_per_s": round(total / (done - started)),
-        "worker_per_s": round(total / max((worker_done or done) - first, 1e-9)),
-        "store_rows": rows,
-        "peak_rss_mib": {k: round(v / 1024) for k, v in peak_rss.items()},
-    }
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class _DictStates(dict):
-    def load(self, key):
-        return self.get(key)
-
-
-def _in_process(records: list, batch: int = 2000) -> dict:
-    """The air-quality step alone, then the worker's metric updates for the same batches."""
-    pipeline = AirQualityPipeline(Topics(), HourlyWindows(600_000))
-    states = _DictStates()
-    source = [SourceRecord("raw", 0, i, r.key, r.value) for i, r in enumerate(records)]
-    started = time.perf_counter()
-    outputs = 0
-    batches = []
-    for start in range(0, len(source), batch):
-        chunk = source[start : start + batch]
-        result = pipeline.process(chunk, states)
-        states.update((u.station_id, u.data) for u in result.state_updates)
-        outputs += len(result.outputs)
-        batches.append((chunk, result))
-    elapsed = time.perf_counter() - started
-    recording = []
-    for _ in range(3):  # WorkerMetrics.record_batch alone, on a fresh registry, best of 3
-        recorder = WorkerMetrics.of(CollectorRegistry())
-        began = time.perf_counter()
-        for chunk, result in batches:
-            now = time.monotonic()
-            recorder.record_batch(chunk, result, [now] * len(chunk), now, 0.0)
-        recording.append(time.perf_counter() - began)
-    return {
-        "records": len(records),
-        "seconds": round(elapsed, 2),
-        "per_s": round(len(records) / elapsed),
-        "outputs": outputs,
-        "metrics_us_per_record": round(min(recording) / len(records) * 1e6, 2),
-    }
-
-
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--days", type=int, default=14, help="Beijing days (12 stations) [14]")
-    parser.add_argument("--simulate", type=int, default=100_000, help="synthetic readings [100000]")
-    parser.add_argument("--partitions", type=int, default=4, help="[4]")
+    parser.add_argument("--quick", action="store_true", help="a short run of every section")
     parser.add_argument(
-        "--metrics",
-        choices=["on", "off", "both"],
-        default="on",
-        help="run civicstream with metrics (served and scraped every second), without, or "
-        "both alternately [on]",
-    )
-    parser.add_argument(
-        "--repeat", type=int, default=1, help="civicstream runs per metrics setting [1]"
-    )
-    parser.add_argument(
-        "--workloads", default="beijing,simulate", help="comma-separated [beijing,simulate]"
+        "--only", type=_csv(str), default=list(SECTIONS), help=f"sections [{','.join(SECTIONS)}]"
     )
     parser.add_argument(
         "--bootstrap",
         default=os.environ.get("CIVIC_BENCH_BOOTSTRAP"),
-        help="use this broker instead of starting one",
+        help="use this broker instead of starting one (quick iteration only)",
     )
-    args = parser.parse_args()
-
-    broker = None
-    workroot = Path(tempfile.mkdtemp(prefix="civicstream-bench-"))
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        local = load_local_kafka()
-        started = time.perf_counter()
-        broker = local.start(workroot / "kafka", local.free_port(), local.free_port())
-        bootstrap = broker.bootstrap
-        print(f"broker started in {time.perf_counter() - started:.1f}s at {bootstrap}")
-    results: dict = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "metrics": args.metrics,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "partitions": args.partitions,
-        "workloads": {},
+    parser.add_argument("--workload", choices=("beijing", "simulate"), default="beijing")
+    parser.add_argument("--days", type=int, help="Beijing days [30; quick 7]")
+    parser.add_argument("--simulate", type=int, help="simulated readings [100000; quick 20000]")
+    parser.add_argument("--partitions", type=int, default=4, help="throughput and latency [4]")
+    parser.add_argument("--peers", type=_csv(str), default=["faust", "quix"], help="[faust,quix]")
+    parser.add_argument(
+        "--metrics",
+        choices=["on", "off", "both"],
+        default="on",
+        help="civicstream with metrics (served, scraped every second), without, or both "
+        "alternately in the throughput section [on]",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="civicstream throughput runs [1]")
+    parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=SCRAPE_INTERVAL_S,
+        help="seconds between scrapes of each process's /metrics, as deploy/prometheus "
+        f"does [{SCRAPE_INTERVAL_S:g}]",
+    )
+    parser.add_argument(
+        "--max-rate", type=float, help="latency: the max sustained rate (default: measured)"
+    )
+    parser.add_argument(
+        "--fractions", type=_csv(float), default=[0.25, 0.5], help="latency: of max [0.25,0.5]"
+    )
+    parser.add_argument("--latency-seconds", type=float, help="per offered rate [30; quick 10]")
+    parser.add_argument(
+        "--stations", type=_csv(int), help="station counts [100,10000,100000; quick 100,1000,10000]"
+    )
+    parser.add_argument(
+        "--station-readings",
+        type=int,
+        help="readings per station count, at least one round [60000; quick 12000]",
+    )
+    parser.add_argument(
+        "--station-budget",
+        type=float,
+        help="seconds a station count may run; past it the rate so far is reported as "
+        "incomplete [240; quick 60]",
+    )
+    parser.add_argument(
+        "--worker-readings", type=int, help="readings per workers run [60000; quick 15000]"
+    )
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {
+        "days": 7 if quick else 30,
+        "simulate": 20_000 if quick else 100_000,
+        "latency_seconds": 10 if quick else 30,
+        "stations": [100, 1000, 10_000] if quick else [100, 10_000, 100_000],
+        "station_readings": 12_000 if quick else 60_000,
+        "station_budget": 60 if quick else 240,
+        "worker_readings": 15_000 if quick else 60_000,
     }
-    try:
-        variants = {"on": [True], "off": [False], "both": [True, False]}[args.metrics]
-        for name in args.workloads.split(","):
-            records = workload(name, args.days, args.simulate)
-            runs = []
-            baseline = None
-            for run in range(args.repeat):
-                for metrics in variants:
-                    tag = f"bench-{name}-{run}{'m' if metrics else 'n'}-{int(time.time())}."
-                    topics = Topics(tag)
-                    ensure_topics(bootstrap, [*topics.all(), f"{tag}baseline-out"], args.partitions)
-                    loaded = produce(records, bootstrap=bootstrap, topic=topics.raw_air_quality)
-                    if baseline is None:
-                        print(
-                            f"\n{name}: {loaded.records:,} readings loaded at "
-                            f"{loaded.per_second:,.0f}/s (kafka-python producer)"
-                        )
-                        baseline = asyncio.run(
-                            _baseline(
-                                bootstrap,
-                                topics.raw_air_quality,
-                                f"{tag}baseline-out",
-                                loaded.records,
-                            )
-                        )
-                        print(f"  baseline aiokafka consume→produce: {baseline['per_s']:,}/s")
-                    workdir = workroot / tag.rstrip(".")
-                    workdir.mkdir()
-                    ours = _civicstream(
-                        bootstrap, topics, loaded.records, workdir, args.partitions, metrics
-                    )
-                    runs.append(ours)
-                    print(
-                        f"  civicstream (metrics {'on' if metrics else 'off'}) raw → worker → "
-                        f"sink → SQLite: {ours['per_s']:,}/s steady, "
-                        f"{ours['end_to_end_per_s']:,}/s incl. {ours['startup_s']}s start-up "
-                        f"(worker alone {ours['worker_per_s']:,}/s); "
-                        f"peak RSS {ours['peak_rss_mib']} MiB; rows {ours['store_rows']}"
-                    )
-            pure = _in_process(records)
-            print(f"  air-quality step alone (no Kafka): {pure['per_s']:,}/s")
-            print(
-                f"  worker metric updates (record_batch) alone: "
-                f"{pure['metrics_us_per_record']:.2f} µs per record, beside "
-                f"{pure['seconds'] / pure['records'] * 1e6:.0f} µs for the step"
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    unknown = set(args.only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    return args
+
+
+def _step(title: str) -> float:
+    print(f"\n== {title}", flush=True)
+    return time.perf_counter()
+
+
+def run_throughput(args: argparse.Namespace, bootstrap: str, workroot: Path) -> dict[str, Any]:
+    records = throughput.workload(args.workload, args.days, args.simulate)
+    topics = Topics(f"bench-throughput-{int(time.time())}.")
+    ensure_topics(
+        bootstrap,
+        [*topics.all(), f"{topics.prefix}baseline-out"],
+        args.partitions,
+        security=SECURITY,
+    )
+    loaded = throughput.load(bootstrap, topics.raw_air_quality, records)
+    total = loaded["records"]
+    print(f"{total:,} readings loaded at {loaded['per_s']:,}/s (kafka-python producer)")
+    base = throughput.baseline(bootstrap, topics, total)
+    print(f"  baseline aiokafka consume → produce: {base['per_s']:,}/s")
+    variants = {"on": [True], "off": [False], "both": [True, False]}[args.metrics]
+    runs = []
+    for index in range(args.repeat):
+        for metrics in variants:
+            run_topics = topics
+            if runs:  # a repeat: the same readings in a namespace of its own
+                run_topics = Topics(f"{topics.prefix}r{index}{'m' if metrics else 'n'}-")
+                ensure_topics(bootstrap, run_topics.all(), args.partitions, security=SECURITY)
+                throughput.load(bootstrap, run_topics.raw_air_quality, records)
+            workdir = workroot / f"civicstream-{index}-{'on' if metrics else 'off'}"
+            run = throughput.civicstream(
+                bootstrap,
+                run_topics,
+                total,
+                workdir,
+                args.partitions,
+                metrics=metrics,
+                scrape_interval=args.scrape_interval,
             )
-            results["workloads"][name] = {
-                "produce_per_s": round(loaded.per_second),
-                "baseline": baseline,
-                "civicstream": runs[0] if len(runs) == 1 else runs,
-                "in_process": pure,
-            }
-            if args.metrics == "both":
-                rates = {
-                    flag: sorted(r["worker_per_s"] for r in runs if r["metrics"] == flag)
-                    for flag in (True, False)
-                }
-                medians = {flag: values[len(values) // 2] for flag, values in rates.items()}
-                overhead = 1 - medians[True] / medians[False]
-                results["workloads"][name]["metrics_overhead"] = {
-                    "worker_per_s_on": rates[True],
-                    "worker_per_s_off": rates[False],
-                    "overhead_of_median": round(overhead, 3),
-                }
-                print(
-                    f"  metrics overhead (worker throughput, median of {args.repeat}): "
-                    f"{overhead:.1%} ({medians[False]:,}/s off → {medians[True]:,}/s on)"
+            runs.append(run)
+            w, s = run["processes"]["worker"], run["processes"]["sink"]
+            print(
+                f"  civicstream (metrics {'on' if metrics else 'off'}) worker + sink → SQLite: "
+                f"{run['per_s']:,}/s ({run['startup_s']} s start-up; worker alone "
+                f"{run['worker_per_s']:,}/s); peak RSS {w['peak_rss_mib']:.0f} / "
+                f"{s['peak_rss_mib']:.0f} MiB; rows {run['store_rows']}",
+                flush=True,
+            )
+    peers: dict[str, Any] = {}
+    for name in args.peers:
+        result = throughput.peer(
+            name, bootstrap, topics, total, workroot / f"peer-{name}", args.partitions
+        )
+        peers[name] = result
+        if "skipped" in result:
+            print(f"  {report.PEER_LABELS.get(name, name)}: skipped ({result['skipped']})")
+        else:
+            print(
+                f"  {report.PEER_LABELS.get(name, name)}: {result['per_s']:,}/s "
+                f"({result['startup_s']} s start-up)",
+                flush=True,
+            )
+    pure = throughput.in_process(records)
+    print(f"  air-quality step alone (no Kafka): {pure['per_s']:,}/s")
+    description = DESCRIPTIONS[args.workload].format(days=args.days)
+    return {
+        "workload": {"name": args.workload, "description": description, "records": total},
+        "partitions": args.partitions,
+        "produce_per_s": loaded["per_s"],
+        "baseline": base,
+        "civicstream": runs,
+        "peers": peers,
+        "in_process": pure,
+        "_records": records,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.perf_counter()
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    results: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        "quick": args.quick,
+        "scrape_interval_s": args.scrape_interval if args.metrics != "off" else None,
+        "machine": machine(),
+    }
+    workroot = Path(tempfile.mkdtemp(prefix="civicstream-bench-"))
+    broker = start_broker(args.bootstrap, workroot)
+    results["machine"]["kafka"] = broker.kafka_version
+    lateness_ms = Settings().allowed_lateness_ms
+    records: list[Any] = []
+    try:
+        if "throughput" in args.only:
+            _step("throughput")
+            section = run_throughput(args, broker.bootstrap, workroot)
+            records = section.pop("_records")
+            results["throughput"] = section
+        if "latency" in args.only:
+            max_rate = args.max_rate or report.civicstream_rate(results)
+            if max_rate is None:
+                print("latency: skipped (no throughput measured; give --max-rate)")
+            else:
+                fractions = ", ".join(f"{f:.0%}" for f in args.fractions)
+                _step(f"latency at {fractions} of {max_rate:,.0f}/s")
+                section = latency.run(
+                    broker.bootstrap,
+                    workroot / "latency",
+                    args.partitions,
+                    max_rate,
+                    fractions=args.fractions,
+                    seconds=args.latency_seconds,
+                    warmup_s=3 if args.quick else 5,
+                    lateness_ms=lateness_ms,
+                    metrics=args.metrics != "off",
+                    scrape_interval=args.scrape_interval,
                 )
+                results["latency"] = section
+                for phase in section["phases"]:
+                    p = phase["latency_s"]
+                    print(
+                        f"  {phase['name']} ({phase['offered_per_s']:,}/s offered, "
+                        f"{phase['rows']:,} rows): p50 {p['p50']} s, p95 {p['p95']} s, "
+                        f"p99 {p['p99']} s, max {p['max']} s"
+                    )
+        if "stations" in args.only:
+            _step(f"stations {', '.join(f'{n:,}' for n in args.stations)}")
+            runs = [
+                scaling.stations_run(
+                    broker.bootstrap,
+                    workroot / f"stations-{n}",
+                    n,
+                    args.station_readings,
+                    args.partitions,
+                    metrics=args.metrics != "off",
+                    budget_s=args.station_budget,
+                    scrape_interval=args.scrape_interval,
+                )
+                for n in args.stations
+            ]
+            runs = scaling.with_rss_growth(runs)
+            days = LocalDays(Settings.from_env().city().standard_offset_ms)
+            steady = scaling.steady_state(hours=48 if args.quick else 120, days=days)
+            results["scaling"] = {"stations": runs, "steady_state": steady}
+            for run in runs:
+                if not run["complete"]:
+                    print(
+                        f"  {run['stations']:,} stations: INCOMPLETE, {run['processed']:,} of "
+                        f"{run['readings']:,} readings processed in {args.station_budget:g} s"
+                    )
+                print(
+                    f"  {run['stations']:,} stations: {run['per_s']:,}/s, state "
+                    f"{run['bytes_per_station_pollutant']:,} B per station × pollutant, worker "
+                    f"RSS {run['worker_final_rss_mib']:.0f} MiB "
+                    f"({run.get('rss_growth_kib_per_station')} KiB per extra station)"
+                )
+            print(
+                f"  steady state ({steady['hours']} h): {steady['bytes_per_station_pollutant']:,}"
+                f" B per station × pollutant (peak {steady['peak_bytes_per_station_pollutant']:,})"
+            )
+        if "workers" in args.only:
+            _step("workers: 1 and 2 on 2 partitions")
+            runs = []
+            for count in (1, 2):
+                run = scaling.workers_run(
+                    broker.bootstrap,
+                    workroot / f"workers-{count}",
+                    count,
+                    args.worker_readings,
+                    metrics=args.metrics != "off",
+                    broker_pid=broker_pid(broker),
+                    scrape_interval=args.scrape_interval,
+                )
+                runs.append(run)
+                print(
+                    f"  {count} worker(s): {run['per_s']:,}/s; machine {run['machine_cores_busy']}"
+                    f" cores busy; partitions {run['records_per_partition']}",
+                    flush=True,
+                )
+            results["workers"] = {
+                "runs": runs,
+                "ratio": round(runs[1]["per_s"] / runs[0]["per_s"], 2),
+            }
+            print(f"  2 workers / 1 worker = {results['workers']['ratio']:.2f}")
+        if "profile" in args.only:
+            _step("profile: py-spy on a worker")
+            if not records:
+                records = throughput.workload(args.workload, args.days, args.simulate)
+            prof = profile.run(
+                broker.bootstrap,
+                workroot / "profile",
+                records,
+                args.partitions,
+                metrics=args.metrics != "off",
+                scrape_interval=args.scrape_interval,
+            )
+            results["profile"] = prof
+            if "self" in prof:
+                print(profile.render(prof))
+            else:
+                print(f"  skipped: {prof['skipped']}")
     finally:
-        if broker is not None:
-            broker.stop()
+        broker.stop()
+        if broker.handle is not None:  # the broker's log dir: hundreds of MB, not needed
+            shutil.rmtree(workroot / "kafka", ignore_errors=True)
+    results["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    results["seconds"] = round(time.perf_counter() - began)
     results["max_rss_mib_bench_process"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    path.write_text(json.dumps(results, indent=2))
-    print(f"\nresults: {path}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    base = RESULTS / stamp
+    written = [base.with_suffix(".json"), base.with_suffix(".md")]
+    base.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    base.with_suffix(".md").write_text(report.render(results))
+    if plot.draw(results, base.with_suffix(".png")):
+        written.append(base.with_suffix(".png"))
+    else:
+        print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
+    prof = results.get("profile") or {}
+    if "self" in prof:
+        text = RESULTS / f"{stamp}-profile.txt"
+        text.write_text(profile.render(prof))
+        shutil.copy(workroot / "profile" / "profile.folded", RESULTS / f"{stamp}-profile.folded")
+        written += [text, RESULTS / f"{stamp}-profile.folded"]
+    print("\nresults: " + ", ".join(str(p.relative_to(RESULTS.parents[1])) for p in written))
+    print(f"work dir (logs): {workroot}")
+    print(report.headline(results))
     return 0
 
 
