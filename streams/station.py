@@ -70,7 +70,7 @@ __all__ = [
     "StationState",
 ]
 
-_SNAPSHOT_VERSION = 4
+_SNAPSHOT_VERSION = 3
 _OPEN_HOURS_MARK = "\x00open-hours\x00"  # where snapshot_json splices the open hours
 # 1: no daily state, no correction on readings; 2: no anomaly detectors (both still
 # restored: the detectors start fresh and learn the series again).
@@ -692,7 +692,10 @@ class StationState:
                 str(h): [r.to_row() for r in readings.values()]
                 for h, readings in (sorted(self.open_hours.items()) if open_hours else ())
             },
-            "history": {p: _hour_run(means) for p, means in sorted(self.history.items())},
+            "history": {
+                p: {str(h): str(v) for h, v in sorted(means.items())}
+                for p, means in sorted(self.history.items())
+            },
             "late_fills": {
                 p: {
                     str(h): {str(ts): str(v) for ts, v in sorted(fills.items())}
@@ -742,18 +745,20 @@ class StationState:
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> StationState:
         """The state a `snapshot()` describes; version 1 snapshots (before the daily AQI)
-        restore too, publishing only the days their history shows whole, version 1
-        and 2 snapshots (before the anomaly detectors) restore with fresh detectors, and
-        versions 1 to 3 keep their history as an hour → mean table."""
+        restore too, publishing only the days their history shows whole, and version 1
+        and 2 snapshots (before the anomaly detectors) restore with fresh detectors."""
         version = snapshot.get("v")
-        if version not in (1, 2, 3, _SNAPSHOT_VERSION):
+        if version not in (1, 2, _SNAPSHOT_VERSION):
             msg = f"unsupported station state version {version!r}"
             raise ValueError(msg)
         open_hours: dict[int, dict[tuple[str, int], AcceptedReading]] = {}
         for hour, rows in snapshot["open_hours"].items():
             readings = [AcceptedReading.from_row(row) for row in rows]
             open_hours[int(hour)] = {(r.pollutant, r.ts_ms): r for r in readings}
-        history = {p: _hours_of(saved) for p, saved in snapshot["history"].items()}
+        history = {
+            p: {int(h): Decimal(v) for h, v in means.items()}
+            for p, means in snapshot["history"].items()
+        }
         state = cls(
             station_id=snapshot["station_id"],
             stream_time_ms=snapshot["stream_time_ms"],
@@ -786,29 +791,6 @@ class StationState:
         if "ahead" in snapshot:  # absent: no run of far-ahead readings
             state.ahead = (int(snapshot["ahead"][0]), int(snapshot["ahead"][1]))
         return state
-
-
-def _hour_run(means: dict[int, Decimal]) -> list[Any]:
-    """Hourly means as [first hour, [mean or None, ...]] (version 4): a run of hours in a
-    row takes a third of the space of an hour → mean table."""
-    if not means:
-        return [None, []]
-    first, last = min(means), max(means)
-    return [first, [_text_or_none(means.get(h)) for h in range(first, last + HOUR_MS, HOUR_MS)]]
-
-
-def _text_or_none(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _hours_of(saved: Any) -> dict[int, Decimal]:
-    """The hour → mean table of a saved history: version 4's run, or the older table."""
-    if isinstance(saved, dict):
-        return {int(h): Decimal(v) for h, v in saved.items()}
-    first, values = saved
-    return {
-        first + i * HOUR_MS: Decimal(value) for i, value in enumerate(values) if value is not None
-    }
 
 
 def _digest(record: dict[str, Any]) -> str:

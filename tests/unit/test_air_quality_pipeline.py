@@ -350,23 +350,6 @@ class TestDeterminism:
             snapshot = json.dumps(state.snapshot(), separators=(",", ":"), sort_keys=True)
             assert states["dongsi"] == snapshot.encode()
 
-    def test_a_version_3_state_with_its_hour_table_restores_the_same(self, pipeline, make_records):
-        from streams.air_quality import decode_state
-        from streams.station import StationState
-
-        states = MemoryStates()
-        process(pipeline, make_records(_day_of_readings(7)), states)
-        snapshot = json.loads(states["dongsi"])
-        assert snapshot["v"] == 4
-        old = dict(snapshot, v=3)
-        old["history"] = {
-            pollutant: {str(h): str(v) for h, v in sorted(means.items())}
-            for pollutant, means in decode_state(states["dongsi"]).history.items()
-        }
-        restored = StationState.restore(old)
-        assert restored.history
-        assert restored.snapshot() == decode_state(states["dongsi"]).snapshot()
-
     def test_a_batch_whose_state_was_not_saved_is_applied_again(self, pipeline, make_records):
         """The worker keeps decoded states between batches, but only while the store holds
         the bytes it saved: after a crash before the save, the store's state counts."""
