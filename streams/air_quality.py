@@ -146,12 +146,6 @@ def _keep_newest(newest: dict[Any, int], key: Any, ts_ms: int) -> None:
         newest[key] = ts_ms
 
 
-DECODED_STATES_MAX = 2048
-"""Station states kept decoded between batches (a station with an hour of minute readings
-of six pollutants is about 100 kB decoded): the stations of recent batches, which are the
-ones the next batches touch, whatever the city's size."""
-
-
 def encode_state(state: StationState) -> bytes:
     return state.snapshot_json().encode()
 
@@ -200,7 +194,6 @@ class AirQualityPipeline:
         # as: a station whose stored bytes are still those skips decoding. An entry is taken
         # out while its batch runs and put back only with the batch's new bytes, so a batch
         # that fails half-way leaves nothing behind that the store does not hold.
-        # Least recently saved first; at most DECODED_STATES_MAX are kept.
         self._decoded: dict[str, tuple[bytes, StationState]] = {}
 
     def process(self, records: Sequence[SourceRecord], store: StateStore) -> BatchResult:
@@ -285,8 +278,6 @@ class AirQualityPipeline:
             data = encode_state(state)
             result.state_updates.append(StateUpdate(station_id, partition, data))
             self._decoded[station_id] = (data, state)
-        while len(self._decoded) > DECODED_STATES_MAX:
-            del self._decoded[next(iter(self._decoded))]
         # Progress last: a crash before it leaves station states ahead of it, and their own
         # source offsets make the re-delivered records no-ops.
         for partition, next_offset in sorted(next_offsets.items()):
