@@ -43,7 +43,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from itertools import islice
 from typing import Any, Literal
 
 from processors import aqi, daily, health, rolling
@@ -71,7 +70,6 @@ __all__ = [
 ]
 
 _SNAPSHOT_VERSION = 3
-_OPEN_HOURS_MARK = "\x00open-hours\x00"  # where snapshot_json splices the open hours
 # 1: no daily state, no correction on readings; 2: no anomaly detectors (both still
 # restored: the detectors start fresh and learn the series again).
 _HISTORY_HOURS = 24  # the hourly look-back: 24 h rolling means (NowCast needs 12)
@@ -110,9 +108,6 @@ class AcceptedReading:
     expected: tuple[float, float] | None = None
     """The range the detector expected (EPA units), None while it learns."""
     detail: str = ""
-    _row_json: str | None = field(default=None, init=False, repr=False, compare=False)
-    """`to_row()` as JSON, made once: a reading is saved with its station every batch
-    until its hour closes (`replace` makes a fresh reading without it)."""
 
     @property
     def is_fault(self) -> bool:
@@ -145,12 +140,6 @@ class AcceptedReading:
             None if self.expected is None else list(self.expected),
             self.detail,
         ]
-
-    def row_json(self) -> str:
-        if self._row_json is None:
-            object.__setattr__(self, "_row_json", json.dumps(self.to_row(), separators=(",", ":")))
-        assert self._row_json is not None
-        return self._row_json
 
     @classmethod
     def from_row(cls, row: list[Any]) -> AcceptedReading:
@@ -188,19 +177,10 @@ class Series:
     """Its value in EPA units (what a stale event reports)."""
     stale: bool = False
     """True once the silence since `last_seen_ms` has been reported."""
-    _encoded: str | None = field(default=None, repr=False, compare=False)
-    """The detector's state as saved, until it is fed again (a station is saved every batch,
-    its detectors change once an hour)."""
-
-    def update(self, ts_s: float, value_epa: float, value: float) -> Verdict:
-        """Feed the detector (the only way its state changes)."""
-        self._encoded = None
-        return self.detector.update(ts_s, value_epa, value)
 
     def to_row(self) -> list[Any]:
-        if self._encoded is None:
-            self._encoded = base64.b64encode(self.detector.to_bytes()).decode()
-        return [self._encoded, self.last_fed_ms, self.last_seen_ms, self.last_value, self.stale]
+        data = base64.b64encode(self.detector.to_bytes()).decode()
+        return [data, self.last_fed_ms, self.last_seen_ms, self.last_value, self.stale]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Series:
@@ -261,7 +241,6 @@ class StationState:
     source_partition: int | None = None
     source_offset: int = -1
     open_hours: dict[int, dict[tuple[str, int], AcceptedReading]] = field(default_factory=dict)
-    """Hour start → its readings in the order they were accepted (only ever appended to)."""
     history: dict[str, dict[int, Decimal]] = field(default_factory=dict)
     late_fills: dict[str, dict[int, dict[int, Decimal]]] = field(default_factory=dict)
     """pollutant → hour → ts → value: late readings that filled a gap of a correctable day."""
@@ -279,8 +258,6 @@ class StationState:
     held: dict[int, HeldHour] = field(default_factory=dict)
     """Final hours judged but not yet published (a spike may be pending), by hour start."""
     _dirty_days: set[int] = field(default_factory=set, repr=False, compare=False)
-    _open_json: dict[int, tuple[int, str]] = field(default_factory=dict, repr=False, compare=False)
-    """Hour start → (readings, their rows as JSON) of open hours (`snapshot_json`)."""
 
     # -- source positions: makes re-delivery after a crash a no-op ----------------------
     def already_applied(self, partition: int, offset: int) -> bool:
@@ -339,7 +316,7 @@ class StationState:
         events: list[dict[str, Any]] = []
         for reading in sorted(readings.values(), key=lambda r: (r.ts_ms, r.pollutant)):
             series = self._series_of(reading.pollutant)
-            verdict = series.update(
+            verdict = series.detector.update(
                 reading.ts_ms / 1000.0, float(reading.value_epa), float(reading.value)
             )
             previous = series.last_fed_ms
@@ -679,9 +656,8 @@ class StationState:
         return [get(hour) for hour in range(hour_ms - _SPAN_MS, hour_ms + 1, HOUR_MS)]
 
     # -- snapshot ------------------------------------------------------------------------
-    def snapshot(self, *, open_hours: bool = True) -> dict[str, Any]:
-        """A JSON-ready value that `restore` turns back into an equal state (without its
-        open hours if `open_hours` is false: `snapshot_json` adds them)."""
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready value that `restore` turns back into an equal state."""
         return {
             "v": _SNAPSHOT_VERSION,
             "station_id": self.station_id,
@@ -689,8 +665,8 @@ class StationState:
             "source_partition": self.source_partition,
             "source_offset": self.source_offset,
             "open_hours": {
-                str(h): [r.to_row() for r in readings.values()]
-                for h, readings in (sorted(self.open_hours.items()) if open_hours else ())
+                str(h): [r.to_row() for _, r in sorted(readings.items())]
+                for h, readings in sorted(self.open_hours.items())
             },
             "history": {
                 p: {str(h): str(v) for h, v in sorted(means.items())}
@@ -712,35 +688,6 @@ class StationState:
             "series": {p: series.to_row() for p, series in sorted(self.series.items())},
             "held": {str(h): held.to_row() for h, held in sorted(self.held.items())},
         } | ({"ahead": list(self.ahead)} if self.ahead is not None else {})
-
-    def snapshot_json(self) -> str:
-        """``json.dumps(self.snapshot(), separators=(",", ":"), sort_keys=True)``, the same
-        text, with the open hours' readings spliced in from their cached rows: a station is
-        saved after every batch that touches it, and its open hours are most of it."""
-        snapshot = self.snapshot(open_hours=False)
-        snapshot["open_hours"] = _OPEN_HOURS_MARK
-        text = json.dumps(snapshot, separators=(",", ":"), sort_keys=True)
-        marker = json.dumps(_OPEN_HOURS_MARK)
-        if text.count(marker) != 1:  # a station_id that looks like the mark: no shortcut
-            return json.dumps(self.snapshot(), separators=(",", ":"), sort_keys=True)
-        spliced = ",".join(
-            f'"{hour}":[{self._open_hour_json(int(hour))}]'
-            for hour in sorted(str(h) for h in self.open_hours)
-        )
-        for closed in [h for h in self._open_json if h not in self.open_hours]:
-            del self._open_json[closed]
-        return text.replace(marker, "{" + spliced + "}")
-
-    def _open_hour_json(self, hour_ms: int) -> str:
-        """An open hour's rows as JSON, extended by the readings accepted since last time
-        (an open hour is only appended to, so its text only grows at the end)."""
-        readings = self.open_hours[hour_ms]
-        done, text = self._open_json.get(hour_ms, (0, ""))
-        if done < len(readings):
-            new = ",".join(r.row_json() for r in islice(readings.values(), done, None))
-            text = f"{text},{new}" if text else new
-            self._open_json[hour_ms] = (len(readings), text)
-        return text
 
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> StationState:
