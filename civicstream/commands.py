@@ -15,6 +15,7 @@ from schemas import Topics
 if TYPE_CHECKING:
     from sinks.api import Limits
     from streams.incident_state import IncidentSource
+    from streams.neighbourhood import AreaPlan
 
 __all__ = [
     "api_limits",
@@ -40,18 +41,14 @@ def _partitions(settings: Settings) -> dict[str, int]:
     return settings.topic_partitions(Topics(settings.topic_prefix))
 
 
-def _neighbour_summary(city: City, names: Topics) -> str:
+def _neighbour_summary(plan: AreaPlan, stations: int, names: Topics) -> str:
     """One line on the neighbour check: its areas and how many stations can be judged."""
-    from streams.neighbourhood import AreaPlan, NeighbourConfig
-
-    config = city.neighbours or NeighbourConfig()
+    config = plan.config
     if not config.enabled:
         return "neighbour check off ([neighbours] enabled = false)"
-    coordinates = {s.station_id: (s.lat, s.lon) for s in city.stations.values()}
-    plan = AreaPlan.of(coordinates, config)
     judged = sum(1 for around in plan.neighbours.values() if len(around) >= config.min_neighbours)
     return (
-        f"neighbour check: {judged} of {len(coordinates)} stations have at least "
+        f"neighbour check: {judged} of {stations} stations have at least "
         f"{config.min_neighbours} neighbours within {config.radius_km:g} km; "
         f"{len(plan.members)} area(s), re-keyed on {names.hourly_by_area}"
     )
@@ -81,6 +78,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     from streams.admin import ensure_topics, wait_for_broker
     from streams.air_quality import SensorTypes
     from streams.app import create_app
+    from streams.neighbourhood import AreaPlan, NeighbourConfig
     from streams.time import HourlyWindows, LocalDays
 
     city = settings.city()
@@ -106,12 +104,15 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
             "needs as many: delete the area topic (the worker recreates it)"
         )
         raise ConfigError(msg)
+    # The neighbours are planned once (a k-d tree: seconds at 100,000 stations).
+    coordinates = {s.station_id: (s.lat, s.lon) for s in city.stations.values()}
+    plan = AreaPlan.of(coordinates, city.neighbours or NeighbourConfig())
     app = create_app(
         bootstrap=settings.kafka_bootstrap,
         topics=names,
         windows=HourlyWindows(settings.allowed_lateness_ms, settings.spike_wait_ms),
         partitions=counts[names.raw_air_quality],
-        coordinates=_coordinates(settings),
+        coordinates=coordinates,
         metrics_port=settings.metrics_port,
         days=days,
         sensors=SensorTypes(city.purpleair_stations(), city.purpleair_sensors()),
@@ -122,7 +123,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         state_store=settings.state_store,
         state_dir=settings.state_path(names),
         standby_replicas=settings.standby_replicas,
-        neighbours=city.neighbours,
+        neighbours=plan,
     )
     where = f" in {settings.state_path(names)}" if settings.state_store != "memory" else ""
     print(
@@ -148,7 +149,8 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    print(f"civicstream worker: {_neighbour_summary(city, names)}", file=sys.stderr, flush=True)
+    summary = _neighbour_summary(plan, len(coordinates), names)
+    print(f"civicstream worker: {summary}", file=sys.stderr, flush=True)
     worker = faust.Worker(app, loglevel=args.loglevel.upper(), quiet=True, redirect_stdouts=False)
     # aiokafka logs a debug record per produced message; that alone costs ~4 % of a core.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

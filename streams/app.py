@@ -313,7 +313,7 @@ def create_app(
     state_dir: Path | None = None,
     standby_replicas: int = 1,
     security: KafkaSecurity | None = None,
-    neighbours: NeighbourConfig | None = None,
+    neighbours: AreaPlan | None = None,
 ) -> faust.App:
     """Build the worker app for one namespace; `partitions` must match the raw topic.
 
@@ -329,8 +329,8 @@ def create_app(
     one directory per worker and namespace, RocksDB locks it); "memory" rebuilds them from
     the changelogs at every start. `standby_replicas` other workers keep a warm copy of
     each table partition.
-    `neighbours` configures the neighbour check of the stations in `coordinates`
-    (streams.neighbourhood; default: on, the city as one area).
+    `neighbours` is the neighbour check's plan (streams.neighbourhood.AreaPlan; default:
+    on, the stations in `coordinates` as one area).
     """
     security = resolve(security)
     store_options: dict[str, Any] = {"store": "memory://"}
@@ -388,7 +388,7 @@ def create_app(
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap, security=security)
     totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
-    plan = AreaPlan.of(coordinates or {}, neighbours or NeighbourConfig())
+    plan = neighbours or AreaPlan.of(coordinates or {}, NeighbourConfig())
     area_store = _neighbour_agent(
         app, topics, bootstrap, plan, partitions, metrics, security=security
     )
