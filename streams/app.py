@@ -54,7 +54,7 @@ from streams.air_quality import (
     load_progress,
     progress_update,
 )
-from streams.gaps import GapPolicy, StallWatch
+from streams.gaps import CommitWatch, GapPolicy, StallWatch
 from streams.incidents import (
     IncidentPipeline,
     IncidentSource,
@@ -274,6 +274,23 @@ def drop_stale_acks(consumer: Any) -> int:
     return dropped
 
 
+async def commit_applied(consumer: Any, tp: TP, offset: int) -> None:
+    """Commit `offset` for `tp` outside Faust's acking (see `streams.gaps.CommitWatch`),
+    and tell Faust's bookkeeping, so it neither commits below it nor keeps older acks."""
+    await consumer.maybe_wait_for_commit_to_finish()
+    committed = consumer._committed_offset.get(tp)
+    if committed is not None and committed >= offset:
+        return
+    if await consumer._commit({tp: offset}):
+        consumer._committed_offset[tp] = offset
+        print(
+            f"worker: {tp.topic}[{tp.partition}] applied up to {offset} but committed "
+            f"{committed}, with nothing of it pending; committed {offset}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def _broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
@@ -454,6 +471,7 @@ def create_app(
     )
 
     watch = StallWatch()
+    commits = CommitWatch()
 
     @app.timer(interval=1.0)
     async def tidy_acks() -> None:
@@ -492,21 +510,26 @@ def create_app(
             if state is None:
                 continue
             applied = load_progress(state, tp.partition)
-            seen = [
-                offset
-                for offset in (consumer._committed_offset.get(tp), consumer._read_offset.get(tp))
-                if offset is not None
-            ]
+            committed = consumer._committed_offset.get(tp)
+            read = consumer._read_offset.get(tp)
+            seen = [offset for offset in (committed, read) if offset is not None]
             ahead = max(seen, default=None)
             in_flight = applied is not None and queued.get(tp, -1) >= applied
-            if watch.check(tp, applied, ahead, in_flight, now):
+            log_end = consumer.highwater(tp)
+            if watch.check(tp, applied, ahead, in_flight, now, log_end=log_end):
                 print(
-                    f"worker: {tp.topic}[{tp.partition}] consumer at {ahead} but applied only "
-                    f"up to {applied} with no progress; rewinding to {applied}",
+                    f"worker: {tp.topic}[{tp.partition}] consumer at {ahead} (log end "
+                    f"{log_end}) but applied only up to {applied} with no progress; "
+                    f"rewinding to {applied}",
                     file=sys.stderr,
                     flush=True,
                 )
                 await consumer.seek(tp, applied)
+                continue
+            pending = tp in queued or bool(consumer._acked.get(tp))
+            offset = commits.check(tp, applied, committed, pending)
+            if offset is not None and not app.rebalancing:
+                await commit_applied(consumer, tp, offset)
 
     if metrics is not None:
 

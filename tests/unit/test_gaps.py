@@ -1,6 +1,6 @@
 """Gaps in raw offsets: seek back for records Faust skipped, move on past ones that are gone."""
 
-from streams.gaps import GapDecision, GapPolicy, StallWatch
+from streams.gaps import CommitWatch, GapDecision, GapPolicy, StallWatch
 
 
 def test_records_that_exist_are_fetched_again():
@@ -59,3 +59,56 @@ def test_progress_or_catching_up_resets_the_watch():
     assert not watch.check("raw-0", applied=150, ahead=160, in_flight=False, now=6.0)
     assert watch.check("raw-0", applied=150, ahead=160, in_flight=False, now=8.0)
     assert not watch.check("raw-1", applied=None, ahead=10, in_flight=False, now=8.0)
+
+
+def test_records_faust_dropped_where_nothing_was_committed_are_fetched_again_once():
+    """Found by the scale-out test: Faust dropped the records it fetched around a
+    rebalance and sought back to the committed offset, which does nothing where none is
+    committed; nothing was read, so only the log's end shows what was skipped."""
+    watch = StallWatch()
+    assert not watch.check("raw-0", 100, ahead=None, in_flight=False, now=0.0, log_end=144)
+    assert watch.check("raw-0", 100, ahead=None, in_flight=False, now=2.0, log_end=144)
+    # a rewind to the end that brings nothing (the partition ends in transaction markers)
+    # is not repeated
+    for tick in range(2, 10):
+        assert not watch.check(
+            "raw-0", 100, ahead=100, in_flight=False, now=2.0 * tick, log_end=144
+        )
+    # after progress, a new shortfall at the end is acted on again
+    assert not watch.check("raw-0", 150, ahead=150, in_flight=False, now=30.0, log_end=160)
+    assert watch.check("raw-0", 150, ahead=150, in_flight=False, now=32.0, log_end=160)
+
+
+def test_a_partition_read_to_its_end_is_left_alone():
+    watch = StallWatch()
+    for tick in range(5):
+        assert not watch.check(
+            "raw-0", 144, ahead=143, in_flight=False, now=2.0 * tick, log_end=144
+        )
+
+
+def test_applied_records_never_committed_are_committed_on_the_second_quiet_tick():
+    """The records were applied (by the partition's previous owner) and their outputs are
+    durable, but no ack here will ever commit them: the group's lag would never fall."""
+    commits = CommitWatch()
+    assert commits.check("raw-0", applied=144, committed=None, pending=False) is None
+    assert commits.check("raw-0", applied=144, committed=None, pending=False) == 144
+    assert commits.check("raw-0", applied=150, committed=100, pending=False) is None
+    assert commits.check("raw-0", applied=150, committed=100, pending=False) == 150
+
+
+def test_commits_are_left_to_faust_while_it_has_anything_of_the_partition_pending():
+    commits = CommitWatch()
+    for _ in range(5):
+        assert commits.check("raw-0", applied=144, committed=None, pending=True) is None
+    assert commits.check("raw-0", applied=144, committed=144, pending=False) is None
+    assert commits.check("raw-0", applied=144, committed=144, pending=False) is None
+    assert commits.check("raw-1", applied=None, committed=None, pending=False) is None
+    assert commits.check("raw-1", applied=None, committed=None, pending=False) is None
+
+
+def test_a_commit_moving_between_ticks_resets_the_commit_watch():
+    commits = CommitWatch()
+    assert commits.check("raw-0", applied=200, committed=100, pending=False) is None
+    assert commits.check("raw-0", applied=200, committed=150, pending=False) is None
+    assert commits.check("raw-0", applied=200, committed=150, pending=False) == 200
