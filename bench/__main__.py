@@ -77,7 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, help="Beijing days [30; quick 7]")
     parser.add_argument("--simulate", type=int, help="simulated readings [100000; quick 20000]")
     parser.add_argument("--partitions", type=int, default=4, help="throughput and latency [4]")
-    parser.add_argument("--peers", type=_csv(str), default=["faust", "quix"], help="[faust,quix]")
+    parser.add_argument(
+        "--peers",
+        type=_csv(str),
+        default=["faust", "faust-floor", "quix"],
+        help="[faust,faust-floor,quix]",
+    )
     parser.add_argument(
         "--metrics",
         choices=["on", "off", "both"],
