@@ -122,6 +122,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--worker-readings", type=int, help="readings per workers run [60000; quick 15000]"
     )
+    parser.add_argument(
+        "--worker-stations",
+        type=int,
+        default=1000,
+        help="simulated stations of the workers runs; with few, their keys split unevenly "
+        "over the 2 partitions and cap what a second worker can add [1000]",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -311,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                     workroot / f"workers-{count}",
                     count,
                     args.worker_readings,
+                    stations=args.worker_stations,
                     metrics=args.metrics != "off",
                     broker_pid=broker_pid(broker),
                     scrape_interval=args.scrape_interval,
