@@ -77,7 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, help="Beijing days [30; quick 7]")
     parser.add_argument("--simulate", type=int, help="simulated readings [100000; quick 20000]")
     parser.add_argument("--partitions", type=int, default=4, help="throughput and latency [4]")
-    parser.add_argument("--peers", type=_csv(str), default=["faust", "quix"], help="[faust,quix]")
+    parser.add_argument(
+        "--peers",
+        type=_csv(str),
+        default=["faust", "faust-floor", "quix"],
+        help="[faust,faust-floor,quix]",
+    )
     parser.add_argument(
         "--metrics",
         choices=["on", "off", "both"],
@@ -116,6 +121,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--worker-readings", type=int, help="readings per workers run [60000; quick 15000]"
+    )
+    parser.add_argument(
+        "--worker-stations",
+        type=int,
+        default=1000,
+        help="simulated stations of the workers runs; with few, their keys split unevenly "
+        "over the 2 partitions and cap what a second worker can add [1000]",
     )
     args = parser.parse_args(argv)
     quick = args.quick
@@ -306,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                     workroot / f"workers-{count}",
                     count,
                     args.worker_readings,
+                    stations=args.worker_stations,
                     metrics=args.metrics != "off",
                     broker_pid=broker_pid(broker),
                     scrape_interval=args.scrape_interval,

@@ -21,8 +21,9 @@ __all__ = [
     "render",
 ]
 
-PEER_LABELS = {"faust": "Faust, naive", "quix": "Quix Streams"}
+PEER_LABELS = {"faust": "Faust, naive", "faust-floor": "Faust floor", "quix": "Quix Streams"}
 _PEER_DOES = {
+    "faust-floor": "no job: batches of records passed through unchanged, as the baseline",
     "faust": "per-event agent, Faust windowed table (event time), AQI on window close",
     "quix": "tumbling window + reduce per station (event time), AQI on `.final()`",
 }

@@ -55,8 +55,12 @@ DATA = ROOT / ".." / "shared" / "data" / "airquality"
 BEIJING_START_MS = 1_362_067_200_000  # 2013-03-01 00:00 Beijing
 SIMULATE_START_MS = 1_767_225_600_000  # 2026-01-01 00:00Z
 HOUR_MS = 3_600_000
-PEERS = {"faust": "bench.peers.faust_naive", "quix": "bench.peers.quix"}
-PEER_NEEDS = {"faust": "faust", "quix": "quixstreams"}
+PEERS = {
+    "faust": "bench.peers.faust_naive",
+    "faust-floor": "bench.peers.faust_floor",
+    "quix": "bench.peers.quix",
+}
+PEER_NEEDS = {"faust": "faust", "faust-floor": "faust", "quix": "quixstreams"}
 
 
 def workload(name: str, days: int, count: int) -> list[Any]:

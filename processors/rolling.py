@@ -29,10 +29,14 @@ def mean(values: Iterable[Decimal]) -> Decimal:
     A mean that is a short decimal (9.1, 17.45) comes out exactly that decimal, so the
     truncation that follows can never be flipped by representation error.
     """
-    numbers = [to_decimal(value) for value in values]
+    numbers = list(values)
     if not numbers:
         msg = "mean() of no values is undefined"
         raise InvalidValue(msg)
+    # Hourly means are finite Decimals already (the hot path of every closing hour);
+    # anything else is checked and converted by to_decimal.
+    if not all(type(value) is Decimal and value.is_finite() for value in numbers):
+        numbers = [to_decimal(value) for value in numbers]
     with decimal_context():
         return sum(numbers, Decimal(0)) / len(numbers)
 

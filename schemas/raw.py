@@ -58,6 +58,10 @@ def _reject_constant(token: str) -> Any:
     raise InvalidInput(Reason.INVALID_VALUE, f"{token} is not a concentration")
 
 
+# One decoder for every message (json.loads with options builds a new one per call).
+_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
 def parse_timestamp_ms(value: Any) -> int:
     """Epoch milliseconds from an ISO 8601 string with offset, or from epoch milliseconds."""
     if isinstance(value, bool):
@@ -175,7 +179,7 @@ def parse_raw_reading(data: bytes) -> RawReading:
     except UnicodeDecodeError as error:
         raise InvalidInput(Reason.INVALID_ENCODING, f"not UTF-8 and not Avro: {error}") from None
     try:
-        record = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        record = _JSON.decode(text)
     except InvalidInput:
         raise
     except (ValueError, RecursionError) as error:

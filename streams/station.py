@@ -43,6 +43,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from itertools import islice
 from typing import Any, Literal
 
 from processors import aqi, daily, health, rolling
@@ -69,7 +70,8 @@ __all__ = [
     "StationState",
 ]
 
-_SNAPSHOT_VERSION = 3
+_SNAPSHOT_VERSION = 4
+_OPEN_HOURS_MARK = "\x00open-hours\x00"  # where snapshot_json splices the open hours
 # 1: no daily state, no correction on readings; 2: no anomaly detectors (both still
 # restored: the detectors start fresh and learn the series again).
 _HISTORY_HOURS = 24  # the hourly look-back: 24 h rolling means (NowCast needs 12)
@@ -108,6 +110,9 @@ class AcceptedReading:
     expected: tuple[float, float] | None = None
     """The range the detector expected (EPA units), None while it learns."""
     detail: str = ""
+    _row_json: str | None = field(default=None, init=False, repr=False, compare=False)
+    """`to_row()` as JSON, made once: a reading is saved with its station every batch
+    until its hour closes (`replace` makes a fresh reading without it)."""
 
     @property
     def is_fault(self) -> bool:
@@ -140,6 +145,12 @@ class AcceptedReading:
             None if self.expected is None else list(self.expected),
             self.detail,
         ]
+
+    def row_json(self) -> str:
+        if self._row_json is None:
+            object.__setattr__(self, "_row_json", json.dumps(self.to_row(), separators=(",", ":")))
+        assert self._row_json is not None
+        return self._row_json
 
     @classmethod
     def from_row(cls, row: list[Any]) -> AcceptedReading:
@@ -177,10 +188,19 @@ class Series:
     """Its value in EPA units (what a stale event reports)."""
     stale: bool = False
     """True once the silence since `last_seen_ms` has been reported."""
+    _encoded: str | None = field(default=None, repr=False, compare=False)
+    """The detector's state as saved, until it is fed again (a station is saved every batch,
+    its detectors change once an hour)."""
+
+    def update(self, ts_s: float, value_epa: float, value: float) -> Verdict:
+        """Feed the detector (the only way its state changes)."""
+        self._encoded = None
+        return self.detector.update(ts_s, value_epa, value)
 
     def to_row(self) -> list[Any]:
-        data = base64.b64encode(self.detector.to_bytes()).decode()
-        return [data, self.last_fed_ms, self.last_seen_ms, self.last_value, self.stale]
+        if self._encoded is None:
+            self._encoded = base64.b64encode(self.detector.to_bytes()).decode()
+        return [self._encoded, self.last_fed_ms, self.last_seen_ms, self.last_value, self.stale]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Series:
@@ -241,6 +261,7 @@ class StationState:
     source_partition: int | None = None
     source_offset: int = -1
     open_hours: dict[int, dict[tuple[str, int], AcceptedReading]] = field(default_factory=dict)
+    """Hour start → its readings in the order they were accepted (only ever appended to)."""
     history: dict[str, dict[int, Decimal]] = field(default_factory=dict)
     late_fills: dict[str, dict[int, dict[int, Decimal]]] = field(default_factory=dict)
     """pollutant → hour → ts → value: late readings that filled a gap of a correctable day."""
@@ -258,6 +279,8 @@ class StationState:
     held: dict[int, HeldHour] = field(default_factory=dict)
     """Final hours judged but not yet published (a spike may be pending), by hour start."""
     _dirty_days: set[int] = field(default_factory=set, repr=False, compare=False)
+    _open_json: dict[int, tuple[int, str]] = field(default_factory=dict, repr=False, compare=False)
+    """Hour start → (readings, their rows as JSON) of open hours (`snapshot_json`)."""
 
     # -- source positions: makes re-delivery after a crash a no-op ----------------------
     def already_applied(self, partition: int, offset: int) -> bool:
@@ -316,7 +339,7 @@ class StationState:
         events: list[dict[str, Any]] = []
         for reading in sorted(readings.values(), key=lambda r: (r.ts_ms, r.pollutant)):
             series = self._series_of(reading.pollutant)
-            verdict = series.detector.update(
+            verdict = series.update(
                 reading.ts_ms / 1000.0, float(reading.value_epa), float(reading.value)
             )
             previous = series.last_fed_ms
@@ -656,8 +679,9 @@ class StationState:
         return [get(hour) for hour in range(hour_ms - _SPAN_MS, hour_ms + 1, HOUR_MS)]
 
     # -- snapshot ------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """A JSON-ready value that `restore` turns back into an equal state."""
+    def snapshot(self, *, open_hours: bool = True) -> dict[str, Any]:
+        """A JSON-ready value that `restore` turns back into an equal state (without its
+        open hours if `open_hours` is false: `snapshot_json` adds them)."""
         return {
             "v": _SNAPSHOT_VERSION,
             "station_id": self.station_id,
@@ -665,13 +689,10 @@ class StationState:
             "source_partition": self.source_partition,
             "source_offset": self.source_offset,
             "open_hours": {
-                str(h): [r.to_row() for _, r in sorted(readings.items())]
-                for h, readings in sorted(self.open_hours.items())
+                str(h): [r.to_row() for r in readings.values()]
+                for h, readings in (sorted(self.open_hours.items()) if open_hours else ())
             },
-            "history": {
-                p: {str(h): str(v) for h, v in sorted(means.items())}
-                for p, means in sorted(self.history.items())
-            },
+            "history": {p: _hour_run(means) for p, means in sorted(self.history.items())},
             "late_fills": {
                 p: {
                     str(h): {str(ts): str(v) for ts, v in sorted(fills.items())}
@@ -689,23 +710,50 @@ class StationState:
             "held": {str(h): held.to_row() for h, held in sorted(self.held.items())},
         } | ({"ahead": list(self.ahead)} if self.ahead is not None else {})
 
+    def snapshot_json(self) -> str:
+        """``json.dumps(self.snapshot(), separators=(",", ":"), sort_keys=True)``, the same
+        text, with the open hours' readings spliced in from their cached rows: a station is
+        saved after every batch that touches it, and its open hours are most of it."""
+        snapshot = self.snapshot(open_hours=False)
+        snapshot["open_hours"] = _OPEN_HOURS_MARK
+        text = json.dumps(snapshot, separators=(",", ":"), sort_keys=True)
+        marker = json.dumps(_OPEN_HOURS_MARK)
+        if text.count(marker) != 1:  # a station_id that looks like the mark: no shortcut
+            return json.dumps(self.snapshot(), separators=(",", ":"), sort_keys=True)
+        spliced = ",".join(
+            f'"{hour}":[{self._open_hour_json(int(hour))}]'
+            for hour in sorted(str(h) for h in self.open_hours)
+        )
+        for closed in [h for h in self._open_json if h not in self.open_hours]:
+            del self._open_json[closed]
+        return text.replace(marker, "{" + spliced + "}")
+
+    def _open_hour_json(self, hour_ms: int) -> str:
+        """An open hour's rows as JSON, extended by the readings accepted since last time
+        (an open hour is only appended to, so its text only grows at the end)."""
+        readings = self.open_hours[hour_ms]
+        done, text = self._open_json.get(hour_ms, (0, ""))
+        if done < len(readings):
+            new = ",".join(r.row_json() for r in islice(readings.values(), done, None))
+            text = f"{text},{new}" if text else new
+            self._open_json[hour_ms] = (len(readings), text)
+        return text
+
     @classmethod
     def restore(cls, snapshot: dict[str, Any]) -> StationState:
         """The state a `snapshot()` describes; version 1 snapshots (before the daily AQI)
-        restore too, publishing only the days their history shows whole, and version 1
-        and 2 snapshots (before the anomaly detectors) restore with fresh detectors."""
+        restore too, publishing only the days their history shows whole, version 1
+        and 2 snapshots (before the anomaly detectors) restore with fresh detectors, and
+        versions 1 to 3 keep their history as an hour → mean table."""
         version = snapshot.get("v")
-        if version not in (1, 2, _SNAPSHOT_VERSION):
+        if version not in (1, 2, 3, _SNAPSHOT_VERSION):
             msg = f"unsupported station state version {version!r}"
             raise ValueError(msg)
         open_hours: dict[int, dict[tuple[str, int], AcceptedReading]] = {}
         for hour, rows in snapshot["open_hours"].items():
             readings = [AcceptedReading.from_row(row) for row in rows]
             open_hours[int(hour)] = {(r.pollutant, r.ts_ms): r for r in readings}
-        history = {
-            p: {int(h): Decimal(v) for h, v in means.items()}
-            for p, means in snapshot["history"].items()
-        }
+        history = {p: _hours_of(saved) for p, saved in snapshot["history"].items()}
         state = cls(
             station_id=snapshot["station_id"],
             stream_time_ms=snapshot["stream_time_ms"],
@@ -738,6 +786,29 @@ class StationState:
         if "ahead" in snapshot:  # absent: no run of far-ahead readings
             state.ahead = (int(snapshot["ahead"][0]), int(snapshot["ahead"][1]))
         return state
+
+
+def _hour_run(means: dict[int, Decimal]) -> list[Any]:
+    """Hourly means as [first hour, [mean or None, ...]] (version 4): a run of hours in a
+    row takes a third of the space of an hour → mean table."""
+    if not means:
+        return [None, []]
+    first, last = min(means), max(means)
+    return [first, [_text_or_none(means.get(h)) for h in range(first, last + HOUR_MS, HOUR_MS)]]
+
+
+def _text_or_none(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _hours_of(saved: Any) -> dict[int, Decimal]:
+    """The hour → mean table of a saved history: version 4's run, or the older table."""
+    if isinstance(saved, dict):
+        return {int(h): Decimal(v) for h, v in saved.items()}
+    first, values = saved
+    return {
+        first + i * HOUR_MS: Decimal(value) for i, value in enumerate(values) if value is not None
+    }
 
 
 def _digest(record: dict[str, Any]) -> str:

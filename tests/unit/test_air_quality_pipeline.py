@@ -339,6 +339,49 @@ class TestDeterminism:
         assert encode_state(decode_state(encode_state(state))) == states["dongsi"]
         assert state.open_hours and state.history
 
+    def test_the_saved_state_is_its_snapshot_as_sorted_json(self, pipeline, make_records):
+        from streams.air_quality import decode_state
+
+        states = MemoryStates()
+        values = _day_of_readings(5)
+        for start in range(0, len(values), 37):  # open hours saved part-way, many times
+            process(pipeline, make_records(values[start : start + 37]), states)
+            state = decode_state(states["dongsi"])
+            snapshot = json.dumps(state.snapshot(), separators=(",", ":"), sort_keys=True)
+            assert states["dongsi"] == snapshot.encode()
+
+    def test_a_version_3_state_with_its_hour_table_restores_the_same(self, pipeline, make_records):
+        from streams.air_quality import decode_state
+        from streams.station import StationState
+
+        states = MemoryStates()
+        process(pipeline, make_records(_day_of_readings(7)), states)
+        snapshot = json.loads(states["dongsi"])
+        assert snapshot["v"] == 4
+        old = dict(snapshot, v=3)
+        old["history"] = {
+            pollutant: {str(h): str(v) for h, v in sorted(means.items())}
+            for pollutant, means in decode_state(states["dongsi"]).history.items()
+        }
+        restored = StationState.restore(old)
+        assert restored.history
+        assert restored.snapshot() == decode_state(states["dongsi"]).snapshot()
+
+    def test_a_batch_whose_state_was_not_saved_is_applied_again(self, pipeline, make_records):
+        """The worker keeps decoded states between batches, but only while the store holds
+        the bytes it saved: after a crash before the save, the store's state counts."""
+        values = _day_of_readings(6)
+        first, second = make_records(values[:100]), make_records(values[100:])
+        states = MemoryStates()
+        process(pipeline, first, states)
+        before_second = MemoryStates()
+        before_second.update(states)
+        applied = process(pipeline, second, states)
+        assert applied.outputs
+        # The second batch's outputs were sent but its states never reached the store.
+        again = process(pipeline, second, before_second)
+        assert again.outputs == applied.outputs and again.redelivered == 0
+
     def test_state_is_written_to_the_partition_of_the_stations_records(
         self, pipeline, make_records
     ):
