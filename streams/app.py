@@ -48,6 +48,7 @@ from streams.air_quality import (
     DEFAULT_STALE_AFTER_MS,
     AirQualityPipeline,
     Gap,
+    Output,
     SensorTypes,
     SourceRecord,
     StateUpdate,
@@ -239,6 +240,67 @@ class Rewinder:
             await probe.stop()
 
 
+def source_records(events: Sequence[Any]) -> list[SourceRecord]:
+    """A batch of Faust events as the pipelines' input."""
+    return [
+        SourceRecord(
+            topic=event.message.topic,
+            partition=event.message.partition,
+            offset=event.message.offset,
+            key=event.message.key,
+            value=event.message.value,
+        )
+        for event in events
+    ]
+
+
+async def make_durable(
+    app: faust.App,
+    store: Any,
+    rewinder: Rewinder,
+    events: Sequence[Any],
+    outputs: Sequence[Output],
+    result: Any,
+) -> float:
+    """Steps 1–3 of the commit order (module docstring) for one batch of any agent.
+
+    `result` is the batch's pipeline result (its `state_updates` and `gaps`). Returns the
+    monotonic time at which the outputs were durable.
+    """
+    for output in outputs:
+        await app.producer.send(output.topic, output.key, output.value, None, None, None)
+    if outputs:
+        await app.producer.flush()
+    durable_at = time.monotonic()
+    for update in result.state_updates:
+        await store.save(update)
+    await app.producer.flush()
+    for partition, gap in result.gaps.items():
+        await rewinder.handle(partition, gap)
+    _keep_skipped_unacked(events, result.gaps)
+    return durable_at
+
+
+class ProgressLine:
+    """An agent's running totals, printed to stderr every `_PROGRESS_EVERY_SECONDS`."""
+
+    def __init__(
+        self, template: str, *names: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.template = template
+        self.totals = dict.fromkeys(names, 0)
+        self.clock = clock
+        self.last_report = clock()
+
+    def add(self, **counts: int) -> None:
+        for name, count in counts.items():
+            self.totals[name] += count
+        now = self.clock()
+        if now - self.last_report >= _PROGRESS_EVERY_SECONDS:
+            self.last_report = now
+            print(self.template.format(**self.totals), file=sys.stderr, flush=True)
+
+
 def _keep_skipped_unacked(events: Sequence[Any], gaps: Mapping[int, Gap]) -> None:
     """Take the records skipped above a gap out of Faust's acking.
 
@@ -404,7 +466,6 @@ def create_app(
             metrics.sensors.stale_after_ms = stale_after_ms
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap, security=security)
-    totals = {"records": 0, "accepted": 0, "dead_letters": 0, "hours": 0}
     plan = neighbours or AreaPlan.of(coordinates or {}, NeighbourConfig())
     area_store = _neighbour_agent(
         app, topics, bootstrap, plan, partitions, metrics, security=security
@@ -412,33 +473,21 @@ def create_app(
 
     @app.agent(raw_topic)
     async def air_quality(stream: Any) -> None:
-        last_report = time.monotonic()
+        progress = ProgressLine(
+            "worker: {records:,} records, {accepted:,} accepted, {dead_letters:,} "
+            "dead letters, {hours:,} station-hours published",
+            "records",
+            "accepted",
+            "dead_letters",
+            "hours",
+        )
         async for events in stream.take_events(batch_max, within=BATCH_WITHIN_SECONDS):
             started = time.perf_counter()
-            records = [
-                SourceRecord(
-                    topic=event.message.topic,
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    key=event.message.key,
-                    value=event.message.value,
-                )
-                for event in events
-            ]
+            records = source_records(events)
             result = pipeline.process(records, store)
             # The final hours, re-keyed by area for the neighbour check: durable with the rest.
             outputs = [*result.outputs, *plan.rekey(result.outputs, topics)]
-            for output in outputs:
-                await app.producer.send(output.topic, output.key, output.value, None, None, None)
-            if outputs:
-                await app.producer.flush()
-            durable_at = time.monotonic()
-            for update in result.state_updates:
-                await store.save(update)
-            await app.producer.flush()
-            for partition, gap in result.gaps.items():
-                await rewinder.handle(partition, gap)
-            _keep_skipped_unacked(events, result.gaps)
+            durable_at = await make_durable(app, store, rewinder, events, outputs, result)
             if metrics is not None:
                 metrics.record_batch(
                     records,
@@ -448,18 +497,12 @@ def create_app(
                     durable_at,
                     time.perf_counter() - started,
                 )
-            totals["records"] += len(records)
-            totals["accepted"] += result.accepted
-            totals["dead_letters"] += sum(result.dead_letters.values())
-            totals["hours"] += result.hours_closed
-            if time.monotonic() - last_report >= _PROGRESS_EVERY_SECONDS:
-                last_report = time.monotonic()
-                print(
-                    "worker: {records:,} records, {accepted:,} accepted, {dead_letters:,} "
-                    "dead letters, {hours:,} station-hours published".format(**totals),
-                    file=sys.stderr,
-                    flush=True,
-                )
+            progress.add(
+                records=len(records),
+                accepted=result.accepted,
+                dead_letters=sum(result.dead_letters.values()),
+                hours=result.hours_closed,
+            )
 
     incident_store = _incident_agent(
         app,
@@ -584,50 +627,29 @@ def _neighbour_agent(
     pipeline = NeighbourPipeline(topics, plan)
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.hourly_by_area, bootstrap, security=security)
-    totals = {"hours": 0, "verdicts": 0, "disagreements": 0, "late": 0}
 
     @app.agent(area_topic)
     async def neighbours(stream: Any) -> None:
-        last_report = time.monotonic()
+        progress = ProgressLine(
+            "worker: {hours:,} area-hours judged, {verdicts:,} neighbour verdicts, "
+            "{disagreements:,} disagreements, {late:,} late hourly records",
+            "hours",
+            "verdicts",
+            "disagreements",
+            "late",
+        )
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
-            records = [
-                SourceRecord(
-                    topic=event.message.topic,
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    key=event.message.key,
-                    value=event.message.value,
-                )
-                for event in events
-            ]
-            result = pipeline.process(records, store)
-            for output in result.outputs:
-                await app.producer.send(output.topic, output.key, output.value, None, None, None)
-            if result.outputs:
-                await app.producer.flush()
-            for update in result.state_updates:
-                await store.save(update)
-            await app.producer.flush()
-            for partition, gap in result.gaps.items():
-                await rewinder.handle(partition, gap)
-            _keep_skipped_unacked(events, result.gaps)
+            result = pipeline.process(source_records(events), store)
+            await make_durable(app, store, rewinder, events, result.outputs, result)
             if metrics is not None:
                 for kind, count in result.anomalies.items():
                     metrics.anomalies.labels(kind).inc(count)
-            totals["hours"] += result.hours_judged
-            totals["verdicts"] += result.verdicts
-            totals["disagreements"] += result.disagreements
-            totals["late"] += result.late
-            if time.monotonic() - last_report >= _PROGRESS_EVERY_SECONDS:
-                last_report = time.monotonic()
-                print(
-                    "worker: {hours:,} area-hours judged, {verdicts:,} neighbour verdicts, "
-                    "{disagreements:,} disagreements, {late:,} late hourly records".format(
-                        **totals
-                    ),
-                    file=sys.stderr,
-                    flush=True,
-                )
+            progress.add(
+                hours=result.hours_judged,
+                verdicts=result.verdicts,
+                disagreements=result.disagreements,
+                late=result.late,
+            )
 
     return store
 
@@ -658,49 +680,32 @@ def _incident_agent(
         app, store, topics.raw_incidents, bootstrap, incident_progress_update, security=security
     )
     metrics = IncidentMetrics.of() if metrics_enabled else None
-    totals = {"records": 0, "published": 0, "rows": 0, "corrections": 0, "dead_letters": 0}
 
     @app.agent(raw_topic)
     async def incidents(stream: Any) -> None:
-        last_report = time.monotonic()
+        progress = ProgressLine(
+            "worker: {records:,} incident rows, {published:,} incidents published, "
+            "{rows:,} count rows ({corrections:,} late corrections), "
+            "{dead_letters:,} dead letters",
+            "records",
+            "published",
+            "rows",
+            "corrections",
+            "dead_letters",
+        )
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
             started = time.perf_counter()
-            records = [
-                SourceRecord(
-                    topic=event.message.topic,
-                    partition=event.message.partition,
-                    offset=event.message.offset,
-                    key=event.message.key,
-                    value=event.message.value,
-                )
-                for event in events
-            ]
+            records = source_records(events)
             result = pipeline.process(records, store)
-            for output in result.outputs:
-                await app.producer.send(output.topic, output.key, output.value, None, None, None)
-            if result.outputs:
-                await app.producer.flush()
-            for update in result.state_updates:
-                await store.save(update)
-            await app.producer.flush()
-            for partition, gap in result.gaps.items():
-                await rewinder.handle(partition, gap)
-            _keep_skipped_unacked(events, result.gaps)
+            await make_durable(app, store, rewinder, events, result.outputs, result)
             if metrics is not None:
                 metrics.observe(records, result, time.perf_counter() - started)
-            totals["records"] += len(records)
-            totals["published"] += result.published
-            totals["rows"] += result.stats_rows
-            totals["corrections"] += result.corrections
-            totals["dead_letters"] += sum(result.dead_letters.values())
-            if time.monotonic() - last_report >= _PROGRESS_EVERY_SECONDS:
-                last_report = time.monotonic()
-                print(
-                    "worker: {records:,} incident rows, {published:,} incidents published, "
-                    "{rows:,} count rows ({corrections:,} late corrections), "
-                    "{dead_letters:,} dead letters".format(**totals),
-                    file=sys.stderr,
-                    flush=True,
-                )
+            progress.add(
+                records=len(records),
+                published=result.published,
+                rows=result.stats_rows,
+                corrections=result.corrections,
+                dead_letters=sum(result.dead_letters.values()),
+            )
 
     return store
