@@ -28,6 +28,7 @@ again, identical in content and key, which the sinks' upserts by natural key abs
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -77,6 +78,8 @@ _LAG_EVERY_SECONDS = 5.0
 SESSION_TIMEOUT_SECONDS = 10.0
 """A worker that dies without leaving the group keeps its partitions this long."""
 HEARTBEAT_SECONDS = 1.0
+COMMIT_WAIT_SECONDS = 5.0
+"""The longest the watchdog waits to commit for a partition (streams.gaps.CommitWatch)."""
 
 
 class LocalTable:
@@ -338,16 +341,19 @@ def drop_stale_acks(consumer: Any) -> int:
 
 async def commit_applied(consumer: Any, tp: TP, offset: int) -> None:
     """Commit `offset` for `tp` outside Faust's acking (see `streams.gaps.CommitWatch`),
-    and tell Faust's bookkeeping, so it neither commits below it nor keeps older acks."""
-    await consumer.maybe_wait_for_commit_to_finish()
+    and tell Faust's bookkeeping, so it neither commits below it nor keeps older acks.
+    Bounded in time: a worker that is stopping must not wait on its consumer thread."""
+    await asyncio.wait_for(consumer.maybe_wait_for_commit_to_finish(), COMMIT_WAIT_SECONDS)
     committed = consumer._committed_offset.get(tp)
     if committed is not None and committed >= offset:
         return
-    if await consumer._commit({tp: offset}):
+    acked = sorted(consumer._acked.get(tp) or [])
+    held = f"{len(acked)} acked from {acked[0]}" if acked else "none acked"
+    if await asyncio.wait_for(consumer._commit({tp: offset}), COMMIT_WAIT_SECONDS):
         consumer._committed_offset[tp] = offset
         print(
             f"worker: {tp.topic}[{tp.partition}] applied up to {offset} but committed "
-            f"{committed}, with nothing of it pending; committed {offset}",
+            f"{committed} ({held}), nothing in flight; committed {offset}",
             file=sys.stderr,
             flush=True,
         )
@@ -519,7 +525,7 @@ def create_app(
     @app.timer(interval=1.0)
     async def tidy_acks() -> None:
         """Before Faust's next commit (every second): see `drop_stale_acks`."""
-        if not app.rebalancing:
+        if not (app.rebalancing or app.should_stop):
             drop_stale_acks(app.consumer)
 
     @app.timer(interval=_WATCHDOG_EVERY_SECONDS)
@@ -535,7 +541,7 @@ def create_app(
         worker's queue is not a stall: streams.gaps.StallWatch), the partition is rewound
         to its first record not applied.
         """
-        if app.rebalancing:
+        if app.rebalancing or app.should_stop:
             return
         consumer = app.consumer
         stores = {
@@ -569,10 +575,12 @@ def create_app(
                 )
                 await consumer.seek(tp, applied)
                 continue
-            pending = tp in queued or bool(consumer._acked.get(tp))
-            offset = commits.check(tp, applied, committed, pending)
-            if offset is not None and not app.rebalancing:
-                await commit_applied(consumer, tp, offset)
+            offset = commits.check(tp, applied, committed, pending=tp in queued)
+            if offset is not None and not (app.rebalancing or app.should_stop):
+                try:
+                    await commit_applied(consumer, tp, offset)
+                except TimeoutError:  # the next ticks try again
+                    print(f"worker: {tp.topic}[{tp.partition}] commit timed out", file=sys.stderr)
 
     if metrics is not None:
 

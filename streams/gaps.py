@@ -123,10 +123,13 @@ class CommitWatch:
     again to the next owner and skipped there (acked, so committed), unless Faust drops
     them as fetched around a rebalance: with no committed offset to seek back to, the new
     owner never reads them, acks nothing, and the group's committed offset stays behind
-    for good (its lag never falls; found by the scale-out test, one run in seven). The
+    for good (its lag never falls; found by the scale-out test, one run in seven). Faust
+    also commits nothing while the lowest offset it holds as acked is more than one above
+    the committed one, so one offset never acked there stalls its commits for good. The
     applied progress is durable after the records' outputs, so committing it is always
     safe: done when the committed offset is behind it with nothing of the partition
-    pending (delivered and not acked, or acked and not committed) on two ticks in a row.
+    pending (delivered to the agent and not acked) on two ticks in a row; Faust commits
+    every second, so two ticks without its commit catching up mean it will not.
     """
 
     _seen: dict[Hashable, tuple[int, int | None]] = field(default_factory=dict)
