@@ -10,29 +10,17 @@ close the worker gets to what Faust allows.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import faust
-
-from bench.harness import SECURITY
 from bench.peers import job
-from streams.app import BATCH_MAX, BATCH_WITHIN_SECONDS, broker_credentials
+from bench.peers.faust_app import peer_app, run
+from streams.app import BATCH_MAX, BATCH_WITHIN_SECONDS
 
 
 def main() -> None:
     args = job.parser("python -m bench.peers.faust_floor", __doc__).parse_args()
     progress = job.Progress(args.expect, args.result)
-    app = faust.App(
-        args.group,
-        broker=[f"kafka://{address}" for address in args.bootstrap.split(",")],
-        broker_credentials=broker_credentials(SECURITY),
-        store="memory://",
-        datadir=str(args.state_dir),
-        topic_partitions=args.partitions,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-    )
+    app = peer_app(args)
     raw = app.topic(
         args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
@@ -48,9 +36,7 @@ def main() -> None:
                 progress.record()
                 progress.outputs += 1
 
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    worker.execute_from_commandline()
+    run(app)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,14 @@ The benchmark measures throughput; the report gives the records each job publish
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 from typing import Any
 
 import faust
 
-from bench.harness import SECURITY
 from bench.peers import job
+from bench.peers.faust_app import peer_app, run
 from schemas.raw import parse_timestamp_ms
-from streams.app import broker_credentials
 
 
 class Reading(faust.Record, serializer="json"):
@@ -43,17 +41,7 @@ class Reading(faust.Record, serializer="json"):
 def main() -> None:
     args = job.parser("python -m bench.peers.faust_naive", __doc__).parse_args()
     progress = job.Progress(args.expect, args.result)
-    app = faust.App(
-        args.group,
-        broker=[f"kafka://{address}" for address in args.bootstrap.split(",")],
-        broker_credentials=broker_credentials(SECURITY),
-        store="memory://",
-        datadir=str(args.state_dir),
-        topic_partitions=args.partitions,
-        consumer_auto_offset_reset="earliest",
-        table_cleanup_interval=1.0,
-        web_enabled=False,
-    )
+    app = peer_app(args, table_cleanup_interval=1.0)
     raw = app.topic(args.topic, key_type=bytes, key_serializer="raw", value_type=Reading)
     output = app.topic(args.output, key_type=str, value_serializer="json")
 
@@ -83,9 +71,7 @@ def main() -> None:
                 hourly[reading.station_id] = job.add(window.current(), reading.pollutant, value)
             progress.record()
 
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    worker.execute_from_commandline()
+    run(app)
 
 
 if __name__ == "__main__":
