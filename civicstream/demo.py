@@ -240,8 +240,20 @@ def _start_api(
     return url
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM both stop everything this command started.
+
+    A process started in the background by a non-interactive shell (`cmd &` in a script,
+    CI) inherits SIGINT ignored, and Python then leaves it ignored: `run` would outlive a
+    Ctrl-C sent to it, and SIGTERM's default would kill it without stopping its children.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     started = time.monotonic()
+    _stop_on_signals()
     topics = Topics(settings.topic_prefix)
     files = sorted(args.data_dir.glob("PRSA_Data_*.csv"))
     if not files:

@@ -180,7 +180,13 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_ctrl_c_stops_everything_run_started(kafka_bootstrap, topic_prefix, tmp_path):
+    """Even when `run` was started in the background by a script (`run &`), which leaves it
+    SIGINT ignored."""
     marker = f"CIVIC_TOPIC_PREFIX={topic_prefix}"
     run = subprocess.Popen(
         [
@@ -200,6 +206,7 @@ def test_ctrl_c_stops_everything_run_started(kafka_bootstrap, topic_prefix, tmp_
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
+        preexec_fn=_ignore_sigint,
     )
     try:
         seen = []
