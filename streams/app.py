@@ -78,6 +78,8 @@ _LAG_EVERY_SECONDS = 5.0
 SESSION_TIMEOUT_SECONDS = 10.0
 """A worker that dies without leaving the group keeps its partitions this long."""
 HEARTBEAT_SECONDS = 1.0
+FETCH_MAX_WAIT_MS = 100
+"""How long the worker's fetches wait for data on idle partitions (see `fetch_promptly`)."""
 COMMIT_WAIT_SECONDS = 5.0
 """The longest the watchdog waits to commit for a partition (streams.gaps.CommitWatch)."""
 
@@ -359,6 +361,27 @@ async def commit_applied(consumer: Any, tp: TP, offset: int) -> None:
         )
 
 
+def fetch_promptly(app: faust.App, wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
+    """Make the worker's consumer wait at most `wait_ms` in a fetch for data to arrive.
+
+    Faust creates it with `fetch_max_wait_ms=1500`, and aiokafka keeps one fetch in
+    flight per broker, for the partitions with nothing buffered. When the busy partitions
+    are still buffered, that fetch holds only idle ones (changelogs, the incident and area
+    topics) and waits the full 1.5 s, while the busy partitions' new records wait behind
+    it: `make bench` measured 1.3 s of the worker stage's 1.5 s median latency at half
+    the maximum rate there, against 0.4 s from a record's arrival to its outputs.
+    """
+    thread = app.consumer._thread
+    create = thread._create_worker_consumer
+
+    def create_prompt(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._fetch_max_wait_ms = wait_ms  # read when it starts its fetcher
+        return consumer
+
+    thread._create_worker_consumer = create_prompt
+
+
 def _broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
@@ -448,6 +471,7 @@ def create_app(
         broker_heartbeat_interval=HEARTBEAT_SECONDS,
         web_enabled=False,
     )
+    fetch_promptly(app)
     raw_topic = app.topic(
         topics.raw_air_quality,
         key_type=bytes,
