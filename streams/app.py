@@ -289,17 +289,15 @@ async def make_durable(
 class ProgressLine:
     """An agent's running totals, printed to stderr every `_PROGRESS_EVERY_SECONDS`."""
 
-    def __init__(
-        self, template: str, *names: str, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, template: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.template = template
-        self.totals = dict.fromkeys(names, 0)
+        self.totals: dict[str, int] = {}
         self.clock = clock
         self.last_report = clock()
 
     def add(self, **counts: int) -> None:
         for name, count in counts.items():
-            self.totals[name] += count
+            self.totals[name] = self.totals.get(name, 0) + count
         now = self.clock()
         if now - self.last_report >= _PROGRESS_EVERY_SECONDS:
             self.last_report = now
@@ -349,8 +347,8 @@ async def commit_applied(consumer: Any, tp: TP, offset: int) -> None:
     committed = consumer._committed_offset.get(tp)
     if committed is not None and committed >= offset:
         return
-    acked = sorted(consumer._acked.get(tp) or [])
-    held = f"{len(acked)} acked from {acked[0]}" if acked else "none acked"
+    acked = consumer._acked.get(tp) or []
+    held = f"{len(acked)} acked from {min(acked)}" if acked else "none acked"
     if await asyncio.wait_for(consumer._commit({tp: offset}), COMMIT_WAIT_SECONDS):
         consumer._committed_offset[tp] = offset
         print(
@@ -506,10 +504,6 @@ def create_app(
         progress = ProgressLine(
             "worker: {records:,} records, {accepted:,} accepted, {dead_letters:,} "
             "dead letters, {hours:,} station-hours published",
-            "records",
-            "accepted",
-            "dead_letters",
-            "hours",
         )
         async for events in stream.take_events(batch_max, within=BATCH_WITHIN_SECONDS):
             started = time.perf_counter()
@@ -665,10 +659,6 @@ def _neighbour_agent(
         progress = ProgressLine(
             "worker: {hours:,} area-hours judged, {verdicts:,} neighbour verdicts, "
             "{disagreements:,} disagreements, {late:,} late hourly records",
-            "hours",
-            "verdicts",
-            "disagreements",
-            "late",
         )
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
             result = pipeline.process(source_records(events), store)
@@ -719,11 +709,6 @@ def _incident_agent(
             "worker: {records:,} incident rows, {published:,} incidents published, "
             "{rows:,} count rows ({corrections:,} late corrections), "
             "{dead_letters:,} dead letters",
-            "records",
-            "published",
-            "rows",
-            "corrections",
-            "dead_letters",
         )
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
             started = time.perf_counter()

@@ -22,9 +22,7 @@ class Clock:
 
 def test_progress_is_printed_as_running_totals_every_ten_seconds(capsys) -> None:
     clock = Clock()
-    line = ProgressLine(
-        "worker: {records:,} records, {hours:,} hours", "records", "hours", clock=clock
-    )
+    line = ProgressLine("worker: {records:,} records, {hours:,} hours", clock=clock)
     line.add(records=1500, hours=2)
     clock.now = 9.9
     line.add(records=1, hours=0)
