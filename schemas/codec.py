@@ -19,6 +19,7 @@ from typing import Any
 import fastavro
 import fastavro.schema
 
+from schemas._writer import Unfit, Writer, compile_writer
 from schemas.exceptions import SchemaError
 
 __all__ = [
@@ -104,11 +105,22 @@ def _by_fingerprint() -> dict[bytes, tuple[str, Any]]:
     return known
 
 
+@cache
+def _compiled(name: str) -> tuple[bytes, Writer | None]:
+    """The framing header of contract `name` and its compiled writer (schemas._writer)."""
+    return MAGIC + fingerprint(name), compile_writer(schema(name))
+
+
 def encode(name: str, record: Mapping[str, Any]) -> bytes:
     """Encode `record` as contract `name`, framed for Kafka."""
+    header, write = _compiled(name)
+    if write is not None:
+        try:
+            return header + write(record)
+        except Unfit:
+            pass  # fastavro's writer below encodes it, or says what does not fit
     buffer = io.BytesIO()
-    buffer.write(MAGIC)
-    buffer.write(fingerprint(name))
+    buffer.write(header)
     try:
         # Strict: no unknown fields, no missing fields, except those with a default (a
         # field added by a compatible evolution may be left out and gets its default).
