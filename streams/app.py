@@ -1,16 +1,17 @@
 """The Faust app: topics, the station-state table and the air-quality agent.
 
-Faust stays at this edge. The agent takes raw records in batches, hands them to
-`AirQualityPipeline` (pure), sends what it returns and writes the touched station
-states to a changelog-backed table.
+Faust stays at this edge: it keeps the consumer group, the changelog-backed tables and the
+commits. Each source topic's records come straight from Faust's fetches in batches
+(streams.intake); a task hands them to `AirQualityPipeline` (pure), sends what it returns
+and writes the touched station states to a changelog-backed table.
 
 Commit order, per batch (at-least-once, idempotent by construction):
   1. outputs (enriched readings, hourly and daily AQI, dead letters) are produced and flushed:
      durable (acks=all) before anything else happens;
   2. the touched station states are written to the table's changelog and flushed;
-  3. the batch's events are acked when the loop body returns, except those skipped above
-     a gap (below), which are kept from Faust's acking so no commit passes them;
-  4. Faust commits the consumer offsets of acked events (every 1 s).
+  3. the batch's records are acked, except those skipped above a gap (below), which are
+     kept from Faust's acking so no commit passes them;
+  4. Faust commits the consumer offsets of acked records (every 1 s).
 Which raw records are applied is decided by the state, not by those commits: each raw
 partition's next offset is kept in the same table (written last, in step 2). A record
 below it is a re-delivery and is skipped; a record above it means the consumer skipped
@@ -63,6 +64,7 @@ from streams.incidents import (
     IncidentStateUpdate,
     incident_progress_update,
 )
+from streams.intake import Intake, ack_durable, divert_fetches
 from streams.metrics import IncidentMetrics, WorkerMetrics
 from streams.neighbourhood import AreaPlan, NeighbourConfig, NeighbourPipeline
 from streams.time import HourlyWindows, LocalDays
@@ -71,7 +73,6 @@ from telemetry import serve
 __all__ = ["create_app"]
 
 BATCH_MAX = 2000  # the default of CIVIC_BATCH_MAX: most raw records per batch
-BATCH_WITHIN_SECONDS = 0.25
 _PROGRESS_EVERY_SECONDS = 10.0
 _WATCHDOG_EVERY_SECONDS = 2.0
 _LAG_EVERY_SECONDS = 5.0
@@ -245,17 +246,17 @@ class Rewinder:
             await probe.stop()
 
 
-def source_records(events: Sequence[Any]) -> list[SourceRecord]:
-    """A batch of Faust events as the pipelines' input."""
+def source_records(messages: Sequence[Any]) -> list[SourceRecord]:
+    """A batch of Faust's consumer messages as the pipelines' input."""
     return [
         SourceRecord(
-            topic=event.message.topic,
-            partition=event.message.partition,
-            offset=event.message.offset,
-            key=event.message.key,
-            value=event.message.value,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
         )
-        for event in events
+        for message in messages
     ]
 
 
@@ -263,11 +264,11 @@ async def make_durable(
     app: faust.App,
     store: Any,
     rewinder: Rewinder,
-    events: Sequence[Any],
+    messages: Sequence[Any],
     outputs: Sequence[Output],
     result: Any,
 ) -> float:
-    """Steps 1–3 of the commit order (module docstring) for one batch of any agent.
+    """Steps 1–3 of the commit order (module docstring) for one batch of any source.
 
     `result` is the batch's pipeline result (its `state_updates` and `gaps`). Returns the
     monotonic time at which the outputs were durable.
@@ -282,7 +283,7 @@ async def make_durable(
     await app.producer.flush()
     for partition, gap in result.gaps.items():
         await rewinder.handle(partition, gap)
-    _keep_skipped_unacked(events, result.gaps)
+    ack_durable(app.consumer, messages, result.gaps)
     return durable_at
 
 
@@ -302,18 +303,6 @@ class ProgressLine:
         if now - self.last_report >= _PROGRESS_EVERY_SECONDS:
             self.last_report = now
             print(self.template.format(**self.totals), file=sys.stderr, flush=True)
-
-
-def _keep_skipped_unacked(events: Sequence[Any], gaps: Mapping[int, Gap]) -> None:
-    """Take the records skipped above a gap out of Faust's acking.
-
-    They were not applied; a message already marked acked is never registered as done, so
-    no commit passes them, and whoever owns the partition next starts at the first one.
-    """
-    for event in events:
-        gap = gaps.get(event.message.partition)
-        if gap is not None and event.message.offset >= gap.first_seen:
-            event.message.acked = True
 
 
 def drop_stale_acks(consumer: Any) -> int:
@@ -378,6 +367,22 @@ def fetch_promptly(app: faust.App, wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
         return consumer
 
     thread._create_worker_consumer = create_prompt
+
+
+def subscribe(app: faust.App, topic: str, partitions: int) -> None:
+    """Have the app's consumer group read `topic` (its records go to an intake:
+    streams.intake). Faust co-partitions it with the tables of the same partition count,
+    so a station's records and its state's changelog partition stay on one worker."""
+    app.topics.add(
+        app.topic(
+            topic,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+        )
+    )
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -470,14 +475,7 @@ def create_app(
         web_enabled=False,
     )
     fetch_promptly(app)
-    raw_topic = app.topic(
-        topics.raw_air_quality,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-    )
+    subscribe(app, topics.raw_air_quality, partitions)
     table = app.Table(
         "station-state",
         partitions=partitions,
@@ -495,29 +493,31 @@ def create_app(
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap, security=security)
     plan = neighbours or AreaPlan.of(coordinates or {}, NeighbourConfig())
-    area_store = _neighbour_agent(
+    area_store, area_intake = _neighbour_agent(
         app, topics, bootstrap, plan, partitions, metrics, security=security
     )
 
-    @app.agent(raw_topic)
-    async def air_quality(stream: Any) -> None:
+    intake = Intake(topics.raw_air_quality)
+
+    @app.task
+    async def air_quality() -> None:
         progress = ProgressLine(
             "worker: {records:,} records, {accepted:,} accepted, {dead_letters:,} "
             "dead letters, {hours:,} station-hours published",
         )
-        async for events in stream.take_events(batch_max, within=BATCH_WITHIN_SECONDS):
+        async for messages in intake.batches(batch_max):
             started = time.perf_counter()
-            records = source_records(events)
+            records = source_records(messages)
             result = pipeline.process(records, store)
             # The final hours, re-keyed by area for the neighbour check: durable with the rest.
             outputs = [*result.outputs, *plan.rekey(result.outputs, topics)]
-            durable_at = await make_durable(app, store, rewinder, events, outputs, result)
+            durable_at = await make_durable(app, store, rewinder, messages, outputs, result)
             if metrics is not None:
                 metrics.record_batch(
                     records,
                     result,
                     # Faust's monitor stamps each message when it arrives (monotonic clock).
-                    [event.message.time_in for event in events],
+                    [message.time_in for message in messages],
                     durable_at,
                     time.perf_counter() - started,
                 )
@@ -528,13 +528,21 @@ def create_app(
                 hours=result.hours_closed,
             )
 
-    incident_store = _incident_agent(
+    incident_store, incident_intake = _incident_agent(
         app,
         topics,
         bootstrap,
         incident_sources or {},
         metrics_enabled=bool(metrics_port),
         security=security,
+    )
+    divert_fetches(
+        app,
+        {
+            topics.raw_air_quality: intake,
+            topics.raw_incidents: incident_intake,
+            topics.hourly_by_area: area_intake,
+        },
     )
 
     watch = StallWatch()
@@ -636,33 +644,28 @@ def _neighbour_agent(
     metrics: WorkerMetrics | None,
     *,
     security: KafkaSecurity,
-) -> TableStateStore:
-    """The neighbour-check agent: hourly records re-keyed by area in, disagreements out
-    (streams.neighbourhood), with the air-quality agent's commit order. The area topic has
+) -> tuple[TableStateStore, Intake]:
+    """The neighbour-check task: hourly records re-keyed by area in, disagreements out
+    (streams.neighbourhood), with the air-quality task's commit order. The area topic has
     the raw topic's partition count (created with the other topics); the area states live
-    in the changelog-backed table ``area-state``, next to their progress."""
-    area_topic = app.topic(
-        topics.hourly_by_area,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-    )
+    in the changelog-backed table ``area-state``, next to their progress.
+    Returns its state store (the watchdog reads its progress) and its intake."""
+    subscribe(app, topics.hourly_by_area, partitions)
+    intake = Intake(topics.hourly_by_area)
     table = app.Table("area-state", partitions=partitions, key_type=bytes, value_type=bytes)
     pipeline = NeighbourPipeline(topics, plan)
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.hourly_by_area, bootstrap, security=security)
 
-    @app.agent(area_topic)
-    async def neighbours(stream: Any) -> None:
+    @app.task
+    async def neighbours() -> None:
         progress = ProgressLine(
             "worker: {hours:,} area-hours judged, {verdicts:,} neighbour verdicts, "
             "{disagreements:,} disagreements, {late:,} late hourly records",
         )
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
-            result = pipeline.process(source_records(events), store)
-            await make_durable(app, store, rewinder, events, result.outputs, result)
+        async for messages in intake.batches(BATCH_MAX):
+            result = pipeline.process(source_records(messages), store)
+            await make_durable(app, store, rewinder, messages, result.outputs, result)
             if metrics is not None:
                 for kind, count in result.anomalies.items():
                     metrics.anomalies.labels(kind).inc(count)
@@ -673,7 +676,7 @@ def _neighbour_agent(
                 late=result.late,
             )
 
-    return store
+    return store, intake
 
 
 def _incident_agent(
@@ -684,17 +687,11 @@ def _incident_agent(
     *,
     metrics_enabled: bool,
     security: KafkaSecurity,
-) -> IncidentTableStore:
-    """The incident agent: the same commit order as the air-quality agent (see above).
-    Returns its state store (the watchdog reads its progress)."""
-    raw_topic = app.topic(
-        topics.raw_incidents,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=1,
-    )
+) -> tuple[IncidentTableStore, Intake]:
+    """The incident task: the same commit order as the air-quality task (see above).
+    Returns its state store (the watchdog reads its progress) and its intake."""
+    subscribe(app, topics.raw_incidents, 1)
+    intake = Intake(topics.raw_incidents)
     table = app.Table("incident-state", partitions=1, key_type=bytes, value_type=bytes)
     pipeline = IncidentPipeline(topics, sources)
     store = IncidentTableStore(table, app.producer)
@@ -703,18 +700,18 @@ def _incident_agent(
     )
     metrics = IncidentMetrics.of() if metrics_enabled else None
 
-    @app.agent(raw_topic)
-    async def incidents(stream: Any) -> None:
+    @app.task
+    async def incidents() -> None:
         progress = ProgressLine(
             "worker: {records:,} incident rows, {published:,} incidents published, "
             "{rows:,} count rows ({corrections:,} late corrections), "
             "{dead_letters:,} dead letters",
         )
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_SECONDS):
+        async for messages in intake.batches(BATCH_MAX):
             started = time.perf_counter()
-            records = source_records(events)
+            records = source_records(messages)
             result = pipeline.process(records, store)
-            await make_durable(app, store, rewinder, events, result.outputs, result)
+            await make_durable(app, store, rewinder, messages, result.outputs, result)
             if metrics is not None:
                 metrics.observe(records, result, time.perf_counter() - started)
             progress.add(
@@ -725,4 +722,4 @@ def _incident_agent(
                 dead_letters=sum(result.dead_letters.values()),
             )
 
-    return store
+    return store, intake
