@@ -33,16 +33,18 @@ from streams.air_quality import Gap
 
 __all__ = ["Intake", "ack_durable", "divert_fetches"]
 
-PENDING_MAX = 20_000
-"""Records an intake holds before the consumer stops fetching more (back-pressure)."""
+PENDING_BATCHES = 2
+"""Batches an intake holds before the consumer stops fetching more (back-pressure): one
+being taken and the next, so the batch loop never waits for a fetch while busy."""
 
 
 class Intake:
     """One source topic's records: fetched, tracked, not yet taken by its batch loop."""
 
-    def __init__(self, topic: str, *, pending_max: int = PENDING_MAX) -> None:
+    def __init__(self, topic: str, batch_max: int) -> None:
         self.topic = topic
-        self.pending_max = pending_max
+        self.batch_max = batch_max
+        self.pending_max = PENDING_BATCHES * batch_max
         self._pending: deque[Any] = deque()
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
@@ -50,6 +52,11 @@ class Intake:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    @property
+    def full(self) -> bool:
+        """Fetching is paused until a batch is taken: no partition is read meanwhile."""
+        return not self._room.is_set()
 
     def put(self, messages: Sequence[Any]) -> None:
         self._pending.extend(messages)
@@ -66,8 +73,8 @@ class Intake:
         """Wait until the intake holds fewer than `pending_max` records."""
         await self._room.wait()
 
-    async def take(self, max_records: int) -> list[Any]:
-        """The oldest records, at most `max_records`; waits for at least one.
+    async def take(self) -> list[Any]:
+        """The oldest records, at most `batch_max`; waits for at least one.
 
         Whatever has arrived is taken at once: the batch grows with the load (the loop
         is busy while more arrive) and a record never waits for a batch to fill.
@@ -76,15 +83,15 @@ class Intake:
             self._arrived.clear()
             await self._arrived.wait()
         pending = self._pending
-        count = min(max_records, len(pending))
+        count = min(self.batch_max, len(pending))
         batch = [pending.popleft() for _ in range(count)]
         if len(pending) < self.pending_max:
             self._room.set()
         return batch
 
-    async def batches(self, max_records: int) -> AsyncIterator[list[Any]]:
+    async def batches(self) -> AsyncIterator[list[Any]]:
         while True:
-            yield await self.take(max_records)
+            yield await self.take()
 
 
 def divert_fetches(app: Any, intakes: Mapping[str, Intake]) -> None:

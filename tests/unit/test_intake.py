@@ -74,11 +74,11 @@ def test_source_records_go_to_their_intake_and_the_rest_stay_with_faust() -> Non
         other = Message("changelog", 0, 40)
         consumer = FakeConsumer([[raw[0], other, raw[1], raw[2]]])
         app = FakeApp(consumer)
-        intake = Intake("raw")
+        intake = Intake("raw", 2)
         divert_fetches(app, {"raw": intake})
         assert [message for _, message in await drain(consumer)] == [other]
-        assert await intake.take(2) == raw[:2]  # oldest first, at most what was asked
-        assert await intake.take(10) == raw[2:]
+        assert await intake.take() == raw[:2]  # oldest first, at most one batch
+        assert await intake.take() == raw[2:]
         # Faust's bookkeeping, as its drain loop keeps it: read offset, tracked as unacked
         assert consumer._read_offset[TP("raw", 0)] == 7
         assert consumer.tracked == [5, 6, 7]
@@ -92,7 +92,7 @@ def test_a_fetch_while_flow_is_stopped_is_dropped_unread() -> None:
     async def scenario() -> None:
         consumer = FakeConsumer([[Message("raw", 0, 1)], [Message("raw", 0, 2)]])
         app = FakeApp(consumer)
-        intake = Intake("raw")
+        intake = Intake("raw", 10)
         divert_fetches(app, {"raw": intake})
         consumer.suspend_flow.set()
         await drain(consumer)
@@ -100,7 +100,7 @@ def test_a_fetch_while_flow_is_stopped_is_dropped_unread() -> None:
         assert consumer._read_offset[TP("raw", 0)] is None  # not read: fetched again
         consumer.suspend_flow.clear()
         await drain(consumer)
-        assert [m.offset for m in await intake.take(10)] == [2]
+        assert [m.offset for m in await intake.take()] == [2]
 
     asyncio.run(scenario())
 
@@ -109,7 +109,7 @@ def test_a_rebalance_clears_what_no_batch_has_taken() -> None:
     async def scenario() -> None:
         consumer = FakeConsumer([[Message("raw", 0, 1), Message("raw", 0, 2)]])
         app = FakeApp(consumer)
-        intake = Intake("raw")
+        intake = Intake("raw", 10)
         divert_fetches(app, {"raw": intake})
         await drain(consumer)
         app.flow_control.clear()  # what Faust does when partitions are revoked
@@ -126,11 +126,11 @@ def test_offsets_are_read_as_faust_reads_them_stale_dropped_holes_marked() -> No
         ]
         consumer = FakeConsumer(fetches)
         app = FakeApp(consumer)
-        intake = Intake("raw")
+        intake = Intake("raw", 10)
         divert_fetches(app, {"raw": intake})
         await drain(consumer)
         await drain(consumer)
-        assert [m.offset for m in await intake.take(10)] == [10, 14]
+        assert [m.offset for m in await intake.take()] == [10, 14]
         assert consumer.gaps == [(TP("raw", 0), 11, 14)]
 
     asyncio.run(scenario())
@@ -138,17 +138,21 @@ def test_offsets_are_read_as_faust_reads_them_stale_dropped_holes_marked() -> No
 
 def test_a_full_intake_stops_fetching_until_a_batch_is_taken() -> None:
     async def scenario() -> None:
-        consumer = FakeConsumer([[Message("raw", 0, n) for n in range(3)], [Message("raw", 0, 3)]])
+        first = [Message("raw", 0, n) for n in range(4)]
+        consumer = FakeConsumer([first, [Message("raw", 0, 4)]])
         app = FakeApp(consumer)
-        intake = Intake("raw", pending_max=3)
+        intake = Intake("raw", 2)  # holds two batches of two
         divert_fetches(app, {"raw": intake})
         await drain(consumer)
+        assert intake.full
         second = asyncio.ensure_future(drain(consumer))
         await asyncio.sleep(0.01)
         assert not second.done() and len(consumer.fetches) == 1  # not fetched
-        await intake.take(2)
+        assert await intake.take() == first[:2]
+        assert not intake.full
         await asyncio.wait_for(second, 1.0)
-        assert [m.offset for m in await intake.take(10)] == [2, 3]
+        assert [m.offset for m in await intake.take()] == [2, 3]
+        assert [m.offset for m in await intake.take()] == [4]
 
     asyncio.run(scenario())
 
@@ -168,7 +172,7 @@ def test_the_intake_plugs_into_fausts_own_consumer() -> None:
 
     async def build() -> None:
         app = faust.App("intake-real", broker="kafka://127.0.0.1:1", web_enabled=False)
-        intake = Intake("raw")
+        intake = Intake("raw", 10)
         divert_fetches(app, {"raw": intake})
         consumer = app.consumer
         assert consumer.getmany.__qualname__.startswith("divert_fetches")
