@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import pytest
 
 from streams.air_quality import Gap, Output, StateUpdate
 from streams.app import ProgressLine, fetch_promptly, make_durable
@@ -35,26 +36,62 @@ def test_progress_is_printed_as_running_totals_every_ten_seconds(capsys) -> None
     assert capsys.readouterr().err == ""
 
 
-class Recorder:
-    """The app's producer, store and rewinder, writing down what happened in which order."""
-
+class Batch:
     def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes]] = []
+
+    def append(self, *, key: bytes, value: bytes, timestamp: None) -> bool | None:
+        self.records.append((key, value))
+        return True
+
+
+class Recorder:
+    """The app's producer (Faust's, around an aiokafka client), store and rewinder,
+    writing down what happened in which order. `refuse` names a topic whose records the
+    broker refuses."""
+
+    def __init__(self, refuse: str | None = None) -> None:
         self.steps: list[Any] = []
-        self.producer = SimpleNamespace(send=self.send, flush=self.flush)
+        self.refuse = refuse
+        self.producer = SimpleNamespace(flush=self.flush, _ensure_producer=lambda: self)
         self.consumer = SimpleNamespace(ack=self.ack, _unacked_messages=set())
+        self.client = SimpleNamespace(_wait_on_metadata=self.wait_on_metadata)
+        self._metadata = SimpleNamespace(
+            partitions_for_topic=lambda topic: {0, 1},
+            available_partitions_for_topic=lambda topic: {0, 1},
+        )
+
+    def _partitioner(self, key: bytes | None, partitions: list[int], available: Any) -> int:
+        return 0
+
+    async def wait_on_metadata(self, topic: str) -> None:
+        pass
+
+    def create_batch(self) -> Batch:
+        return Batch()
+
+    async def send_batch(self, batch: Batch, topic: str, *, partition: int) -> asyncio.Future:
+        self.steps.extend(("send", topic, key) for key, _ in batch.records)
+        return self.delivered(topic)
+
+    def delivered(self, topic: str) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        if topic == self.refuse:
+            future.set_exception(RuntimeError(f"{topic}: record too large"))
+        else:
+            future.set_result(None)
+        return future
 
     def ack(self, message: Any) -> None:
         message.acked = True
         self.steps.append(("ack", message.partition, message.offset))
 
-    async def send(self, topic: str, key: bytes, value: bytes, *_: Any) -> None:
-        self.steps.append(("send", topic, key))
-
     async def flush(self) -> None:
         self.steps.append("flush")
 
-    async def save(self, update: StateUpdate) -> None:
+    async def save(self, update: StateUpdate) -> asyncio.Future:
         self.steps.append(("save", update.station_id))
+        return self.delivered("changelog")
 
     async def handle(self, partition: int, gap: Gap) -> None:
         self.steps.append(("rewind", partition, gap.expected))
@@ -101,6 +138,17 @@ def test_a_batch_without_outputs_still_saves_its_states_durably() -> None:
     assert recorder.steps == [("save", "progress"), "flush", ("ack", 0, 1)]
 
 
+def test_a_record_the_broker_refuses_stops_the_batch_before_its_states_are_saved() -> None:
+    """Nothing lost: the states (and progress) would mark the records applied."""
+    recorder = Recorder(refuse="hourly")
+    result = SimpleNamespace(state_updates=[StateUpdate("station-1", 0, b"{}")], gaps={})
+    outputs = [Output("enriched", b"station-1", b"row"), Output("hourly", b"station-1", b"h")]
+    with pytest.raises(RuntimeError, match="record too large"):
+        asyncio.run(make_durable(recorder, recorder, recorder, [message(0, 1)], outputs, result))  # type: ignore[arg-type]
+    assert ("save", "station-1") not in recorder.steps
+    assert not any(step[0] == "ack" for step in recorder.steps if isinstance(step, tuple))
+
+
 def test_the_worker_consumer_waits_at_most_100_ms_for_idle_partitions() -> None:
     """Faust creates it with 1.5 s, which held busy partitions' records behind a fetch of
     idle ones (1.3 s of the median latency at half the maximum rate)."""
@@ -116,3 +164,38 @@ def test_the_worker_consumer_waits_at_most_100_ms_for_idle_partitions() -> None:
             await consumer.stop()
 
     assert asyncio.run(create()) == 100
+
+
+class SmallBatch(Batch):
+    def append(self, *, key: bytes, value: bytes, timestamp: None) -> bool | None:
+        if len(self.records) == 2:
+            return None  # full, as aiokafka says it
+        return super().append(key=key, value=value, timestamp=timestamp)
+
+
+def test_outputs_go_in_order_to_the_partition_aiokafka_would_pick_for_their_key() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from streams.app import send_in_batches
+
+    recorder = Recorder()
+    recorder._partitioner = DefaultPartitioner()  # type: ignore[method-assign]
+    recorder._metadata.partitions_for_topic = lambda topic: {0, 1, 2, 3}
+    recorder.create_batch = SmallBatch  # type: ignore[method-assign]
+    by_partition: dict[int, list[bytes]] = {}
+
+    async def send_batch(batch: Batch, topic: str, *, partition: int) -> asyncio.Future:
+        by_partition.setdefault(partition, []).extend(value for _, value in batch.records)
+        return recorder.delivered(topic)
+
+    recorder.send_batch = send_batch  # type: ignore[method-assign]
+    keys = [f"station-{n % 5}".encode() for n in range(20)]
+    outputs = [Output("enriched", key, str(n).encode()) for n, key in enumerate(keys)]
+    sent = asyncio.run(send_in_batches(recorder.producer, outputs))
+    assert len(sent) >= 10  # batches of two records
+    for partition, values in by_partition.items():
+        expected = [
+            o.value for o in outputs if DefaultPartitioner()(o.key, [0, 1, 2, 3], []) == partition
+        ]
+        assert values == expected  # each partition's records, in their original order
+    assert sum(len(v) for v in by_partition.values()) == 20
