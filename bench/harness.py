@@ -421,6 +421,29 @@ class Civicstream:
             summary[name]["scrape_max_kib"] = round(self._scraper.largest_bytes[name] / 1024)
         return summary
 
+    def applied(self) -> int | None:
+        """Raw records the workers have applied (accepted or dead-lettered), from their
+        own /metrics; None without metrics. Their committed offsets trail this by up to a
+        commit interval, so a rate counted from the first commit would include records
+        applied before it."""
+        ports = [port for port, name in self._ports.items() if name.startswith("worker")]
+        if not ports:
+            return None
+        total = 0.0
+        for port in ports:
+            try:
+                url = f"http://127.0.0.1:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    text = response.read().decode()
+            except OSError:
+                return None
+            for line in text.splitlines():
+                if line.startswith("civicstream_worker_records_total{") and (
+                    'outcome="accepted"' in line or 'outcome="dead_letter"' in line
+                ):
+                    total += float(line.rpartition(" ")[2])
+        return int(total)
+
     @property
     def stored_topics(self) -> list[str]:
         return [self.topics.enriched_air_quality, self.topics.aqi_hourly, self.topics.aqi_daily]

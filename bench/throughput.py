@@ -172,7 +172,9 @@ def civicstream(
             progress = pipeline.progress(offsets)
             now = time.perf_counter()
             if first is None and progress["processed"] > 0:
-                first, at_first = now, progress["processed"]
+                # Records applied but not yet committed are not part of the steady part.
+                applied = pipeline.applied()
+                first, at_first = now, max(progress["processed"], applied or 0)
                 cpu_at_first = {name: item.cpu_s for name, item in pipeline.processes.items()}
                 cpu_at_first["bench"] = own_cpu_seconds()
                 meter = CpuMeter()
@@ -196,9 +198,10 @@ def civicstream(
         offsets.close()
     first = first or done
     steady = max(done - first, 1e-9)
-    # The steady part: from the first commit seen to the end, and the records after it
-    # (a worker commits about once a second: what it did before the first commit is
-    # start-up and those records, left out of both the time and the count).
+    # The steady part: from the first commit seen to the end, and the records applied after
+    # it (a worker commits about once a second: what it did before the first commit is
+    # start-up and those records, left out of both the time and the count; the records it
+    # had applied but not committed yet are read from its /metrics).
     counted = (total if complete else processed) - at_first
     used = {
         name: pipeline.processes[name].cpu_s - cpu_at_first.get(name, 0.0) for name in processes

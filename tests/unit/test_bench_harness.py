@@ -417,3 +417,28 @@ def test_rss_growth_is_per_extra_station_over_the_smallest_run() -> None:
     )
     assert runs[0]["rss_growth_kib_per_station"] is None
     assert runs[1]["rss_growth_kib_per_station"] == pytest.approx(1.02, abs=0.01)
+
+
+def test_the_records_a_worker_applied_are_read_from_its_metrics(tmp_path: Any) -> None:
+    """The steady part of a throughput run leaves out records applied before the first
+    commit; the workers' own counters say how many (redeliveries and skips are not work)."""
+    from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+    from bench.harness import Civicstream, free_port
+    from schemas import Topics
+
+    registry = CollectorRegistry()
+    records = Counter("civicstream_worker_records", "", ["outcome"], registry=registry)
+    records.labels("accepted").inc(1200)
+    records.labels("dead_letter").inc(3)
+    records.labels("redelivered").inc(50)
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        pipeline = Civicstream("127.0.0.1:1", Topics(), tmp_path, 1, metrics=True)
+        pipeline._ports[port] = "worker-1"
+        assert pipeline.applied() == 1203
+        assert Civicstream("127.0.0.1:1", Topics(), tmp_path, 1, metrics=False).applied() is None
+    finally:
+        server.shutdown()
+        thread.join(5)
