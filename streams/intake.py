@@ -11,7 +11,8 @@ So the worker takes its source topics' records out of each fetch (`Consumer.getm
 before Faust's drain loop sees them, and keeps Faust's bookkeeping as that loop does:
 
 * read offsets and offset gaps move exactly as in Faust's drain loop;
-* each record is tracked as unacked, so a rebalance waits for its batch to finish
+* each record is tracked as unacked (and stamped with its arrival time, as Faust's monitor
+  does), so a rebalance waits for its batch to finish
   (`Consumer.wait_empty`) and the watchdog sees it in flight;
 * a fetch that arrives while flow is stopped (a rebalance) is dropped unread, and a
   rebalance clears what no batch has taken yet (`flow_control.clear`): the partitions'
@@ -25,6 +26,7 @@ Other topics (changelogs of standby tables, the leader topic) still go through F
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -128,8 +130,15 @@ def divert_fetches(app: Any, intakes: Mapping[str, Intake]) -> None:
 
 
 async def _admit(consumer: Any, read_offset: Any, fetched: list[tuple[Any, Any]]) -> list[Any]:
-    """What Faust's drain loop does for each record before delivering it."""
+    """What Faust's drain loop does for each record before delivering it.
+
+    A record is tracked as Faust's `track_message` tracks it, without the call to every
+    sensor it makes (2.6 % of the worker's time): the worker reads only the arrival time
+    Faust's monitor would stamp (`time_in`, the same monotonic clock).
+    """
     acks_enabled = consumer.app.topics.acks_enabled_for
+    unacked = consumer._unacked_messages
+    arrived = time.monotonic()
     admitted = []
     for tp, message in fetched:
         offset = message.offset
@@ -139,7 +148,8 @@ async def _admit(consumer: Any, read_offset: Any, fetched: list[tuple[Any, Any]]
         if last_read and offset - last_read > 1 and acks_enabled(tp.topic):
             await consumer._add_gap(tp, last_read + 1, offset)  # offsets without records
         read_offset[tp] = offset
-        consumer.track_message(message)
+        unacked.add(message)
+        message.time_in = arrived
         admitted.append(message)
     return admitted
 
