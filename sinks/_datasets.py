@@ -74,6 +74,8 @@ def _real(value: Any) -> float:
 
 
 def _utc(value: Any) -> datetime:
+    if type(value) is datetime and value.tzinfo is UTC:  # as every Avro timestamp decodes
+        return value.replace(tzinfo=None)
     if not isinstance(value, datetime):
         msg = f"expected a datetime, got {type(value).__name__}"
         raise InvalidRecord(msg)
@@ -103,6 +105,8 @@ def _date(value: Any) -> str:
 
 
 def _json(value: Any) -> str:
+    if not value and type(value) in _EMPTY_JSON:  # most readings carry no flags
+        return _EMPTY_JSON[type(value)]
     if not isinstance(value, Mapping | list | tuple):
         msg = f"expected a map or an array, got {type(value).__name__}"
         raise InvalidRecord(msg)
@@ -118,6 +122,8 @@ def _json(value: Any) -> str:
         msg = f"not serialisable as JSON: {error}"
         raise InvalidRecord(msg) from error
 
+
+_EMPTY_JSON: dict[type, str] = {list: "[]", tuple: "[]", dict: "{}"}
 
 _CONVERTERS: dict[Kind, Callable[[Any], Any]] = {
     "text": _text,
@@ -222,16 +228,19 @@ class Dataset:
     def rows(self, records: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """Rows for `records`, one per natural key: the last record of a key wins, or, for
         a dataset with a revision, the last of those with the highest revision."""
-        rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        return self.latest([self.to_row(record) for record in records])
+
+    def latest(self, rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """`rows` (made by `to_row`), one per natural key, as `rows` picks them."""
+        latest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         at = self.column_names.index(self.revision) if self.revision else -1
-        for record in records:
-            row = self.to_row(record)
+        for row in rows:
             key = self.key_of(row)
-            earlier = rows.pop(key, None)  # a replaced key moves to its latest position
+            earlier = latest.pop(key, None)  # a replaced key moves to its latest position
             if earlier is not None and at >= 0 and earlier[at] > row[at]:
                 row = earlier
-            rows[key] = row
-        return list(rows.values())
+            latest[key] = row
+        return list(latest.values())
 
     def key_of(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """The natural key of a row made by `to_row`."""

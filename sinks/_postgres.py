@@ -26,7 +26,6 @@ from sinks._migrations import Backend, render
 from sinks.exceptions import StoreError
 from sinks.store import (
     STATUS_UPSERT,
-    Record,
     Row,
     Store,
     _batches,
@@ -153,11 +152,11 @@ class PostgreSQLStore(Store):
 
     # --- writes ---------------------------------------------------------------------------
 
-    def write_batch(self, batches: Mapping[str, Sequence[Record]]) -> None:
+    def write_rows(self, rows: Mapping[str, Sequence[Row]]) -> None:
         if self.read_only:
             msg = f"PostgreSQL store {self._name} is opened read-only"
             raise StoreError(msg)
-        converted = _batches(batches)
+        converted = _batches(rows)
         if not converted:
             return
         statuses = _status_rows(converted)

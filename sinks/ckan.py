@@ -38,6 +38,7 @@ from typing import Any
 
 from sinks._datasets import Dataset, Kind, get_dataset
 from sinks.exceptions import StoreError
+from sinks.store import Row, rows_of
 
 __all__ = ["CkanClient", "CkanError", "CkanTarget", "ckan_fields"]
 
@@ -180,8 +181,12 @@ class CkanTarget:
 
     def write_batch(self, batches: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Upsert each dataset's records into its resource; raises `CkanError` on failure."""
-        for name, records in batches.items():
-            if not records:
+        self.write_rows(rows_of(batches))
+
+    def write_rows(self, rows: Mapping[str, Sequence[Row]]) -> None:
+        """`write_batch` for records already converted by their dataset's `to_row`."""
+        for name, converted in rows.items():
+            if not converted:
                 continue
             resource_id = self._resources.get(name)
             if resource_id is None:
@@ -189,13 +194,13 @@ class CkanTarget:
                 raise StoreError(msg)
             ds = get_dataset(name)
             self._ensure_table(ds, resource_id)
-            rows = self._records(ds, records)
-            for start in range(0, len(rows), self._chunk_size):
+            records = self._records(ds, converted)
+            for start in range(0, len(records), self._chunk_size):
                 self._client.action(
                     "datastore_upsert",
                     {
                         "resource_id": resource_id,
-                        "records": rows[start : start + self._chunk_size],
+                        "records": records[start : start + self._chunk_size],
                         "method": "upsert",
                         "force": True,
                     },
@@ -216,7 +221,7 @@ class CkanTarget:
         self._created.add(resource_id)
 
     @staticmethod
-    def _records(ds: Dataset, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def _records(ds: Dataset, rows: Sequence[Row]) -> list[dict[str, Any]]:
         """CKAN records, one per natural key (the last, or highest revision, wins)."""
         kinds = [column.kind for column in ds.columns]
         return [
@@ -224,7 +229,7 @@ class CkanTarget:
                 name: _ckan_value(kind, value)
                 for name, kind, value in zip(ds.column_names, kinds, row, strict=True)
             }
-            for row in ds.rows(records)
+            for row in ds.latest(rows)
         ]
 
     def close(self) -> None:

@@ -84,7 +84,6 @@ class Store(ABC):
         """The names of the datasets this store holds."""
         return tuple(DATASETS)
 
-    @abstractmethod
     def write_batch(self, batches: Mapping[str, Sequence[Record]]) -> None:
         """Upsert decoded records into their datasets (by name), all in ONE transaction.
 
@@ -94,6 +93,12 @@ class Store(ABC):
         the transaction is durable; when it raises, nothing was written.
         Raises `sinks.exceptions.InvalidRecord` (before any write) or `StoreError`.
         """
+        self.write_rows(rows_of(batches))
+
+    @abstractmethod
+    def write_rows(self, rows: Mapping[str, Sequence[Row]]) -> None:
+        """`write_batch` for records already converted by their dataset's `to_row` (the
+        sink worker converts each record once, to dead-letter the ones that do not fit)."""
 
     @abstractmethod
     def _read(self, sql: str, params: Sequence[Any]) -> list[Row]:
@@ -194,13 +199,21 @@ class Store(ABC):
 # --- shared pieces of every backend -------------------------------------------------------
 
 
-def _batches(batches: Mapping[str, Sequence[Record]]) -> list[tuple[Dataset, list[Row]]]:
-    """(dataset, rows) for every non-empty batch, in `DATASETS` order; converts first, so
-    an invalid record fails the whole batch before anything is written."""
-    for name in batches:
+def rows_of(batches: Mapping[str, Sequence[Record]]) -> dict[str, list[Row]]:
+    """Each dataset's records as rows; converts them all first, so an invalid record
+    fails the whole batch before anything is written."""
+    return {
+        name: [get_dataset(name).to_row(r) for r in records] for name, records in batches.items()
+    }
+
+
+def _batches(rows: Mapping[str, Sequence[Row]]) -> list[tuple[Dataset, list[Row]]]:
+    """(dataset, rows, one per natural key) for every non-empty batch, in `DATASETS`
+    order."""
+    for name in rows:
         get_dataset(name)
-    converted = [(ds, ds.rows(batches.get(name, ()))) for name, ds in DATASETS.items()]
-    return [(ds, rows) for ds, rows in converted if rows]
+    latest = [(ds, ds.latest(rows.get(name, ()))) for name, ds in DATASETS.items()]
+    return [(ds, kept) for ds, kept in latest if kept]
 
 
 def _now() -> str:
@@ -374,8 +387,8 @@ class SQLiteStore(Store):
                     (version, _now()),
                 )
 
-    def write_batch(self, batches: Mapping[str, Sequence[Record]]) -> None:
-        converted = _batches(batches)
+    def write_rows(self, rows: Mapping[str, Sequence[Row]]) -> None:
+        converted = _batches(rows)
         if not converted:
             return
         statuses = _status_rows(converted)

@@ -79,9 +79,10 @@ class _Rejected:
 
 class WriteTarget(Protocol):
     """Where a sink writes: the open-data store (`sinks.store.Store`) or a portal
-    (`sinks.ckan.CkanTarget`). `write_batch` returns only once the write is durable."""
+    (`sinks.ckan.CkanTarget`). `write_rows` (rows made by each dataset's `to_row`) returns
+    only once the write is durable."""
 
-    def write_batch(self, batches: Mapping[str, Sequence[Mapping[str, Any]]]) -> None: ...
+    def write_rows(self, rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -220,7 +221,7 @@ class SinkWorker:
         return sum(stats.written.values())
 
     def _process(self, batch: Mapping[Any, Sequence[Any]]) -> BatchStats:
-        records: dict[str, list[dict[str, Any]]] = {ds.name: [] for ds in _ROUTES.values()}
+        rows: dict[str, list[tuple[Any, ...]]] = {ds.name: [] for ds in _ROUTES.values()}
         dead: list[tuple[Any, Reason, str]] = []
         offsets: dict[Any, Any] = {}
         consumed = 0
@@ -232,8 +233,8 @@ class SinkWorker:
                 if isinstance(routed, _Rejected):
                     dead.append((message, routed.reason, routed.detail))
                 else:
-                    ds, record = routed
-                    records[ds.name].append(record)
+                    ds, row = routed
+                    rows[ds.name].append(row)
             last = messages[-1]
             offsets[tp] = OffsetAndMetadata(last.offset + 1, "", last.leader_epoch)
         metrics = self._metrics
@@ -241,10 +242,10 @@ class SinkWorker:
         if dead:
             self._send_dead_letters(dead)
         # 3. one store transaction
-        written = {name: len(rows) for name, rows in records.items()}
+        written = {name: len(converted) for name, converted in rows.items()}
         write_started = time.perf_counter()
         try:
-            self._store.write_batch(records)
+            self._store.write_rows(rows)
         except Exception:
             if metrics is not None:
                 metrics.write_failed(name for name, count in written.items() if count)
@@ -265,8 +266,8 @@ class SinkWorker:
         return BatchStats(consumed=consumed, written=written, deadletters=len(dead))
 
     @staticmethod
-    def _route(message: Any) -> tuple[Dataset, dict[str, Any]] | _Rejected:
-        """(dataset, record) for a storable message, else why it goes to the dead letters."""
+    def _route(message: Any) -> tuple[Dataset, tuple[Any, ...]] | _Rejected:
+        """(dataset, row) for a storable message, else why it goes to the dead letters."""
         if message.value is None:
             return _Rejected(Reason.INVALID_AVRO, "null value (tombstone)")
         try:
@@ -279,10 +280,9 @@ class SinkWorker:
                 Reason.INVALID_AVRO, f"contract {contract!r} is not stored by the sink"
             )
         try:
-            ds.to_row(record)
+            return ds, ds.to_row(record)
         except InvalidRecord as error:
             return _Rejected(Reason.INVALID_FIELD, f"{contract}: {error}")
-        return ds, record
 
     def _send_dead_letters(self, dead: Sequence[tuple[Any, Reason, str]]) -> None:
         if self._producer is None:

@@ -404,14 +404,14 @@ def test_a_failed_store_transaction_commits_nothing_and_the_retry_loses_nothing(
         env.bootstrap, env.topics, env.store_url, group_id=group, registry=registry
     ) as worker:
         store = worker._store
-        real_write = store.write_batch
+        real_write = store.write_rows
         failures: list[int] = []
 
         def failing_write(*args: Any, **kwargs: Any) -> None:
             failures.append(1)
             raise StoreError("disk on fire")
 
-        monkeypatch.setattr(store, "write_batch", failing_write)
+        monkeypatch.setattr(store, "write_rows", failing_write)
         deadline = time.monotonic() + DEADLINE_S
         with pytest.raises(StoreError, match="disk on fire"):
             while time.monotonic() < deadline:
@@ -424,7 +424,7 @@ def test_a_failed_store_transaction_commits_nothing_and_the_retry_loses_nothing(
         assert failed == 1
         assert stored(env) == 0
 
-        monkeypatch.setattr(store, "write_batch", real_write)
+        monkeypatch.setattr(store, "write_rows", real_write)
         drain(worker, env, group, produced)  # the same worker, retrying: nothing skipped
     with open_store(env.store_url) as check:
         assert snapshot(check) == expected_rows([], readings)
@@ -438,7 +438,7 @@ def test_the_running_sink_retries_a_failing_store_until_it_writes_again(
     group = env.group("sink")
     registry = CollectorRegistry()
     worker = SinkWorker(env.bootstrap, env.topics, env.store_url, group_id=group, registry=registry)
-    real_write = worker._store.write_batch
+    real_write = worker._store.write_rows
     failures: list[int] = []
 
     def flaky_write(*args: Any, **kwargs: Any) -> None:
@@ -447,7 +447,7 @@ def test_the_running_sink_retries_a_failing_store_until_it_writes_again(
             raise StoreError("database is locked")
         real_write(*args, **kwargs)
 
-    monkeypatch.setattr(worker._store, "write_batch", flaky_write)
+    monkeypatch.setattr(worker._store, "write_rows", flaky_write)
     stop = threading.Event()
     runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     runner.start()
