@@ -60,7 +60,7 @@ class StallWatch:
     stations on a loaded machine) leaves every partition's queued records waiting, and a
     rewind then only disturbs a worker that is doing its job (the soak run saw all
     partitions rewound that way, again and again, while the lag grew). So a partition with
-    records in flight (delivered to the agent, not yet acked, at or above its progress) is
+    records in flight (delivered to the worker's task, not yet acked, at or above its progress) is
     given `in_flight_patience_s` to progress; one with none is rewound on the second tick
     without progress, as before.
     """
@@ -107,7 +107,7 @@ class StallWatch:
             self._seen[tp] = (applied, now)  # first sighting, or progress since the last
             return False
         if in_flight and now - seen[1] < self.in_flight_patience_s:
-            return False  # queued for the agent: busy, not stalled
+            return False  # queued for the task: busy, not stalled
         del self._seen[tp]
         if by_end:
             self._end_tried[tp] = applied
@@ -118,7 +118,7 @@ class StallWatch:
 class CommitWatch:
     """Which partitions' applied progress the worker's watchdog commits itself.
 
-    Faust commits the offsets of the records the agent acks. Records applied by a
+    Faust commits the offsets of the records the worker acks. Records applied by a
     partition's previous owner and not committed before the partition moved are delivered
     again to the next owner and skipped there (acked, so committed), unless Faust drops
     them as fetched around a rebalance: with no committed offset to seek back to, the new
@@ -128,7 +128,7 @@ class CommitWatch:
     the committed one, so one offset never acked there stalls its commits for good. The
     applied progress is durable after the records' outputs, so committing it is always
     safe: done when the committed offset is behind it with nothing of the partition
-    pending (delivered to the agent and not acked) on two ticks in a row; Faust commits
+    pending (delivered to the worker's task and not acked) on two ticks in a row; Faust commits
     every second, so two ticks without its commit catching up mean it will not.
     """
 

@@ -11,9 +11,9 @@ So the worker takes its source topics' records out of each fetch (`Consumer.getm
 before Faust's drain loop sees them, and keeps Faust's bookkeeping as that loop does:
 
 * read offsets and offset gaps move exactly as in Faust's drain loop;
-* each record is tracked as unacked (and stamped with its arrival time, as Faust's monitor
-  does), so a rebalance waits for its batch to finish
-  (`Consumer.wait_empty`) and the watchdog sees it in flight;
+* each record is tracked as unacked (and stamped with its arrival time, as Faust's
+  monitor does), so a rebalance waits for its batch to finish (`Consumer.wait_empty`) and
+  the watchdog sees it in flight;
 * a fetch that arrives while flow is stopped (a rebalance) is dropped unread, and a
   rebalance clears what no batch has taken yet (`flow_control.clear`): the partitions'
   next owner reads those records from the committed offset;

@@ -511,7 +511,7 @@ def test_the_sink_routes_any_message_to_a_storable_row_or_a_reasoned_dead_letter
             dataset, row = routed
             if not _STORE:  # one migrated in-memory store for every example
                 _STORE.append(open_store("sqlite:///:memory:"))
-            _STORE[0].write_batch({dataset.name: [row]})
+            _STORE[0].write_rows({dataset.name: [row]})
         else:
             assert routed.reason.value in REASONS and routed.detail
 
