@@ -421,6 +421,12 @@ class Civicstream:
             summary[name]["scrape_max_kib"] = round(self._scraper.largest_bytes[name] / 1024)
         return summary
 
+    def done_before(self, committed: int) -> int:
+        """The records to leave out of a steady part that starts now, at the first commit
+        seen (`committed` records): those the workers had applied by then, committed or
+        not."""
+        return max(committed, self.applied() or 0)
+
     def applied(self) -> int | None:
         """Raw records the workers have applied (accepted or dead-lettered), from their
         own /metrics; None without metrics. Their committed offsets trail this by up to a

@@ -203,8 +203,7 @@ def workers_run(
             processed = pipeline.progress(offsets)["processed"]
             now = time.perf_counter()
             if first is None and processed > 0:
-                # Records applied but not yet committed are not part of the steady part.
-                first, at_first = now, max(processed, pipeline.applied() or 0)
+                first, at_first = now, pipeline.done_before(processed)
                 cpu_at_first = {name: item.cpu_s for name, item in pipeline.processes.items()}
                 broker_at_first = _cpu(broker_pid)
                 bench_at_first = own_cpu_seconds()

@@ -172,9 +172,7 @@ def civicstream(
             progress = pipeline.progress(offsets)
             now = time.perf_counter()
             if first is None and progress["processed"] > 0:
-                # Records applied but not yet committed are not part of the steady part.
-                applied = pipeline.applied()
-                first, at_first = now, max(progress["processed"], applied or 0)
+                first, at_first = now, pipeline.done_before(progress["processed"])
                 cpu_at_first = {name: item.cpu_s for name, item in pipeline.processes.items()}
                 cpu_at_first["bench"] = own_cpu_seconds()
                 meter = CpuMeter()

@@ -202,9 +202,11 @@ class Store(ABC):
 def rows_of(batches: Mapping[str, Sequence[Record]]) -> dict[str, list[Row]]:
     """Each dataset's records as rows; converts them all first, so an invalid record
     fails the whole batch before anything is written."""
-    return {
-        name: [get_dataset(name).to_row(r) for r in records] for name, records in batches.items()
-    }
+    rows: dict[str, list[Row]] = {}
+    for name, records in batches.items():
+        to_row = get_dataset(name).to_row
+        rows[name] = [to_row(record) for record in records]
+    return rows
 
 
 def _batches(rows: Mapping[str, Sequence[Row]]) -> list[tuple[Dataset, list[Row]]]:

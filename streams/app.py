@@ -303,14 +303,15 @@ class Partitions:
 
     def of(self, producer: Any, topic: str, key: bytes | None) -> int:
         metadata = producer._metadata
-        partitions = sorted(metadata.partitions_for_topic(topic))
+        partitions = metadata.partitions_for_topic(topic)
         if key is None:
             available = list(metadata.available_partitions_for_topic(topic))
-            return int(producer._partitioner(None, partitions, available))
+            return int(producer._partitioner(None, sorted(partitions), available))
         slot = (topic, key, len(partitions))
         partition = self._known.get(slot)
         if partition is None:
-            partition = self._known[slot] = int(producer._partitioner(key, partitions, []))
+            pick = producer._partitioner(key, sorted(partitions), [])
+            partition = self._known[slot] = int(pick)
         return partition
 
 
@@ -446,10 +447,11 @@ def fetch_promptly(app: faust.App, wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
     thread._create_worker_consumer = create_prompt
 
 
-def subscribe(app: faust.App, topic: str, partitions: int) -> None:
-    """Have the app's consumer group read `topic` (its records go to an intake:
-    streams.intake). Faust co-partitions it with the tables of the same partition count,
-    so a station's records and its state's changelog partition stay on one worker."""
+def subscribe(app: faust.App, topic: str, partitions: int, batch_max: int) -> Intake:
+    """Have the app's consumer group read `topic`; returns the intake its records go to
+    (streams.intake), in batches of at most `batch_max`. Faust co-partitions it with the
+    tables of the same partition count, so a station's records and its state's changelog
+    partition stay on one worker."""
     app.topics.add(
         app.topic(
             topic,
@@ -460,6 +462,7 @@ def subscribe(app: faust.App, topic: str, partitions: int) -> None:
             partitions=partitions,
         )
     )
+    return Intake(topic, batch_max)
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -552,7 +555,7 @@ def create_app(
         web_enabled=False,
     )
     fetch_promptly(app)
-    subscribe(app, topics.raw_air_quality, partitions)
+    intake = subscribe(app, topics.raw_air_quality, partitions, batch_max)
     table = app.Table(
         "station-state",
         partitions=partitions,
@@ -573,8 +576,6 @@ def create_app(
     area_store, area_intake = _neighbour_task(
         app, topics, bootstrap, plan, partitions, metrics, security=security
     )
-
-    intake = Intake(topics.raw_air_quality, batch_max)
 
     @app.task
     async def air_quality() -> None:
@@ -727,8 +728,7 @@ def _neighbour_task(
     the raw topic's partition count (created with the other topics); the area states live
     in the changelog-backed table ``area-state``, next to their progress.
     Returns its state store (the watchdog reads its progress) and its intake."""
-    subscribe(app, topics.hourly_by_area, partitions)
-    intake = Intake(topics.hourly_by_area, BATCH_MAX)
+    intake = subscribe(app, topics.hourly_by_area, partitions, BATCH_MAX)
     table = app.Table("area-state", partitions=partitions, key_type=bytes, value_type=bytes)
     pipeline = NeighbourPipeline(topics, plan)
     store = TableStateStore(table, app.producer)
@@ -767,8 +767,7 @@ def _incident_task(
 ) -> tuple[IncidentTableStore, Intake]:
     """The incident task: the same commit order as the air-quality task (see above).
     Returns its state store (the watchdog reads its progress) and its intake."""
-    subscribe(app, topics.raw_incidents, 1)
-    intake = Intake(topics.raw_incidents, BATCH_MAX)
+    intake = subscribe(app, topics.raw_incidents, 1, BATCH_MAX)
     table = app.Table("incident-state", partitions=1, key_type=bytes, value_type=bytes)
     pipeline = IncidentPipeline(topics, sources)
     store = IncidentTableStore(table, app.producer)

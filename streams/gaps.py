@@ -60,9 +60,9 @@ class StallWatch:
     stations on a loaded machine) leaves every partition's queued records waiting, and a
     rewind then only disturbs a worker that is doing its job (the soak run saw all
     partitions rewound that way, again and again, while the lag grew). So a partition with
-    records in flight (delivered to the worker's task, not yet acked, at or above its progress) is
-    given `in_flight_patience_s` to progress; one with none is rewound on the second tick
-    without progress, as before.
+    records in flight (delivered to the worker's task, not yet acked, at or above its
+    progress) is given `in_flight_patience_s` to progress; one with none is rewound on the
+    second tick without progress, as before.
     """
 
     in_flight_patience_s: float = 60.0
@@ -128,8 +128,8 @@ class CommitWatch:
     the committed one, so one offset never acked there stalls its commits for good. The
     applied progress is durable after the records' outputs, so committing it is always
     safe: done when the committed offset is behind it with nothing of the partition
-    pending (delivered to the worker's task and not acked) on two ticks in a row; Faust commits
-    every second, so two ticks without its commit catching up mean it will not.
+    pending (delivered to the worker's task and not acked) on two ticks in a row; Faust
+    commits every second, so two ticks without its commit catching up mean it will not.
     """
 
     _seen: dict[Hashable, tuple[int, int | None]] = field(default_factory=dict)
