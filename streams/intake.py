@@ -14,7 +14,8 @@ before Faust's drain loop sees them, and keeps Faust's bookkeeping as that loop 
 * each record is tracked as unacked (and stamped with its arrival time, as Faust's
   monitor does), so a rebalance waits for its batch to finish (`Consumer.wait_empty`) and
   the watchdog sees it in flight;
-* a fetch that arrives while flow is stopped (a rebalance) is dropped unread, and a
+* a fetch waits while the app's flow control is suspended (tables recovering); one that
+  arrives while the consumer's flow is stopped (a rebalance) is dropped unread, and a
   rebalance clears what no batch has taken yet (`flow_control.clear`): the partitions'
   next owner reads those records from the committed offset;
 * the worker acks each record once its batch is durable (`ack_durable`), and Faust
@@ -34,6 +35,9 @@ from typing import Any
 from streams.air_quality import Gap
 
 __all__ = ["Intake", "ack_durable", "divert_fetches"]
+
+FLOW_POLL_SECONDS = 0.05
+"""How often a fetch waiting for the app's flow control to resume looks again."""
 
 PENDING_BATCHES = 2
 """Batches an intake holds before the consumer stops fetching more (back-pressure): one
@@ -107,8 +111,16 @@ def divert_fetches(app: Any, intakes: Mapping[str, Intake]) -> None:
     for intake in intakes.values():
         flow_control.manage_queue(intake)  # type: ignore[arg-type]  # only .clear() is used
 
-    def flow_stopped() -> bool:
-        return consumer.suspend_flow.is_set() or not flow_control.is_active()
+    async def deliverable() -> bool:
+        """Whether fetched records may go to their intakes, as Faust's drain loop decides
+        for its streams: while the app's flow control is suspended (tables recovering at
+        start-up) they wait, and they are dropped only when the consumer's flow stops (a
+        rebalance), for the partitions' next owner to read from the committed offset.
+        Dropping them at start-up instead lost the first records of a fresh partition:
+        with no progress yet, nothing shows they were skipped."""
+        while not flow_control.is_active() and not consumer.suspend_flow.is_set():
+            await asyncio.sleep(FLOW_POLL_SECONDS)
+        return not consumer.suspend_flow.is_set()
 
     async def getmany(timeout: float) -> AsyncIterator[tuple[Any, Any]]:
         for intake in intakes.values():
@@ -120,7 +132,7 @@ def divert_fetches(app: Any, intakes: Mapping[str, Intake]) -> None:
                 diverted.setdefault(tp.topic, []).append((tp, message))
             else:
                 others.append((tp, message))
-        if diverted and not flow_stopped():
+        if diverted and await deliverable():
             for topic, fetched in diverted.items():
                 intakes[topic].put(await _admit(consumer, read_offset, fetched))
         for item in others:
