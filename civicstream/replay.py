@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -406,7 +406,7 @@ def _child_env(
 
 def replay(settings: Settings, args: argparse.Namespace) -> int:
     from civicstream.demo import Children
-    from civicstream.status import wait_until_caught_up
+    from civicstream.status import wait_until_caught_up, wait_until_incidents_caught_up
     from sinks.store import open_store, redacted_url
     from streams.admin import end_offsets, ensure_topics, wait_for_broker
 
@@ -453,7 +453,9 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
             _reset(settings, target, None if args.into_live else store_url)
         ensure_topics(settings.kafka_bootstrap, target.all(), counts, security=security)
         baseline = end_offsets(
-            settings.kafka_bootstrap, [target.raw_air_quality], security=security
+            settings.kafka_bootstrap,
+            [target.raw_air_quality, target.raw_incidents],
+            security=security,
         )
         if not args.no_start:
             children = Children(Path("data") / "logs" / f"replay-{name}")
@@ -496,6 +498,7 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         _say("• processing (stream worker → topics → sink → store)")
         check = stopper.children.check if stopper.children else (lambda: None)
+        deadline = time.monotonic() + args.timeout
         expected = baseline[target.raw_air_quality] + sent.per_topic.get(live.raw_air_quality, 0)
         status = wait_until_caught_up(
             settings.kafka_bootstrap,
@@ -503,9 +506,24 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
             expected_raw=expected,
             timeout_s=args.timeout,
             check=check,
-            on_status=_StatusLine(expected),
+            on_status=_StatusLine(expected, _readings_line),
             security=security,
         )
+        incidents_sent = sent.per_topic.get(live.raw_incidents, 0)
+        if incidents_sent:
+            # The incident path has topics, offsets and a sink commit of its own: the
+            # readings being stored says nothing about it, and stopping the worker and
+            # sink before it is stored would leave the namespace short of incidents.
+            expected_rows = baseline[target.raw_incidents] + incidents_sent
+            wait_until_incidents_caught_up(
+                settings.kafka_bootstrap,
+                target,
+                expected_raw=expected_rows,
+                timeout_s=max(deadline - time.monotonic(), 1.0),
+                check=check,
+                on_status=_StatusLine(expected_rows, _incidents_line),
+                security=security,
+            )
     with open_store(store_url) as store:
         rows = {dataset: store.count(dataset) for dataset in store.datasets}
     elapsed = time.monotonic() - started
@@ -525,13 +543,14 @@ def replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 class _StatusLine:
-    """How far the namespace's worker and sink have got, every few seconds."""
+    """How far one path of the namespace (readings or incidents) has got, every few
+    seconds; `describe` words a status."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, expected: int, describe: Callable[[Any], str]) -> None:
         self.expected = expected
-        self.started = time.monotonic()
+        self.describe = describe
         self.tty = sys.stderr.isatty()
-        self.last = self.started
+        self.last = time.monotonic()
         self.finished = False
 
     def __call__(self, status: Any) -> None:
@@ -541,13 +560,23 @@ class _StatusLine:
             return
         self.finished = done
         self.last = now
-        line = (
-            f"  processed {status.raw_processed:,}/{self.expected:,} readings · "
-            f"{status.hourly_written:,} hourly AQI records · "
-            f"{status.sink_committed:,} outputs stored · {status.dead_letters:,} dead letters"
-        )
+        line = f"  processed {status.raw_processed:,}/{self.expected:,} " + self.describe(status)
         end = "\n" if done or not self.tty else ""
         print(("\r\033[K" if self.tty else "") + line, end=end, file=sys.stderr, flush=True)
+
+
+def _readings_line(status: Any) -> str:
+    return (
+        f"readings · {status.hourly_written:,} hourly AQI records · "
+        f"{status.sink_committed:,} outputs stored · {status.dead_letters:,} dead letters"
+    )
+
+
+def _incidents_line(status: Any) -> str:
+    return (
+        f"incident rows · {status.published_written:,} incident records · "
+        f"{status.stats_written:,} daily count rows · {status.sink_committed:,} stored"
+    )
 
 
 class _Stopper:

@@ -68,6 +68,17 @@ def test_a_replay_of_the_archive_equals_live_with_other_partitions_and_batches(
         assert f"{name} " in result.stdout and "equal" in result.stdout
     assert "DIFFERENT" not in result.stdout
 
+    # Incidents alone: the readings path is caught up at once, and the replay must still
+    # wait for every incident to be stored before it stops its worker and sink.
+    alone = live.civicstream("replay", "--namespace", "alone", "--topics", "incidents")
+    assert alone.returncode == 0, alone.stderr
+    assert f"Replayed {incident_rows:,} events" in alone.stderr
+    assert f"processed {incident_rows:,}/{incident_rows:,} incident rows" in alone.stderr
+    assert "incidents 9,749 rows" in alone.stderr
+    compared = diff(live, "live", "alone").stdout.splitlines()
+    incident_lines = [line for line in compared if line.startswith("incident")]
+    assert len(incident_lines) == 2 and all(" equal " in line for line in incident_lines)
+
 
 def test_a_replay_into_the_live_datasets_changes_nothing_that_live_computed(pipeline_factory):
     live = pipeline_factory("live", partitions=2).start_all()
