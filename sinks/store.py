@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -299,6 +300,28 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+BUSY_TIMEOUT_SECONDS = 30.0
+"""How long a SQLite connection waits for another one's lock before it gives up."""
+
+
+def _enable_wal(db: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch the file to the WAL journal, waiting for other connections like a write does.
+
+    SQLite does not call the busy handler for this switch: a process opening a fresh
+    store while another one creates it got "database is locked" at once (one run in 40 of
+    four opens at a time). So the switch is retried until `timeout_s` has passed.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteStore(Store):
     """The SQLite backend: WAL journal, ``synchronous=FULL`` (a commit survives power loss).
 
@@ -330,9 +353,9 @@ class SQLiteStore(Store):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=30.0
+                path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
             )
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(self._db, BUSY_TIMEOUT_SECONDS)
             self._db.execute("PRAGMA synchronous = FULL")
             self._migrate()
         except sqlite3.Error as error:
