@@ -241,8 +241,11 @@ def sub_index(key: str, concentration: Number) -> int | None:
     return _index(table, _truncate(table, _non_negative(concentration, key)))
 
 
-def category(aqi: int) -> str:
-    """The category name of an AQI value; 301 and above (also beyond 500) is Hazardous."""
+def category(aqi: object) -> str:
+    """The category name of an AQI value; 301 and above (also beyond 500) is Hazardous.
+
+    Typed `object`: anything else than an int is refused here with InvalidValue (a
+    compiled `int` parameter would take True as 1 and refuse 50.0 with a TypeError)."""
     if isinstance(aqi, bool) or not isinstance(aqi, int):
         msg = f"an AQI is an int, got {aqi!r}"
         raise InvalidValue(msg)

@@ -179,12 +179,12 @@ def parse_raw_reading(data: bytes) -> RawReading:
     except UnicodeDecodeError as error:
         raise InvalidInput(Reason.INVALID_ENCODING, f"not UTF-8 and not Avro: {error}") from None
     try:
-        record = _JSON.decode(text)
+        parsed: Any = _JSON.decode(text)  # any JSON value: _from_record checks it
     except InvalidInput:
         raise
     except (ValueError, RecursionError) as error:
         raise InvalidInput(Reason.INVALID_JSON, f"not valid JSON: {error}") from None
-    return _from_record(record)
+    return _from_record(parsed)
 
 
 def reading_to_avro(reading: RawReading) -> bytes:

@@ -164,11 +164,11 @@ class PostgreSQLStore(Store):
             try:
                 db = self._writer()
                 with db.transaction(), db.cursor() as cursor:
-                    for ds, rows in converted:
-                        if len(rows) >= self.copy_threshold:
-                            self._copy_upsert(cursor, ds, rows)
+                    for ds, values in converted:
+                        if len(values) >= self.copy_threshold:
+                            self._copy_upsert(cursor, ds, values)
                         else:
-                            cursor.executemany(self._upserts[ds.name], rows)
+                            cursor.executemany(self._upserts[ds.name], values)
                     cursor.executemany(self._status_upsert, statuses)
             except psycopg.Error as error:
                 msg = f"batch not written to {self._name} (rolled back): {error}"

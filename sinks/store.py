@@ -421,8 +421,8 @@ class SQLiteStore(Store):
             db = self._conn()
             try:
                 with _transaction(db):
-                    for ds, rows in converted:
-                        db.executemany(self._upserts[ds.name], rows)
+                    for ds, values in converted:
+                        db.executemany(self._upserts[ds.name], values)
                     db.executemany(STATUS_UPSERT, statuses)
             except sqlite3.Error as error:
                 msg = f"batch not written to {self._path!r} (rolled back): {error}"

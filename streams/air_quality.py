@@ -177,6 +177,13 @@ class SensorTypes:
         )
 
 
+class SensorKinds(Protocol):
+    """What the pipeline asks about a reading's sensor (SensorTypes answers from the city
+    file). A protocol, not the class: the compiled step takes any such object."""
+
+    def is_purpleair(self, station_id: str, sensor_id: str | None) -> bool: ...
+
+
 class AirQualityPipeline:
     """Validates raw readings, keeps hourly windows and local days per station, emits the
     final hours and days."""
@@ -187,7 +194,7 @@ class AirQualityPipeline:
         windows: HourlyWindows,
         coordinates: dict[str, tuple[float, float]] | None = None,
         days: LocalDays | None = None,
-        sensors: SensorTypes | None = None,
+        sensors: SensorKinds | None = None,
         stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
     ) -> None:
         self.stale_after_ms = stale_after_ms
@@ -195,7 +202,7 @@ class AirQualityPipeline:
         self.windows = windows
         self.coordinates = coordinates or {}
         self.days = days or LocalDays()
-        self.sensors = sensors or SensorTypes()
+        self.sensors: SensorKinds = sensors or SensorTypes()
         # Station states decoded by an earlier batch, with the exact bytes they were saved
         # as: a station whose stored bytes are still those skips decoding. An entry is taken
         # out while its batch runs and put back only with the batch's new bytes, so a batch

@@ -228,8 +228,11 @@ class _Run:
             detail = "occurred_at is after reported_at: the incident cannot be reported before it"
             raise _Rejected(Reason.INVALID_TIMESTAMP, detail, row.occurred_ms)
         runs = self.meta.setdefault("ahead", {})
+        stored = runs.get(source.name)  # a list in the JSON state; far_ahead takes a tuple
         rejected, run = far_ahead(
-            self.meta["clock"].get(source.name), row.known_ms, runs.get(source.name)
+            self.meta["clock"].get(source.name),
+            row.known_ms,
+            None if stored is None else (stored[0], stored[1]),
         )
         if run is not None or runs.pop(source.name, None) is not None:
             if run is not None:

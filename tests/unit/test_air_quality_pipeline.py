@@ -227,13 +227,14 @@ class TestDeadLetters:
         assert letter["detail"]
         assert result.accepted == 1
 
-    def test_an_unexpected_error_dead_letters_the_record_instead_of_stopping(
-        self, pipeline, make_records, monkeypatch
-    ):
-        def broken(record, result):
-            raise RuntimeError("a bug")
+    def test_an_unexpected_error_dead_letters_the_record_instead_of_stopping(self, make_records):
+        class BrokenSensorKinds:
+            def is_purpleair(self, station_id, sensor_id):
+                raise RuntimeError("a bug")
 
-        monkeypatch.setattr(pipeline, "_parse", broken)
+        pipeline = AirQualityPipeline(
+            Topics(), HourlyWindows(LATENESS), sensors=BrokenSensorKinds()
+        )
         result = process(pipeline, make_records([reading(T0)]), MemoryStates())
         (letter,) = dead(result.outputs)
         assert (letter["reason"], letter["detail"]) == ("unprocessable", "RuntimeError: a bug")
