@@ -27,7 +27,7 @@ APT_INSTALL = \
 .PHONY: help venv install sys-python sys-java sys-prometheus sys-test kafka-jars kafka-up \
 	kafka-down kafka-status kafka-up-sasl kafka-down-sasl pg-up pg-down test lint run serve bench \
 	bench-api vendor-leaflet bench-anomaly bench-neighbours clean distclean sys-go deploy-schemas \
-	docker-lock audit chaos fuzz-long soak
+	docker-lock audit chaos fuzz-long soak sys-cc compiled uncompiled
 
 help: ## list the targets
 	@echo "usage: make TARGET [PYTHON=python3] [KAFKA_PORT=9092] [PYTEST_ARGS=...]"
@@ -67,6 +67,11 @@ sys-test: ## make sure PostgreSQL server binaries, chromium, chromedriver and op
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then $(call APT_INSTALL,$$missing); fi
 
+sys-cc: ## make sure a C compiler and Python's headers exist (apt: gcc, python3-dev); mypyc needs them
+	@command -v cc >/dev/null 2>&1 || { $(call APT_INSTALL,gcc libc6-dev); }
+	@$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' || \
+		{ $(call APT_INSTALL,python3-dev); }
+
 sys-go: ## make sure the go command exists (apt: golang-go); it fetches the deploy schemas
 	@command -v go >/dev/null 2>&1 || { $(call APT_INSTALL,golang-go); }
 
@@ -79,6 +84,25 @@ $(VENV_STAMP): pyproject.toml | sys-python
 	@test -x $(VENV)/bin/python || { echo ">> $(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
+
+# ---------------------------------------------------------------- the compiled step
+
+# The air-quality step's modules compiled in place with mypyc (civicstream/compiled.py
+# lists them); rebuilt when any source of theirs may have changed. build/compiled.json
+# records the sources it was built from: commands refuse to run a stale build.
+COMPILED := build/compiled.json
+
+compiled: $(COMPILED) ## compile the air-quality step with mypyc (~30 s; run, test and bench do it)
+
+$(COMPILED): $(VENV_STAMP) civicstream/compiled.py $(wildcard processors/*.py streams/*.py schemas/*.py) | sys-cc
+	@echo ">> compiling the air-quality step (mypyc)"
+	@mkdir -p build
+	@$(VENV)/bin/python -m civicstream.compiled build > build/compiled.log 2>&1 || \
+		{ tail -n 30 build/compiled.log; echo "(the whole log: build/compiled.log)"; exit 1; }
+	@$(VENV)/bin/python -m civicstream.compiled check
+
+uncompiled: ## remove the compiled step: commands run its Python sources
+	@test ! -x $(VENV)/bin/python || $(VENV)/bin/python -m civicstream.compiled remove
 
 # ---------------------------------------------------------------- deployment checks
 
@@ -148,16 +172,16 @@ pg-down: ## stop the local PostgreSQL
 # names one to use, and always a second one with a SASL_SSL listener (tests/integration/
 # test_sasl_ssl.py). The jars are fetched here rather than inside pytest so that a first
 # download (or its failure) is visible.
-test: $(VENV_STAMP) sys-prometheus sys-test deploy-schemas kafka-jars ## install, then run pytest (the session starts its own brokers, PostgreSQL and Prometheus servers)
+test: $(VENV_STAMP) $(COMPILED) sys-prometheus sys-test deploy-schemas kafka-jars ## install, then run pytest (the session starts its own brokers, PostgreSQL and Prometheus servers)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 SEED ?= 1
 CHAOS_ARGS ?=
-chaos: $(VENV_STAMP) kafka-jars ## crash consistency, long version (~9 min): SIGKILLs + broker restarts vs a clean run (SEED=n)
+chaos: $(VENV_STAMP) $(COMPILED) kafka-jars ## crash consistency, long version (~9 min): SIGKILLs + broker restarts vs a clean run (SEED=n)
 	$(VENV)/bin/python -m tests.chaos --seed $(SEED) --profile long $(CHAOS_ARGS)
 
 FUZZ_MESSAGES ?= 100000
-fuzz-long: $(VENV_STAMP) kafka-jars ## hypothesis x100, then 100,000 hostile messages among real ones through the real worker vs a clean run (~20 min)
+fuzz-long: $(VENV_STAMP) $(COMPILED) kafka-jars ## hypothesis x100, then 100,000 hostile messages among real ones through the real worker vs a clean run (~20 min)
 	HYPOTHESIS_PROFILE=long $(VENV)/bin/pytest tests/fuzz -q -p no:cacheprovider --timeout 1800
 	$(VENV)/bin/python -m tests.fuzz --messages $(FUZZ_MESSAGES)
 
@@ -172,11 +196,11 @@ BENCH_EXTRA = \
 		echo ">> $$req did not install: the benchmark skips what needs it"; \
 	done
 
-soak: $(VENV_STAMP) kafka-jars ## sustained load (SOAK_RATE records/s for SOAK_MINUTES): lag, RSS plot, accounting; bench/results/
+soak: $(VENV_STAMP) $(COMPILED) kafka-jars ## sustained load (SOAK_RATE records/s for SOAK_MINUTES): lag, RSS plot, accounting; bench/results/
 	@$(BENCH_EXTRA)
 	$(VENV)/bin/python -m bench.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE)
 
-lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks)
+lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processors, schemas, sinks, the compiled streams modules)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -185,13 +209,13 @@ lint: $(VENV_STAMP) ## ruff check, ruff format --check, mypy --strict (processor
 
 ARGS ?=
 
-run: $(VENV_STAMP) kafka-jars ## install, start the broker, worker and sink, replay a month of Beijing data (ARGS="--all", "--exit-when-done", ...)
+run: $(VENV_STAMP) $(COMPILED) kafka-jars ## install, start the broker, worker and sink, replay a month of Beijing data (ARGS="--all", "--exit-when-done", ...)
 	$(VENV)/bin/civicstream run $(ARGS)
 
 serve: $(VENV_STAMP) ## the API, data.json and the residents' page on CIVIC_API_PORT (8080) over CIVIC_STORE_URL
 	$(VENV)/bin/civicstream serve $(ARGS)
 
-bench: $(VENV_STAMP) kafka-jars ## throughput vs aiokafka + Faust/Quix peers, latency, scaling, profile (8-11 min; ARGS=--quick); bench/results/
+bench: $(VENV_STAMP) $(COMPILED) kafka-jars ## throughput vs aiokafka + Faust/Quix peers, latency, scaling, profile (8-11 min; ARGS=--quick); bench/results/
 	@$(BENCH_EXTRA)
 	$(VENV)/bin/python -m bench $(ARGS)
 
@@ -223,6 +247,7 @@ clean: ## stop the brokers and PostgreSQL; remove .venv, data/, .kafka/, .kafka-
 	@if command -v $(PYTHON) >/dev/null 2>&1; then $(LOCALKAFKA) down $(KAFKA_OPTS); fi
 	@if command -v $(PYTHON) >/dev/null 2>&1; then $(LOCALPG) down >/dev/null; fi
 	@if command -v $(PYTHON) >/dev/null 2>&1; then $(LOCALKAFKA) down --data-dir .kafka-sasl >/dev/null; fi
+	@$(MAKE) --no-print-directory uncompiled
 	rm -rf $(VENV) data/ $(KAFKA_DATA_DIR) .kafka-sasl/ .postgres/ test-output/ .pytest_cache .ruff_cache .mypy_cache build/ dist/
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from civicstream.compiled import StaleBuild, ensure_fresh
 from civicstream.produce import ProduceError
 from civicstream.settings import ConfigError, Settings
 
@@ -318,6 +319,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        ensure_fresh()
+    except StaleBuild as error:
+        print(f"civicstream: {error}", file=sys.stderr)
+        return 2
     if args_list[:1] == ["sink"]:
         from sinks.worker import main as sink_main
 

@@ -75,12 +75,16 @@ def topics(settings: Settings, args: argparse.Namespace) -> int:
 def worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust
 
+    from civicstream.compiled import MODULES, compiled_modules
     from streams.admin import ensure_topics, wait_for_broker
     from streams.air_quality import SensorTypes
     from streams.app import create_app
     from streams.neighbourhood import AreaPlan, NeighbourConfig
     from streams.time import HourlyWindows, LocalDays
 
+    compiled = len(compiled_modules())
+    step = f"compiled ({compiled} of {len(MODULES)} modules)" if compiled else "Python sources"
+    print(f"worker: air-quality step: {step}", file=sys.stderr, flush=True)
     city = settings.city()
     security = settings.kafka_security
     wait_for_broker(settings.kafka_bootstrap, security=security)

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from civicstream.compiled import StaleBuild, ensure_fresh
 from civicstream.localbroker import load_local_kafka, load_local_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,10 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    try:  # a compiled module older than its source would test the old code
+        ensure_fresh()
+    except StaleBuild as error:
+        pytest.exit(str(error), returncode=2)
     # kafka-python 3.0 loads its protocol schemas with the deprecated importlib.resources API.
     for api in ("read_text", "open_text"):
         config.addinivalue_line("filterwarnings", f"ignore:{api} is deprecated:DeprecationWarning")
