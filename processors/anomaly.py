@@ -93,7 +93,9 @@ def _flags(bits: int) -> frozenset[str]:
     return frozenset(name for name in FLAGS if bits & _FLAG_BITS[name])
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__ (2-3x slower
+# to build, and one is built per reading). Treated as a value all the same: never mutated.
+@dataclass(slots=True)
 class Verdict:
     """What the detector makes of one reading.
 

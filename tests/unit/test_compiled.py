@@ -115,3 +115,32 @@ def test_the_command_line_refuses_a_stale_build(tmp_path: Path, monkeypatch) -> 
 
     monkeypatch.setattr(cli, "ensure_fresh", stale)
     assert cli.main(["worker"]) == 2
+
+
+def test_a_judged_reading_keeps_every_field_but_the_verdicts() -> None:
+    """`judged` builds the reading field by field (dataclasses.replace is slow compiled):
+    a field added to AcceptedReading and not copied there would be lost here."""
+    import dataclasses
+    from decimal import Decimal
+
+    from processors.anomaly import Verdict
+    from streams.station import AcceptedReading
+
+    reading = AcceptedReading(
+        pollutant="pm25",
+        ts_ms=1,
+        sensor_id="a",
+        value=Decimal("9.1"),
+        unit="ug/m3",
+        value_epa=Decimal("9.1"),
+        lat=1.0,
+        lon=2.0,
+        correction="epa-2021",
+    )
+    verdict = Verdict(0.0, 9.1, 7.5, frozenset({"stuck", "anomaly"}), (1.0, 2.0), "why")
+    judged = reading.judged(verdict)
+    from_verdict = {"flags": ("anomaly", "stuck"), "score": 7.5, "expected": (1.0, 2.0)}
+    from_verdict["detail"] = "why"
+    for field in dataclasses.fields(AcceptedReading):
+        expected = from_verdict.get(field.name, getattr(reading, field.name))
+        assert getattr(judged, field.name) == expected, field.name
