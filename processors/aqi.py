@@ -34,7 +34,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
-from processors._context import decimal_context
+from processors._context import DECIMAL_CONTEXT
 from processors.exceptions import InvalidValue, UnknownKey
 from processors.rolling import ROLLING_WINDOWS, rolling_mean
 from processors.units import POLLUTANTS, Number, to_decimal
@@ -201,8 +201,7 @@ def _non_negative(value: Number, what: str) -> Decimal:
 
 def _truncate(table: _Table, number: Decimal) -> Decimal:
     try:
-        with decimal_context():
-            return number.quantize(table.quantum, rounding=ROUND_DOWN)
+        return number.quantize(table.quantum, rounding=ROUND_DOWN, context=DECIMAL_CONTEXT)
     except InvalidOperation as exc:
         msg = f"concentration {number} is too large to truncate"
         raise InvalidValue(msg) from exc
@@ -218,12 +217,12 @@ def _index(table: _Table, truncated: Decimal) -> int | None:
     # segment whose top is not below the value contains it; above the table, the top
     # segment's line continues.
     segment = next((s for s in table.segments if truncated <= s.c_hi), table.segments[-1])
-    with decimal_context():
-        # Multiply before dividing: an exact .5 stays exactly .5 for the rounding.
-        value = (segment.i_hi - segment.i_lo) * (truncated - segment.c_lo) / (
-            segment.c_hi - segment.c_lo
-        ) + segment.i_lo
-        return int(value.quantize(_ONE, rounding=ROUND_HALF_UP))
+    ctx = DECIMAL_CONTEXT
+    # (i_hi − i_lo) × (C − c_lo) / (c_hi − c_lo) + i_lo, multiplying before dividing: an
+    # exact .5 stays exactly .5 for the rounding.
+    spread = ctx.multiply(segment.i_hi - segment.i_lo, ctx.subtract(truncated, segment.c_lo))
+    value = ctx.add(ctx.divide(spread, ctx.subtract(segment.c_hi, segment.c_lo)), segment.i_lo)
+    return int(value.quantize(_ONE, rounding=ROUND_HALF_UP, context=ctx))
 
 
 def truncate(key: str, concentration: Number) -> Decimal:
@@ -292,13 +291,15 @@ def nowcast(hourly: Sequence[Number | None], pollutant: str = "pm25") -> Decimal
     if sum(1 for age, _ in present if age < 3) < 2:
         return None
     values = [value for _, value in present]
-    with decimal_context():
-        c_min, c_max = min(values), max(values)
-        weight = _ONE if c_max == 0 else max(c_min / c_max, _HALF)
-        numerator = sum((weight**age * value for age, value in present), Decimal(0))
-        denominator = sum((weight**age for age, _ in present), Decimal(0))
-        result = numerator / denominator
-    return _truncate(_TABLES[key], result)
+    ctx = DECIMAL_CONTEXT
+    c_min, c_max = min(values), max(values)
+    weight = _ONE if c_max == 0 else max(ctx.divide(c_min, c_max), _HALF)
+    numerator = denominator = Decimal(0)
+    for age, value in present:  # Σ wᵃ·cₐ / Σ wᵃ
+        factor = ctx.power(weight, age)
+        numerator = ctx.add(numerator, ctx.multiply(factor, value))
+        denominator = ctx.add(denominator, factor)
+    return _truncate(_TABLES[key], ctx.divide(numerator, denominator))
 
 
 # --- combining keys -------------------------------------------------------------------

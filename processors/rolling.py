@@ -11,11 +11,13 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Final
 
-from processors._context import decimal_context
+from processors._context import DECIMAL_CONTEXT
 from processors.exceptions import InvalidValue, ProcessorError
 from processors.units import to_decimal
 
 __all__ = ["ROLLING_WINDOWS", "mean", "rolling_mean"]
+
+_ZERO = Decimal(0)
 
 ROLLING_WINDOWS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
     {"1h": (1, 1), "8h": (8, 6), "24h": (24, 18)}
@@ -37,8 +39,11 @@ def mean(values: Iterable[Decimal]) -> Decimal:
     # anything else is checked and converted by to_decimal.
     if not all(type(value) is Decimal and value.is_finite() for value in numbers):
         numbers = [to_decimal(value) for value in numbers]
-    with decimal_context():
-        return sum(numbers, Decimal(0)) / len(numbers)
+    add = DECIMAL_CONTEXT.add
+    total = _ZERO
+    for number in numbers:
+        total = add(total, number)
+    return DECIMAL_CONTEXT.divide(total, len(numbers))
 
 
 def rolling_mean(hourly: Sequence[Decimal | None], hours: int, min_valid: int) -> Decimal | None:

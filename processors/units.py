@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Final, TypeAlias
 
-from processors._context import DECIMAL_CONTEXT, decimal_context
+from processors._context import DECIMAL_CONTEXT
 from processors.exceptions import InvalidValue, UnitError
 
 __all__ = [
@@ -108,28 +108,30 @@ def _check(pollutant: str, unit: str) -> None:
 
 def _to_base(pollutant: str, value: Decimal, unit: str) -> Decimal:
     """Express a value in the pollutant's base unit: µg/m³ for PM, ppb for gases."""
+    ctx = DECIMAL_CONTEXT
     if unit == "mg/m3":
-        value = value * _THOUSAND
+        value = ctx.multiply(value, _THOUSAND)
         unit = "ug/m3"
     if pollutant not in GASES:
         return value  # ug/m3
     if unit == "ug/m3":
-        return value * MOLAR_VOLUME / MOLECULAR_WEIGHTS[pollutant]
+        return ctx.divide(ctx.multiply(value, MOLAR_VOLUME), MOLECULAR_WEIGHTS[pollutant])
     if unit == "ppm":
-        return value * _THOUSAND
+        return ctx.multiply(value, _THOUSAND)
     return value  # ppb
 
 
 def _from_base(pollutant: str, value: Decimal, unit: str) -> Decimal:
     """Inverse of :func:`_to_base`."""
+    ctx = DECIMAL_CONTEXT
     if pollutant in GASES:
         if unit == "ppb":
             return value
         if unit == "ppm":
-            return value / _THOUSAND
-        value = value * MOLECULAR_WEIGHTS[pollutant] / MOLAR_VOLUME  # now ug/m3
+            return ctx.divide(value, _THOUSAND)
+        value = ctx.divide(ctx.multiply(value, MOLECULAR_WEIGHTS[pollutant]), MOLAR_VOLUME)
     if unit == "mg/m3":
-        return value / _THOUSAND
+        return ctx.divide(value, _THOUSAND)
     return value
 
 
@@ -144,8 +146,7 @@ def convert(pollutant: str, value: Number, from_unit: str, to_unit: str) -> Deci
     number = to_decimal(value)
     if from_unit == to_unit:
         return number
-    with decimal_context():
-        return _from_base(pollutant, _to_base(pollutant, number, from_unit), to_unit)
+    return _from_base(pollutant, _to_base(pollutant, number, from_unit), to_unit)
 
 
 def to_epa_units(pollutant: str, value: Number, unit: str) -> Decimal:
