@@ -85,23 +85,24 @@ $(VENV_STAMP): pyproject.toml | sys-python
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-# ---------------------------------------------------------------- the compiled step
+# ---------------------------------------------------------------- the compiled hot path
 
-# The air-quality step's modules compiled in place with mypyc (civicstream/compiled.py
-# lists them); rebuilt when any source of theirs may have changed. build/compiled.json
-# records the sources it was built from: commands refuse to run a stale build.
+# The hot path (the air-quality step, the sink's row conversion) compiled in place with
+# mypyc (civicstream/compiled.py lists the modules); rebuilt when any source of theirs may
+# have changed. build/compiled.json records the sources it was built from: commands refuse
+# to run a stale build.
 COMPILED := build/compiled.json
 
-compiled: $(COMPILED) ## compile the air-quality step with mypyc (~30 s; run, test and bench do it)
+compiled: $(COMPILED) ## compile the hot path (air-quality step, sink rows) with mypyc (~30 s; run, test, bench do it)
 
-$(COMPILED): $(VENV_STAMP) civicstream/compiled.py $(wildcard processors/*.py streams/*.py schemas/*.py) | sys-cc
-	@echo ">> compiling the air-quality step (mypyc)"
+$(COMPILED): $(VENV_STAMP) civicstream/compiled.py $(wildcard processors/*.py streams/*.py schemas/*.py sinks/*.py) | sys-cc
+	@echo ">> compiling the hot path (mypyc)"
 	@mkdir -p build
 	@$(VENV)/bin/python -m civicstream.compiled build > build/compiled.log 2>&1 || \
 		{ tail -n 30 build/compiled.log; echo "(the whole log: build/compiled.log)"; exit 1; }
 	@$(VENV)/bin/python -m civicstream.compiled check
 
-uncompiled: ## remove the compiled step: commands run its Python sources
+uncompiled: ## remove the compiled hot path: commands run its Python sources
 	@test ! -x $(VENV)/bin/python || $(VENV)/bin/python -m civicstream.compiled remove
 
 # ---------------------------------------------------------------- deployment checks

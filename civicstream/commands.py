@@ -84,7 +84,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
 
     compiled = len(compiled_modules())
     step = f"compiled ({compiled} of {len(MODULES)} modules)" if compiled else "Python sources"
-    print(f"worker: air-quality step: {step}", file=sys.stderr, flush=True)
+    print(f"worker: hot path: {step}", file=sys.stderr, flush=True)
     city = settings.city()
     security = settings.kafka_security
     wait_for_broker(settings.kafka_bootstrap, security=security)

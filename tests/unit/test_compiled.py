@@ -1,4 +1,4 @@
-"""The compiled step: the same bytes as its Python sources, and never stale."""
+"""The compiled hot path: the same bytes as its Python sources, and never stale."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def test_the_command_line_refuses_a_stale_build(tmp_path: Path, monkeypatch) -> 
     import civicstream.cli as cli
 
     def stale() -> None:
-        raise StaleBuild("streams/station.py changed after the step was compiled")
+        raise StaleBuild("streams/station.py changed after it was compiled")
 
     monkeypatch.setattr(cli, "ensure_fresh", stale)
     assert cli.main(["worker"]) == 2
