@@ -8,10 +8,10 @@ states (`make bench`; the whole test suite runs on the compiled build), and the 
 converts a record in about a tenth less time.
 
 `make compiled` (a prerequisite of `make run`, `make test` and `make bench`) builds them
-in place, beside their sources, and records each source's hash in build/compiled.json. A compiled
-module whose source changed afterwards would silently run the old code, so every
-civicstream command and the test session refuse to start while one is stale: rebuild
-(`make compiled`) or remove the build (`make uncompiled`) to run the sources as they are.
+in place, beside their sources, and records each source's hash in build/compiled.json.
+A compiled module whose source changed afterwards would silently run the old code, so
+every civicstream command and the test session refuse to start while one is stale:
+rebuild (`make compiled`) or remove the build (`make uncompiled`) to run the sources.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def ensure_fresh(root: Path = ROOT) -> None:
 def remove(root: Path = ROOT) -> list[Path]:
     """Delete the compiled extensions and the manifest: the sources run as Python."""
     removed = [path for module in MODULES for path in _extensions(module, root)]
-    removed += list(root.joinpath("streams").glob("_compiled__mypyc.*"))
+    package, name = GROUP.rsplit(".", 1)
+    removed += list(root.joinpath(*package.split(".")).glob(f"{name}__mypyc.*"))
     for path in removed:
         path.unlink()
     (root / "build" / "compiled.json").unlink(missing_ok=True)
@@ -146,7 +147,7 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "remove":
         removed = remove()
-        print(f"removed {len(removed)} compiled files; the step runs as Python")
+        print(f"removed {len(removed)} compiled files; the hot path runs as Python")
         return 0
     if command == "check":
         try:
