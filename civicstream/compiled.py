@@ -70,9 +70,19 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+PACKAGES = ("processors", "schemas", "sinks", "streams")
+"""Where compiled modules may lie: all of them are checked, not only those in MODULES, so
+that the build of a module no longer listed (an older checkout) cannot run unnoticed."""
+
+
 def compiled_modules(root: Path = ROOT) -> list[str]:
     """The modules that import as compiled extensions for this interpreter."""
-    return [module for module in MODULES if _extensions(module, root)]
+    return [
+        f"{package}.{source.stem}"
+        for package in PACKAGES
+        for source in sorted((root / package).glob("*.py"))
+        if _extensions(f"{package}.{source.stem}", root)
+    ]
 
 
 def stale_sources(root: Path = ROOT) -> list[Path]:
@@ -108,7 +118,7 @@ def ensure_fresh(root: Path = ROOT) -> None:
 
 def remove(root: Path = ROOT) -> list[Path]:
     """Delete the compiled extensions and the manifest: the sources run as Python."""
-    removed = [path for module in MODULES for path in _extensions(module, root)]
+    removed = [path for module in compiled_modules(root) for path in _extensions(module, root)]
     package, name = GROUP.rsplit(".", 1)
     removed += list(root.joinpath(*package.split(".")).glob(f"{name}__mypyc.*"))
     for path in removed:

@@ -91,6 +91,16 @@ def test_a_compiled_module_whose_source_changed_is_refused_with_the_fix(tmp_path
         ensure_fresh(root)
 
 
+def test_a_compiled_module_no_longer_listed_is_refused(tmp_path: Path) -> None:
+    root = fake_tree(
+        tmp_path, {"streams.station": hashlib.sha256(b"# streams.station\n").hexdigest()}
+    )
+    (root / "streams" / "old.py").write_text("")
+    (root / "streams" / "old.py").with_suffix(importlib.machinery.EXTENSION_SUFFIXES[0]).touch()
+    with pytest.raises(StaleBuild, match=r"streams/old\.py"):
+        ensure_fresh(root)
+
+
 def test_a_build_without_its_manifest_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StaleBuild, match=r"streams/station\.py"):
         ensure_fresh(fake_tree(tmp_path, None))
