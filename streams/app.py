@@ -33,6 +33,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -143,48 +144,36 @@ class LocalTable:
 
 
 class TableStateStore:
-    """Station states in a Faust table, written to the partition of the station's events.
+    """States in a Faust table, each written to the partition of the records it follows:
+    station states (keyed by `StateUpdate.station_id`), area states, and the incident
+    state (`key_of` its `IncidentStateUpdate.key`; a None value deletes the key, a
+    tombstone in the changelog).
 
     Two Faust habits are avoided on purpose. `table[key] = value` picks the changelog
     partition from the "current event", which in a batch is just the last one taken; and
     it queues the changelog record in Faust's own buffer, which a commit may not have
     drained (its flush gives up after 0.1 s of silence), so offsets could be committed
     ahead of the state. Here the record goes straight to the producer, to the partition
-    of the station's raw records, and the task flushes before it acks.
+    of the records the state follows, and the task flushes before it acks.
     """
 
-    def __init__(self, table: Any, producer: Any) -> None:
+    def __init__(
+        self,
+        table: Any,
+        producer: Any,
+        key_of: Callable[[Any], str] = attrgetter("station_id"),
+    ) -> None:
         self.table = table
         self.local = LocalTable(table)
         self.producer = producer
-
-    def load(self, station_id: str) -> bytes | None:
-        return self.local.get(station_id.encode())
-
-    async def save(self, update: StateUpdate) -> Any:
-        """Send the update to the changelog and write it locally; returns its delivery."""
-        key = update.station_id.encode()
-        topic = self.table.changelog_topic.get_topic_name()
-        sent = await self.producer.send(topic, key, update.data, update.partition, None, None)
-        self.local.put(key, update.partition, update.data, sent)
-        return sent
-
-
-class IncidentTableStore:
-    """The incident state in its Faust table, written like `TableStateStore` writes
-    station states; a None value deletes the key (a tombstone in the changelog)."""
-
-    def __init__(self, table: Any, producer: Any) -> None:
-        self.table = table
-        self.local = LocalTable(table)
-        self.producer = producer
+        self.key_of = key_of
 
     def load(self, key: str) -> bytes | None:
         return self.local.get(key.encode())
 
-    async def save(self, update: IncidentStateUpdate) -> Any:
+    async def save(self, update: StateUpdate | IncidentStateUpdate) -> Any:
         """Send the update to the changelog and write it locally; returns its delivery."""
-        key = update.key.encode()
+        key = self.key_of(update).encode()
         topic = self.table.changelog_topic.get_topic_name()
         sent = await self.producer.send(topic, key, update.data, update.partition, None, None)
         self.local.put(key, update.partition, update.data, sent)
@@ -764,13 +753,13 @@ def _incident_task(
     *,
     metrics_enabled: bool,
     security: KafkaSecurity,
-) -> tuple[IncidentTableStore, Intake]:
+) -> tuple[TableStateStore, Intake]:
     """The incident task: the same commit order as the air-quality task (see above).
     Returns its state store (the watchdog reads its progress) and its intake."""
     intake = subscribe(app, topics.raw_incidents, 1, BATCH_MAX)
     table = app.Table("incident-state", partitions=1, key_type=bytes, value_type=bytes)
     pipeline = IncidentPipeline(topics, sources)
-    store = IncidentTableStore(table, app.producer)
+    store = TableStateStore(table, app.producer, key_of=attrgetter("key"))
     rewinder = Rewinder(
         app, store, topics.raw_incidents, bootstrap, incident_progress_update, security=security
     )
