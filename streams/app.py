@@ -33,6 +33,8 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ from schemas.topics import DEADLETTER_MAX_MESSAGE_BYTES
 from streams.air_quality import (
     DEFAULT_STALE_AFTER_MS,
     AirQualityPipeline,
+    BatchResult,
     Gap,
     Output,
     SensorTypes,
@@ -58,8 +61,10 @@ from streams.air_quality import (
     load_progress,
     progress_update,
 )
+from streams.batches import StateReader, run_batches, step_executor
 from streams.gaps import CommitWatch, GapPolicy, StallWatch
 from streams.incidents import (
+    IncidentBatchResult,
     IncidentPipeline,
     IncidentSource,
     IncidentStateUpdate,
@@ -67,7 +72,7 @@ from streams.incidents import (
 )
 from streams.intake import Intake, ack_durable, divert_fetches
 from streams.metrics import IncidentMetrics, WorkerMetrics
-from streams.neighbourhood import AreaPlan, NeighbourConfig, NeighbourPipeline
+from streams.neighbourhood import AreaPlan, NeighbourConfig, NeighbourPipeline, NeighbourResult
 from streams.time import HourlyWindows, LocalDays
 from telemetry import serve
 
@@ -562,9 +567,18 @@ def create_app(
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap, security=security)
     plan = neighbours or AreaPlan.of(coordinates or {}, NeighbourConfig())
+    # The tasks' pipeline steps run here, off the event loop (streams.batches).
+    executor = step_executor()
     area_store, area_intake = _neighbour_task(
-        app, topics, bootstrap, plan, partitions, metrics, security=security
+        app, topics, bootstrap, plan, partitions, metrics, executor, security=security
     )
+
+    def air_quality_step(
+        messages: Sequence[Any], states: StateReader
+    ) -> tuple[BatchResult, list[Output]]:
+        result = pipeline.process(source_records(messages), states)
+        # The final hours, re-keyed by area for the neighbour check: durable with the rest.
+        return result, [*result.outputs, *plan.rekey(result.outputs, topics)]
 
     @app.task
     async def air_quality() -> None:
@@ -572,34 +586,42 @@ def create_app(
             "worker: {records:,} records, {accepted:,} accepted, {dead_letters:,} "
             "dead letters, {hours:,} station-hours published",
         )
-        async for messages in intake.batches():
-            started = time.perf_counter()
-            records = source_records(messages)
-            result = pipeline.process(records, store)
-            # The final hours, re-keyed by area for the neighbour check: durable with the rest.
-            outputs = [*result.outputs, *plan.rekey(result.outputs, topics)]
-            durable_at = await make_durable(app, store, rewinder, messages, outputs, result)
+
+        def done(
+            messages: Sequence[Any], result: BatchResult, durable_at: float, took: float
+        ) -> None:
             if metrics is not None:
                 metrics.record_batch(
-                    records,
+                    messages,
                     result,
                     # Faust's monitor stamps each message when it arrives (monotonic clock).
                     [message.time_in for message in messages],
                     durable_at,
-                    time.perf_counter() - started,
+                    took,
                 )
             progress.add(
-                records=len(records),
+                records=len(messages),
                 accepted=result.accepted,
                 dead_letters=sum(result.dead_letters.values()),
                 hours=result.hours_closed,
             )
+
+        await run_batches(
+            intake,
+            store,
+            air_quality_step,
+            partial(make_durable, app, store, rewinder),
+            done,
+            key_of=store.key_of,
+            executor=executor,
+        )
 
     incident_store, incident_intake = _incident_task(
         app,
         topics,
         bootstrap,
         incident_sources or {},
+        executor,
         metrics_enabled=bool(metrics_port),
         security=security,
     )
@@ -709,6 +731,7 @@ def _neighbour_task(
     plan: AreaPlan,
     partitions: int,
     metrics: WorkerMetrics | None,
+    executor: ThreadPoolExecutor,
     *,
     security: KafkaSecurity,
 ) -> tuple[TableStateStore, Intake]:
@@ -723,15 +746,18 @@ def _neighbour_task(
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.hourly_by_area, bootstrap, security=security)
 
+    def step(messages: Sequence[Any], states: StateReader) -> tuple[NeighbourResult, list[Output]]:
+        result = pipeline.process(source_records(messages), states)
+        return result, result.outputs
+
     @app.task
     async def neighbours() -> None:
         progress = ProgressLine(
             "worker: {hours:,} area-hours judged, {verdicts:,} neighbour verdicts, "
             "{disagreements:,} disagreements, {late:,} late hourly records",
         )
-        async for messages in intake.batches():
-            result = pipeline.process(source_records(messages), store)
-            await make_durable(app, store, rewinder, messages, result.outputs, result)
+
+        def done(messages: Sequence[Any], result: NeighbourResult, *_: float) -> None:
             if metrics is not None:
                 for kind, count in result.anomalies.items():
                     metrics.anomalies.labels(kind).inc(count)
@@ -742,6 +768,16 @@ def _neighbour_task(
                 late=result.late,
             )
 
+        await run_batches(
+            intake,
+            store,
+            step,
+            partial(make_durable, app, store, rewinder),
+            done,
+            key_of=store.key_of,
+            executor=executor,
+        )
+
     return store, intake
 
 
@@ -750,6 +786,7 @@ def _incident_task(
     topics: Topics,
     bootstrap: str,
     sources: Mapping[str, IncidentSource],
+    executor: ThreadPoolExecutor,
     *,
     metrics_enabled: bool,
     security: KafkaSecurity,
@@ -765,6 +802,12 @@ def _incident_task(
     )
     metrics = IncidentMetrics.of() if metrics_enabled else None
 
+    def step(
+        messages: Sequence[Any], states: StateReader
+    ) -> tuple[IncidentBatchResult, list[Output]]:
+        result = pipeline.process(source_records(messages), states)
+        return result, result.outputs
+
     @app.task
     async def incidents() -> None:
         progress = ProgressLine(
@@ -772,19 +815,28 @@ def _incident_task(
             "{rows:,} count rows ({corrections:,} late corrections), "
             "{dead_letters:,} dead letters",
         )
-        async for messages in intake.batches():
-            started = time.perf_counter()
-            records = source_records(messages)
-            result = pipeline.process(records, store)
-            await make_durable(app, store, rewinder, messages, result.outputs, result)
+
+        def done(
+            messages: Sequence[Any], result: IncidentBatchResult, durable_at: float, took: float
+        ) -> None:
             if metrics is not None:
-                metrics.observe(records, result, time.perf_counter() - started)
+                metrics.observe(messages, result, took)
             progress.add(
-                records=len(records),
+                records=len(messages),
                 published=result.published,
                 rows=result.stats_rows,
                 corrections=result.corrections,
                 dead_letters=sum(result.dead_letters.values()),
             )
+
+        await run_batches(
+            intake,
+            store,
+            step,
+            partial(make_durable, app, store, rewinder),
+            done,
+            key_of=store.key_of,
+            executor=executor,
+        )
 
     return store, intake
