@@ -265,9 +265,7 @@ def run(
         # The broker's round trips: long enough for the next batch's step to start, if
         # the loop computes it meanwhile (a loop that does not just takes longer).
         deadline = time.monotonic() + (0.5 if last is not None and batch < last else 0)
-        while time.monotonic() < deadline and not any(
-            s[:2] == ("step", batch + 1) for s in steps
-        ):
+        while time.monotonic() < deadline and not any(s[:2] == ("step", batch + 1) for s in steps):
             await asyncio.sleep(0.001)
         for update in result.state_updates:
             store.data[update.station_id] = update.data
