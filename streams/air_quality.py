@@ -119,6 +119,9 @@ class BatchResult:
     """Station -> the AqiHourly record of its newest hour made final in this batch."""
     anomalies: Counter[str] = field(default_factory=Counter)
     """Anomaly kind -> readings flagged with it (fed by the anomaly detector)."""
+    hourly: list[tuple[int, str, bytes]] = field(default_factory=list)
+    """(hour start ms, station, Avro value) of each hourly AQI record in `outputs`, in
+    their order: what the neighbour check re-keys them by, without decoding them again."""
 
 
 _PROGRESS_PREFIX = "\x00progress/"  # station ids cannot contain control characters
@@ -327,9 +330,9 @@ class AirQualityPipeline:
                 Output(self.topics.enriched_air_quality, key, encode("enriched_reading", row))
                 for row in hour.enriched
             )
-            result.outputs.append(
-                Output(self.topics.aqi_hourly, key, encode("aqi_hourly", hour.aqi_record))
-            )
+            hourly = encode("aqi_hourly", hour.aqi_record)
+            result.outputs.append(Output(self.topics.aqi_hourly, key, hourly))
+            result.hourly.append((int(hour.aqi_record["hour_start"]), state.station_id, hourly))
             self._anomalies(hour.anomalies, result)
             result.latest_aqi[state.station_id] = hour.aqi_record
         for day in closed.days:

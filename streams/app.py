@@ -578,7 +578,7 @@ def create_app(
     ) -> tuple[BatchResult, list[Output]]:
         result = pipeline.process(source_records(messages), states)
         # The final hours, re-keyed by area for the neighbour check: durable with the rest.
-        return result, [*result.outputs, *plan.rekey(result.outputs, topics)]
+        return result, [*result.outputs, *plan.rekey(result.hourly, topics)]
 
     @app.task
     async def air_quality() -> None:

@@ -153,8 +153,9 @@ class AreaPlan:
             neighbours,
         )
 
-    def rekey(self, outputs: Sequence[Output], topics: Topics) -> list[Output]:
-        """The re-keyed copies of a batch's hourly records, for the area topic.
+    def rekey(self, hourly: Sequence[tuple[int, str, bytes]], topics: Topics) -> list[Output]:
+        """The re-keyed copies of a batch's hourly records (its `BatchResult.hourly`: hour
+        start, station, Avro value), for the area topic.
 
         Ordered by hour, then station: a batch of the air-quality agent may hold many hours
         of one raw partition before those of another, and an area should see its stations'
@@ -162,16 +163,10 @@ class AreaPlan:
         """
         if not self.feeds:
             return []
-        found: list[tuple[int, str, bytes]] = []
-        for output in outputs:
-            if output.topic != topics.aqi_hourly or output.key is None:
-                continue
-            station = output.key.decode()
-            if station not in self.feeds:
-                continue
-            _, record = decode_as(output.value)
-            found.append((_ms(record["hour_start"]), station, output.value))
-        found.sort(key=lambda item: (item[0], item[1]))
+        found = sorted(
+            (record for record in hourly if record[1] in self.feeds),
+            key=lambda record: (record[0], record[1]),
+        )
         return [
             Output(topics.hourly_by_area, area.encode(), value)
             for _, station, value in found

@@ -106,6 +106,18 @@ class TestFinalHours:
         assert [r["hour_start"].timestamp() * 1000 for r in records] == [T0]
         assert third.hours_closed == 1
 
+    def test_each_hourly_record_is_listed_with_its_hour_and_station_for_the_area_topic(
+        self, pipeline, make_records
+    ):
+        values = [reading(T0 + h * HOUR_MS, value=10.0 + h) for h in range(4)]
+        values.append(reading(T0 + 4 * HOUR_MS + LATENESS))
+        result = process(pipeline, make_records(values), MemoryStates())
+        records = [o for o in result.outputs if o.topic == "civic.aqi.hourly"]
+        assert len(records) == 4
+        assert result.hourly == [
+            (T0 + h * HOUR_MS, "dongsi", r.value) for h, r in enumerate(records)
+        ]
+
     def test_the_hourly_record_carries_the_epa_aqi_of_the_nowcast(self, pipeline, make_records):
         values = [reading(T0 + h * HOUR_MS, value=35.9) for h in range(3)]
         values.append(reading(T0 + 3 * HOUR_MS + LATENESS))

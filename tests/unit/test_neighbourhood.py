@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from schemas import Topics, decode, encode
-from streams.air_quality import Output, SourceRecord
+from streams.air_quality import SourceRecord
 from streams.neighbourhood import (
     ONE_AREA,
     AreaPlan,
@@ -146,23 +146,25 @@ def test_grid_areas_also_receive_the_stations_next_door_that_their_stations_need
 
 def test_a_disabled_check_plans_nothing_and_rekeys_nothing() -> None:
     plan = AreaPlan.of(CITY, NeighbourConfig(enabled=False))
-    output = Output(TOPICS.aqi_hourly, b"s0", hourly("s0", 0, pm25=10.0))
-    assert plan.rekey([output], TOPICS) == []
+    assert plan.rekey([(0, "s0", hourly("s0", 0, pm25=10.0))], TOPICS) == []
 
 
 def test_hourly_records_are_rekeyed_by_area_ordered_by_hour_then_station() -> None:
-    outputs = [
-        Output(TOPICS.aqi_hourly, b"s1", hourly("s1", 0, pm25=1.0)),
-        Output(TOPICS.aqi_hourly, b"s1", hourly("s1", 1, pm25=2.0)),
-        Output(TOPICS.enriched_air_quality, b"s0", b"not hourly"),
-        Output(TOPICS.aqi_hourly, b"elsewhere", hourly("elsewhere", 0, pm25=3.0)),
-        Output(TOPICS.aqi_hourly, b"s0", hourly("s0", 1, pm25=4.0)),
-        Output(TOPICS.aqi_hourly, b"s0", hourly("s0", 0, pm25=5.0)),
+    batch = [
+        (hour, station, hourly(station, hour, pm25=pm25))
+        for station, hour, pm25 in [
+            ("s1", 0, 1.0),
+            ("s1", 1, 2.0),
+            ("elsewhere", 0, 3.0),
+            ("s0", 1, 4.0),
+            ("s0", 0, 5.0),
+        ]
     ]
-    rekeyed = PLAN.rekey(outputs, TOPICS)
+    rekeyed = PLAN.rekey([(T0 + hour * HOUR_MS, s, value) for hour, s, value in batch], TOPICS)
     assert {o.topic for o in rekeyed} == {TOPICS.hourly_by_area}
     assert {o.key for o in rekeyed} == {ONE_AREA.encode()}
     assert [decode(o.value)["hourly_means"]["pm25"] for o in rekeyed] == [5.0, 1.0, 4.0, 2.0]
+    assert [o.value for o in rekeyed] == [batch[i][2] for i in (4, 0, 3, 1)]  # not re-encoded
 
 
 # -- judging an area's hours -----------------------------------------------------------
