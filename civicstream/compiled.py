@@ -36,6 +36,7 @@ MODULES: tuple[str, ...] = (
     "processors.daily",
     "processors.exceptions",
     "processors.health",
+    "processors.neighbours",
     "processors.rolling",
     "processors.units",
     "processors.validation",
@@ -43,11 +44,12 @@ MODULES: tuple[str, ...] = (
     "schemas.raw",
     "sinks._datasets",
     "streams.air_quality",
+    "streams.neighbourhood",
     "streams.station",
     "streams.time",
 )
-"""The air-quality step's modules (with the Avro writers), and the sink's dataset
-conversions (sinks._datasets)."""
+"""The air-quality step's modules (with the Avro writers), the neighbour check's, and the
+sink's dataset conversions (sinks._datasets)."""
 
 
 class StaleBuild(RuntimeError):

@@ -14,7 +14,8 @@ import pytest
 from civicstream.compiled import MODULES, ROOT, StaleBuild, compiled_modules, ensure_fresh
 
 # Runs the step over Beijing's first three days (12 stations, ~5,000 readings) in batches
-# of 500, and prints a digest of every output and every saved state. With "python", the
+# of 500, and the neighbour check over its hourly records, and prints a digest of every
+# output and every saved state. With "python", the
 # step's modules are imported from their .py sources even where a compiled build exists.
 STEP_DIGEST = """
 import hashlib, importlib.util, sys
@@ -35,16 +36,31 @@ from streams.air_quality import AirQualityPipeline, SourceRecord
 from streams.time import HourlyWindows
 import streams.station
 
+from streams.neighbourhood import AreaPlan, NeighbourConfig, NeighbourPipeline
+
 records = workload("beijing", 3, 0)
 source = [SourceRecord("raw", 0, i, r.key, r.value) for i, r in enumerate(records)]
+stations = sorted({r.key.decode() for r in records})
+# A line of stations 3 km apart: each has neighbours, so every hour is judged.
+line = {s: (39.9 + 0.027 * n, 116.4) for n, s in enumerate(stations)}
+plan = AreaPlan.of(line, NeighbourConfig())
 pipeline = AirQualityPipeline(Topics(), HourlyWindows(600_000))
-states, digest = _DictStates(), hashlib.sha256()
+neighbours = NeighbourPipeline(Topics(), plan)
+states, areas, digest = _DictStates(), _DictStates(), hashlib.sha256()
+area_offset = 0
 for start in range(0, len(source), 500):
     result = pipeline.process(source[start : start + 500], states)
     states.update((u.station_id, u.data) for u in result.state_updates)
-    for output in result.outputs:
+    rekeyed = plan.rekey(result.hourly, Topics())
+    area_records = [
+        SourceRecord("area", 0, area_offset + i, o.key, o.value) for i, o in enumerate(rekeyed)
+    ]
+    area_offset += len(rekeyed)
+    judged = neighbours.process(area_records, areas)
+    areas.update((u.station_id, u.data) for u in judged.state_updates)
+    for output in [*result.outputs, *rekeyed, *judged.outputs]:
         digest.update(output.topic.encode() + (output.key or b"") + output.value)
-    for update in result.state_updates:
+    for update in [*result.state_updates, *judged.state_updates]:
         digest.update(update.station_id.encode() + update.data)
 print(len(source), streams.station.__file__.endswith(".py"), digest.hexdigest())
 """
