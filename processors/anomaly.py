@@ -95,7 +95,9 @@ def _flags(bits: int) -> frozenset[str]:
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__ (2-3x slower
 # to build, and one is built per reading). Treated as a value all the same: never mutated.
-@dataclass(slots=True)
+# Its __init__ is written out: the one dataclasses generates runs interpreted even in the
+# compiled build (mypyc compiles only what the class body holds).
+@dataclass(slots=True, init=False)
 class Verdict:
     """What the detector makes of one reading.
 
@@ -113,6 +115,24 @@ class Verdict:
     expected: tuple[float, float] | None
     detail: str
     revision: Verdict | None = None
+
+    def __init__(
+        self,
+        ts: float,
+        value: float | None,
+        score: float,
+        flags: frozenset[str],
+        expected: tuple[float, float] | None,
+        detail: str,
+        revision: Verdict | None = None,
+    ) -> None:
+        self.ts = ts
+        self.value = value
+        self.score = score
+        self.flags = flags
+        self.expected = expected
+        self.detail = detail
+        self.revision = revision
 
     @property
     def is_fault(self) -> bool:

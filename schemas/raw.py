@@ -35,7 +35,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__ (2-3x slower
 # to build, and one is built per reading). Treated as a value all the same: never mutated.
-@dataclass(slots=True)
+# Its __init__ is written out: the one dataclasses generates runs interpreted even in the
+# compiled build (mypyc compiles only what the class body holds).
+@dataclass(slots=True, init=False)
 class RawReading:
     """One structurally valid raw sample; `value` keeps the exact decimal text sent.
 
@@ -54,6 +56,32 @@ class RawReading:
     channel_a: Decimal | None = None
     channel_b: Decimal | None = None
     relative_humidity: Decimal | None = None
+
+    def __init__(
+        self,
+        station_id: str,
+        sensor_id: str | None,
+        pollutant: str,
+        value: Decimal,
+        unit: str,
+        ts_ms: int,
+        lat: float | None,
+        lon: float | None,
+        channel_a: Decimal | None = None,
+        channel_b: Decimal | None = None,
+        relative_humidity: Decimal | None = None,
+    ) -> None:
+        self.station_id = station_id
+        self.sensor_id = sensor_id
+        self.pollutant = pollutant
+        self.value = value
+        self.unit = unit
+        self.ts_ms = ts_ms
+        self.lat = lat
+        self.lon = lon
+        self.channel_a = channel_a
+        self.channel_b = channel_b
+        self.relative_humidity = relative_humidity
 
 
 def _reject_constant(token: str) -> Any:

@@ -40,7 +40,9 @@ __all__ = [
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__ (2-3x slower
 # to build, and one is built per reading). Treated as a value all the same: never mutated.
-@dataclass(slots=True)
+# Its __init__ is written out: the one dataclasses generates runs interpreted even in the
+# compiled build (mypyc compiles only what the class body holds).
+@dataclass(slots=True, init=False)
 class SourceRecord:
     """One consumed Kafka record, bytes as they arrived."""
 
@@ -50,16 +52,42 @@ class SourceRecord:
     key: bytes | None
     value: bytes | None
 
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__ (2-3x slower
 # to build, and one is built per reading). Treated as a value all the same: never mutated.
-@dataclass(slots=True)
+# Its __init__ is written out: the one dataclasses generates runs interpreted even in the
+# compiled build (mypyc compiles only what the class body holds).
+@dataclass(slots=True, init=False)
 class Output:
     """A record to produce: topic, key, framed Avro value."""
 
     topic: str
     key: bytes | None
     value: bytes
+
+    def __init__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+    ) -> None:
+        self.topic = topic
+        self.key = key
+        self.value = value
 
 
 class StateStore(Protocol):

@@ -91,7 +91,9 @@ def _as_float(value: Decimal | None) -> float | None:
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__ (2-3x slower
 # to build, and one is built per reading). Treated as a value all the same: never mutated.
-@dataclass(slots=True)
+# Its __init__ is written out: the one dataclasses generates runs interpreted even in the
+# compiled build (mypyc compiles only what the class body holds).
+@dataclass(slots=True, init=False)
 class AcceptedReading:
     """A validated reading waiting for its hour to become final."""
 
@@ -115,6 +117,37 @@ class AcceptedReading:
     _row_json: str | None = field(default=None, init=False, repr=False, compare=False)
     """`to_row()` as JSON, made once: a reading is saved with its station every batch
     until its hour closes (`judged` makes a fresh reading without it)."""
+
+    def __init__(
+        self,
+        pollutant: str,
+        ts_ms: int,
+        sensor_id: str | None,
+        value: Decimal,
+        unit: str,
+        value_epa: Decimal,
+        lat: float | None,
+        lon: float | None,
+        correction: str | None = None,
+        flags: tuple[str, ...] = (),
+        score: float | None = None,
+        expected: tuple[float, float] | None = None,
+        detail: str = "",
+    ) -> None:
+        self.pollutant = pollutant
+        self.ts_ms = ts_ms
+        self.sensor_id = sensor_id
+        self.value = value
+        self.unit = unit
+        self.value_epa = value_epa
+        self.lat = lat
+        self.lon = lon
+        self.correction = correction
+        self.flags = flags
+        self.score = score
+        self.expected = expected
+        self.detail = detail
+        self._row_json = None
 
     @property
     def is_fault(self) -> bool:
