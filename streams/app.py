@@ -3,7 +3,9 @@
 Faust stays at this edge: it keeps the consumer group, the changelog-backed tables and the
 commits. Each source topic's records come straight from Faust's fetches in batches
 (streams.intake); a task hands them to `AirQualityPipeline` (pure), sends what it returns
-and writes the touched station states to a changelog-backed table.
+and writes the touched station states to a changelog-backed table. The next batch is
+computed, in the worker's step thread, while the last goes through the commit order
+below (streams.batches); batches become durable one at a time, in order.
 
 Commit order, per batch (at-least-once, idempotent by construction):
   1. outputs (enriched readings, hourly and daily AQI, dead letters) are produced and flushed:
@@ -61,7 +63,7 @@ from streams.air_quality import (
     load_progress,
     progress_update,
 )
-from streams.batches import StateReader, run_batches, step_executor
+from streams.batches import Done, StateReader, Step, run_batches, step_executor
 from streams.gaps import CommitWatch, GapPolicy, StallWatch
 from streams.incidents import (
     IncidentBatchResult,
@@ -283,6 +285,21 @@ async def make_durable(
         await rewinder.handle(partition, gap)
     ack_durable(app.consumer, messages, result.gaps)
     return durable_at
+
+
+async def run_durably(
+    app: faust.App,
+    intake: Intake,
+    store: TableStateStore,
+    rewinder: Rewinder,
+    step: Step,
+    done: Done,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """A task's batch loop (streams.batches): `step` in the step thread, each batch made
+    durable in this module's commit order, then `done`."""
+    durable = partial(make_durable, app, store, rewinder)
+    await run_batches(intake, store, step, durable, done, key_of=store.key_of, executor=executor)
 
 
 class Partitions:
@@ -606,15 +623,7 @@ def create_app(
                 hours=result.hours_closed,
             )
 
-        await run_batches(
-            intake,
-            store,
-            air_quality_step,
-            partial(make_durable, app, store, rewinder),
-            done,
-            key_of=store.key_of,
-            executor=executor,
-        )
+        await run_durably(app, intake, store, rewinder, air_quality_step, done, executor)
 
     incident_store, incident_intake = _incident_task(
         app,
@@ -768,15 +777,7 @@ def _neighbour_task(
                 late=result.late,
             )
 
-        await run_batches(
-            intake,
-            store,
-            step,
-            partial(make_durable, app, store, rewinder),
-            done,
-            key_of=store.key_of,
-            executor=executor,
-        )
+        await run_durably(app, intake, store, rewinder, step, done, executor)
 
     return store, intake
 
@@ -829,14 +830,6 @@ def _incident_task(
                 dead_letters=sum(result.dead_letters.values()),
             )
 
-        await run_batches(
-            intake,
-            store,
-            step,
-            partial(make_durable, app, store, rewinder),
-            done,
-            key_of=store.key_of,
-            executor=executor,
-        )
+        await run_durably(app, intake, store, rewinder, step, done, executor)
 
     return store, intake

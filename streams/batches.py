@@ -28,7 +28,15 @@ from typing import Any, Protocol
 
 from streams.air_quality import Output
 
-__all__ = ["PendingStates", "Step", "run_batches", "step_executor"]
+__all__ = [
+    "Done",
+    "Durable",
+    "PendingStates",
+    "StateReader",
+    "Step",
+    "run_batches",
+    "step_executor",
+]
 
 
 class StateReader(Protocol):

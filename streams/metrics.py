@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from processors.aqi import CATEGORIES
-from streams.air_quality import DEFAULT_STALE_AFTER_MS, BatchResult, SourceRecord
+from streams.air_quality import DEFAULT_STALE_AFTER_MS, BatchResult
 from telemetry import ConsumerMetrics, MetricSet
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ class WorkerMetrics(MetricSet):
 
     def record_batch(
         self,
-        records: Sequence[SourceRecord],
+        records: Sequence[Any],
         result: BatchResult,
         received: Sequence[float | None],
         durable_at: float,
@@ -214,6 +214,7 @@ class WorkerMetrics(MetricSet):
     ) -> None:
         """Update every metric after a batch whose outputs became durable at `durable_at`.
 
+        `records` are the batch's consumed messages (their topic, partition and offset);
         `received[i]` is when `records[i]` arrived (same clock as `durable_at`), or None.
         """
         consumer = self.consumer
