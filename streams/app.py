@@ -3,9 +3,9 @@
 Faust stays at this edge: it keeps the consumer group, the changelog-backed tables and the
 commits. Each source topic's records come straight from Faust's fetches in batches
 (streams.intake); a task hands them to `AirQualityPipeline` (pure), sends what it returns
-and writes the touched station states to a changelog-backed table. The next batch is
-computed, in the worker's step thread, while the last goes through the commit order
-below (streams.batches); batches become durable one at a time, in order.
+and writes the touched station states to a changelog-backed table. The air-quality task
+computes its next batch, in the worker's step thread, while the last goes through the
+commit order below (streams.batches); batches become durable one at a time, in order.
 
 Commit order, per batch (at-least-once, idempotent by construction):
   1. outputs (enriched readings, hourly and daily AQI, dead letters) are produced and flushed:
@@ -294,10 +294,11 @@ async def run_durably(
     rewinder: Rewinder,
     step: Step,
     done: Done,
-    executor: ThreadPoolExecutor,
+    executor: ThreadPoolExecutor | None,
 ) -> None:
-    """A task's batch loop (streams.batches): `step` in the step thread, each batch made
-    durable in this module's commit order, then `done`."""
+    """A task's batch loop (streams.batches): `step` in `executor`'s thread (None: in the
+    loop, one batch after the other), each batch made durable in this module's commit
+    order, then `done`."""
     durable = partial(make_durable, app, store, rewinder)
     await run_batches(intake, store, step, durable, done, key_of=store.key_of, executor=executor)
 
@@ -584,11 +585,14 @@ def create_app(
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.raw_air_quality, bootstrap, security=security)
     plan = neighbours or AreaPlan.of(coordinates or {}, NeighbourConfig())
-    # The tasks' pipeline steps run here, off the event loop (streams.batches).
-    executor = step_executor()
     area_store, area_intake = _neighbour_task(
-        app, topics, bootstrap, plan, partitions, metrics, executor, security=security
+        app, topics, bootstrap, plan, partitions, metrics, security=security
     )
+    # The air-quality step runs off the event loop, overlapping the last batch's commit
+    # (streams.batches). The neighbour and incident tasks (a few percent of the worker's
+    # time) still take their batches one after the other: with them overlapped too, one
+    # CI run of the incident kill test lost incidents, for a cause not found yet.
+    executor = step_executor()
 
     def air_quality_step(
         messages: Sequence[Any], states: StateReader
@@ -630,7 +634,6 @@ def create_app(
         topics,
         bootstrap,
         incident_sources or {},
-        executor,
         metrics_enabled=bool(metrics_port),
         security=security,
     )
@@ -740,7 +743,6 @@ def _neighbour_task(
     plan: AreaPlan,
     partitions: int,
     metrics: WorkerMetrics | None,
-    executor: ThreadPoolExecutor,
     *,
     security: KafkaSecurity,
 ) -> tuple[TableStateStore, Intake]:
@@ -777,7 +779,7 @@ def _neighbour_task(
                 late=result.late,
             )
 
-        await run_durably(app, intake, store, rewinder, step, done, executor)
+        await run_durably(app, intake, store, rewinder, step, done, None)
 
     return store, intake
 
@@ -787,7 +789,6 @@ def _incident_task(
     topics: Topics,
     bootstrap: str,
     sources: Mapping[str, IncidentSource],
-    executor: ThreadPoolExecutor,
     *,
     metrics_enabled: bool,
     security: KafkaSecurity,
@@ -830,6 +831,6 @@ def _incident_task(
                 dead_letters=sum(result.dead_letters.values()),
             )
 
-        await run_durably(app, intake, store, rewinder, step, done, executor)
+        await run_durably(app, intake, store, rewinder, step, done, None)
 
     return store, intake

@@ -15,7 +15,8 @@ with batches waiting. So, while records are waiting:
   `sys.getswitchinterval`), which is all the sends and flushes need.
 
 A batch that found a gap is made durable before the next is computed (its rewind must be
-seen first), and an idle worker makes each batch durable at once (latency first).
+seen first), and an idle worker makes each batch durable at once (latency first). Without
+an executor, batches run one after the other in the loop, as every task did before.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class Batches(Protocol):
 
 
 def step_executor() -> ThreadPoolExecutor:
-    """The worker's one step thread, shared by its tasks (steps never run side by side)."""
+    """The worker's step thread (one: steps never run side by side)."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicstream-step")
 
 
@@ -108,8 +109,9 @@ async def run_batches(
     key_of: Callable[[Any], str],
     executor: ThreadPoolExecutor | None,
 ) -> None:
-    """Take `intake`'s batches, compute each with `step` in `executor` (None: in the
-    loop), make each `durable` in turn, then call `done`; see the module docstring."""
+    """Take `intake`'s batches, compute each with `step` in `executor`, make each
+    `durable` in turn, then call `done`; see the module docstring. With no `executor` the
+    step runs in the loop and each batch is durable before the next is computed."""
     loop = asyncio.get_running_loop()
     pending = PendingStates(states, key_of)
     previous: asyncio.Future[None] | None = None
@@ -130,7 +132,7 @@ async def run_batches(
             if previous is not None:
                 await previous
             previous = asyncio.ensure_future(finish(messages, result, outputs, started))
-            if result.gaps or not len(intake):
+            if executor is None or result.gaps or not len(intake):
                 await previous
                 previous = None
     finally:

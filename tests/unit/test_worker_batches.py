@@ -324,9 +324,15 @@ def test_a_batch_with_a_gap_is_durable_before_the_next_is_computed() -> None:
     assert kinds.index(("step", 2)) < kinds.index(("durable to", 1))  # 1 had no gap
 
 
-def test_an_idle_worker_makes_each_batch_durable_at_once() -> None:
-    """With nothing waiting there is nothing to overlap: latency first."""
-    steps = run(Intake([[1], [2]], waiting=False), Store(), threaded=False)
+@pytest.mark.parametrize(
+    ("waiting", "threaded"), [(False, True), (True, False)], ids=["idle", "no executor"]
+)
+def test_an_idle_worker_or_one_without_executor_makes_each_batch_durable_at_once(
+    waiting: bool, threaded: bool
+) -> None:
+    """With nothing waiting there is nothing to overlap (latency first); without an
+    executor the batches run one after the other, as the neighbour and incident tasks do."""
+    steps = run(Intake([[1], [2]], waiting=waiting), Store(), threaded=threaded)
     kinds = [(s[0], s[1]) for s in steps]
     assert kinds == [
         ("step", 1),
