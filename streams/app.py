@@ -59,11 +59,12 @@ from streams.air_quality import (
     Output,
     SensorTypes,
     SourceRecord,
+    StateStore,
     StateUpdate,
     load_progress,
     progress_update,
 )
-from streams.batches import Done, StateReader, Step, run_batches, step_executor
+from streams.batches import Done, Step, run_batches, step_executor
 from streams.gaps import CommitWatch, GapPolicy, StallWatch
 from streams.incidents import (
     IncidentBatchResult,
@@ -301,6 +302,16 @@ async def run_durably(
     order, then `done`."""
     durable = partial(make_durable, app, store, rewinder)
     await run_batches(intake, store, step, durable, done, key_of=store.key_of, executor=executor)
+
+
+def outputs_step(process: Callable[[list[SourceRecord], Any], Any]) -> Step:
+    """The batch step of a pipeline whose result's `outputs` are all it produces."""
+
+    def step(messages: Sequence[Any], states: StateStore) -> tuple[Any, Sequence[Output]]:
+        result = process(source_records(messages), states)
+        return result, result.outputs
+
+    return step
 
 
 class Partitions:
@@ -595,7 +606,7 @@ def create_app(
     executor = step_executor()
 
     def air_quality_step(
-        messages: Sequence[Any], states: StateReader
+        messages: Sequence[Any], states: StateStore
     ) -> tuple[BatchResult, list[Output]]:
         result = pipeline.process(source_records(messages), states)
         # The final hours, re-keyed by area for the neighbour check: durable with the rest.
@@ -757,9 +768,7 @@ def _neighbour_task(
     store = TableStateStore(table, app.producer)
     rewinder = Rewinder(app, store, topics.hourly_by_area, bootstrap, security=security)
 
-    def step(messages: Sequence[Any], states: StateReader) -> tuple[NeighbourResult, list[Output]]:
-        result = pipeline.process(source_records(messages), states)
-        return result, result.outputs
+    step = outputs_step(pipeline.process)
 
     @app.task
     async def neighbours() -> None:
@@ -804,11 +813,7 @@ def _incident_task(
     )
     metrics = IncidentMetrics.of() if metrics_enabled else None
 
-    def step(
-        messages: Sequence[Any], states: StateReader
-    ) -> tuple[IncidentBatchResult, list[Output]]:
-        result = pipeline.process(source_records(messages), states)
-        return result, result.outputs
+    step = outputs_step(pipeline.process)
 
     @app.task
     async def incidents() -> None:

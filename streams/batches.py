@@ -27,32 +27,27 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from streams.air_quality import Output
+from streams.air_quality import Output, StateStore
 
 __all__ = [
     "Done",
     "Durable",
     "PendingStates",
-    "StateReader",
     "Step",
     "run_batches",
     "step_executor",
 ]
 
 
-class StateReader(Protocol):
-    def load(self, key: str) -> bytes | None: ...
-
-
 _DELETED = object()
 
 
 class PendingStates:
-    """The state store as the next batch must see it: the writes of batches not yet
-    durable (newest first), then the store. Read by the step's thread, written by the
+    """The state store as the next batch must see it: the newest write of each key by a
+    batch not yet durable, else the store. Read by the step's thread, written by the
     event loop's: each is one dict operation, atomic under the GIL."""
 
-    def __init__(self, store: StateReader, key_of: Callable[[Any], str]) -> None:
+    def __init__(self, store: StateStore, key_of: Callable[[Any], str]) -> None:
         self.store = store
         self.key_of = key_of
         self.pending: dict[str, Any] = {}
@@ -77,7 +72,7 @@ class PendingStates:
                 del self.pending[key]
 
 
-Step = Callable[[Sequence[Any], StateReader], tuple[Any, Sequence[Output]]]
+Step = Callable[[Sequence[Any], StateStore], tuple[Any, Sequence[Output]]]
 """Consumed messages and the states to read → (the pipeline's result, outputs in produce
 order). The result has `state_updates` and `gaps`."""
 Durable = Callable[[Sequence[Any], Sequence[Output], Any], Awaitable[float]]
@@ -101,7 +96,7 @@ def step_executor() -> ThreadPoolExecutor:
 
 async def run_batches(
     intake: Batches,
-    states: StateReader,
+    states: StateStore,
     step: Step,
     durable: Durable,
     done: Done,
