@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, NoReturn
 
 from processors._context import DECIMAL_CONTEXT
 from processors.exceptions import InvalidValue, UnknownKey
@@ -86,6 +86,12 @@ class _Segment(NamedTuple):
     c_hi: Decimal
     i_lo: int
     i_hi: int
+    i_spread: Decimal
+    """i_hi − i_lo"""
+    c_spread: Decimal
+    """c_hi − c_lo"""
+    i_base: Decimal
+    """i_lo"""
 
 
 class _Table(NamedTuple):
@@ -104,7 +110,18 @@ def _table(quantum: str, rows: str, no_index_from: str | None = None) -> _Table:
         concentrations, indices = row.split(":")
         c_lo, c_hi = concentrations.split("-")
         i_lo, i_hi = indices.split("-")
-        segments.append(_Segment(Decimal(c_lo), Decimal(c_hi), int(i_lo), int(i_hi)))
+        low, high, index_low, index_high = Decimal(c_lo), Decimal(c_hi), int(i_lo), int(i_hi)
+        segments.append(
+            _Segment(
+                low,
+                high,
+                index_low,
+                index_high,
+                Decimal(index_high - index_low),
+                DECIMAL_CONTEXT.subtract(high, low),
+                Decimal(index_low),
+            )
+        )
     limit = None if no_index_from is None else Decimal(no_index_from)
     return _Table(Decimal(quantum), tuple(segments), limit)
 
@@ -175,6 +192,7 @@ CATEGORY_COLORS: Final[Mapping[str, tuple[int, int, int]]] = MappingProxyType(
     }
 )
 
+_ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
 _HALF: Final = Decimal("0.5")
 
@@ -193,10 +211,14 @@ def _lookup(key: str) -> _Table:
 def _non_negative(value: Number, what: str) -> Decimal:
     """A finite, non-negative concentration; a negative one is a sensor or upstream bug."""
     number = to_decimal(value)
-    if number < 0:
-        msg = f"{what}: a concentration cannot be negative, got {number}"
-        raise InvalidValue(msg)
+    if number < _ZERO:
+        _negative(what, number)
     return number
+
+
+def _negative(what: str, number: Decimal) -> NoReturn:
+    msg = f"{what}: a concentration cannot be negative, got {number}"
+    raise InvalidValue(msg)
 
 
 def _truncate(table: _Table, number: Decimal) -> Decimal:
@@ -216,12 +238,17 @@ def _index(table: _Table, truncated: Decimal) -> int | None:
     # Truncation leaves no value in the one-step gaps between segments, so the first
     # segment whose top is not below the value contains it; above the table, the top
     # segment's line continues.
-    segment = next((s for s in table.segments if truncated <= s.c_hi), table.segments[-1])
+    segment = table.segments[-1]
+    for candidate in table.segments:
+        if truncated <= candidate.c_hi:
+            segment = candidate
+            break
     ctx = DECIMAL_CONTEXT
     # (i_hi − i_lo) × (C − c_lo) / (c_hi − c_lo) + i_lo, multiplying before dividing: an
-    # exact .5 stays exactly .5 for the rounding.
-    spread = ctx.multiply(segment.i_hi - segment.i_lo, ctx.subtract(truncated, segment.c_lo))
-    value = ctx.add(ctx.divide(spread, ctx.subtract(segment.c_hi, segment.c_lo)), segment.i_lo)
+    # exact .5 stays exactly .5 for the rounding. (The index bounds are kept as Decimals
+    # too: the same exact values, without converting an int for every operation.)
+    spread = ctx.multiply(segment.i_spread, ctx.subtract(truncated, segment.c_lo))
+    value = ctx.add(ctx.divide(spread, segment.c_spread), segment.i_base)
     return int(value.quantize(_ONE, rounding=ROUND_HALF_UP, context=ctx))
 
 
@@ -283,12 +310,18 @@ def nowcast(hourly: Sequence[Number | None], pollutant: str = "pm25") -> Decimal
         )
         raise UnknownKey(msg)
     newest_first = list(hourly[-NOWCAST_HOURS:])[::-1]
-    present = [
-        (age, _non_negative(value, f"{key} hour -{age}"))
-        for age, value in enumerate(newest_first)
-        if value is not None
-    ]
-    if sum(1 for age, _ in present if age < 3) < 2:
+    present: list[tuple[int, Decimal]] = []
+    recent = 0
+    for age, value in enumerate(newest_first):
+        if value is None:
+            continue
+        number = to_decimal(value)
+        if number < _ZERO:
+            _negative(f"{key} hour -{age}", number)
+        present.append((age, number))
+        if age < 3:
+            recent += 1
+    if recent < 2:
         return None
     values = [value for _, value in present]
     ctx = DECIMAL_CONTEXT
@@ -372,11 +405,15 @@ class HourlyAqi:
 
 def _hourly_series(pollutant: str, hourly: Sequence[Number | None]) -> list[Decimal | None]:
     """Validated Decimals; the error message is built only when a value is bad (hot path)."""
-    numbers = [None if value is None else to_decimal(value) for value in hourly]
-    for position, number in enumerate(numbers):
-        if number is not None and number < 0:
-            msg = f"{pollutant} hour {position}: a concentration cannot be negative, got {number}"
-            raise InvalidValue(msg)
+    numbers: list[Decimal | None] = []
+    for position, value in enumerate(hourly):
+        if value is None:
+            numbers.append(None)
+            continue
+        number = to_decimal(value)
+        if number < _ZERO:  # a Decimal zero: comparing with int 0 converts it every time
+            _negative(f"{pollutant} hour {position}", number)
+        numbers.append(number)
     return numbers
 
 

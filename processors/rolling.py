@@ -37,13 +37,13 @@ def mean(values: Iterable[Decimal]) -> Decimal:
         raise InvalidValue(msg)
     # Hourly means are finite Decimals already (the hot path of every closing hour);
     # anything else is checked and converted by to_decimal.
-    if not all(type(value) is Decimal and value.is_finite() for value in numbers):
-        numbers = [to_decimal(value) for value in numbers]
     add = DECIMAL_CONTEXT.add
     total = _ZERO
     for number in numbers:
+        if type(number) is not Decimal or not number.is_finite():
+            number = to_decimal(number)
         total = add(total, number)
-    return DECIMAL_CONTEXT.divide(total, len(numbers))
+    return DECIMAL_CONTEXT.divide(total, Decimal(len(numbers)))
 
 
 def rolling_mean(hourly: Sequence[Decimal | None], hours: int, min_valid: int) -> Decimal | None:
