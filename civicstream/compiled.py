@@ -40,6 +40,7 @@ MODULES: tuple[str, ...] = (
     "processors.rolling",
     "processors.units",
     "processors.validation",
+    "schemas._reader",
     "schemas._writer",
     "schemas.raw",
     "sinks._datasets",
@@ -49,7 +50,7 @@ MODULES: tuple[str, ...] = (
     "streams.time",
 )
 """The air-quality step's modules (with the Avro writers), the neighbour check's, and the
-sink's dataset conversions (sinks._datasets)."""
+sink's Avro readers and dataset conversions (sinks._datasets)."""
 
 
 class StaleBuild(RuntimeError):

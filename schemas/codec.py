@@ -19,6 +19,7 @@ from typing import Any
 import fastavro
 import fastavro.schema
 
+from schemas._reader import Cursor, Reader, Unread, compile_reader
 from schemas._writer import Unfit, Writer, compile_writer
 from schemas.exceptions import SchemaError
 
@@ -132,6 +133,12 @@ def encode(name: str, record: Mapping[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+@cache
+def _compiled_reader(name: str) -> Reader | None:
+    """The compiled reader of contract `name`'s current version (schemas._reader)."""
+    return compile_reader(schema(name))
+
+
 def is_avro(data: bytes) -> bool:
     """True when `data` carries the single-object marker."""
     return len(data) >= _HEADER_LEN and data[:2] == MAGIC
@@ -148,6 +155,17 @@ def decode_as(data: bytes) -> tuple[str, dict[str, Any]]:
         raise SchemaError(msg)
     name, writer = known
     reader = schema(name)
+    if writer is reader and type(data) is bytes:
+        read = _compiled_reader(name)
+        if read is not None:
+            cursor = Cursor(data, _HEADER_LEN)
+            try:
+                compiled = read(cursor)
+            except Unread:
+                pass  # fastavro reads it below, or says what is wrong with it
+            else:
+                if cursor.position == len(data):
+                    return name, compiled
     body = io.BytesIO(data)
     body.seek(_HEADER_LEN)
     try:
