@@ -63,6 +63,8 @@ def _bool(value: Any) -> int:
 
 
 def _real(value: Any) -> float:
+    if type(value) is float and math.isfinite(value):  # as every Avro double decodes
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         msg = f"expected a number, got {type(value).__name__}"
         raise InvalidRecord(msg)
@@ -85,15 +87,42 @@ def _utc(value: Any) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
+_TEXTS_KEPT = 4096
+"""Timestamps whose text is remembered (per kind): an hour start is shared by every
+reading of its hour, an event time by the sensors of a station, so most are repeats."""
+_HOUR_TEXTS: dict[datetime, str] = {}
+_MILLIS_TEXTS: dict[datetime, str] = {}
+
+
+def _remember(texts: dict[datetime, str], value: datetime, text: str) -> str:
+    if len(texts) >= _TEXTS_KEPT:
+        texts.clear()
+    texts[value] = text
+    return text
+
+
 def _hour(value: Any) -> str:
+    if type(value) is datetime and value.tzinfo is UTC:
+        known = _HOUR_TEXTS.get(value)
+        if known is not None:
+            return known
     moment = _utc(value)
     if moment.microsecond:
         msg = f"hour start {moment.isoformat()}Z is not a whole second"
         raise InvalidRecord(msg)
-    return moment.isoformat(timespec="seconds") + "Z"
+    text = moment.isoformat(timespec="seconds") + "Z"
+    if type(value) is datetime and value.tzinfo is UTC:
+        _remember(_HOUR_TEXTS, value, text)
+    return text
 
 
 def _millis(value: Any) -> str:
+    if type(value) is datetime and value.tzinfo is UTC:
+        known = _MILLIS_TEXTS.get(value)
+        if known is None:
+            text = value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+            known = _remember(_MILLIS_TEXTS, value, text)
+        return known
     return _utc(value).isoformat(timespec="milliseconds") + "Z"
 
 

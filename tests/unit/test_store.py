@@ -393,6 +393,21 @@ def test_iso_text_sorts_in_time_order(store: Store) -> None:
     assert [int(s[14:16]) for s in stamps] == sorted(minutes)
 
 
+def test_a_timestamp_seen_before_is_stored_as_the_same_text() -> None:
+    """The sink remembers the text of recent timestamps (most repeat): more distinct
+    ones than it keeps, each twice, every text is still the timestamp's own."""
+    from sinks._datasets import READINGS
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    moments = [start + timedelta(minutes=m, milliseconds=m % 1000) for m in range(5000)]
+    for _ in range(2):
+        for moment in moments:
+            row = READINGS.to_row(reading() | {"ts": moment, "hour_start": start})
+            ts, hour = (READINGS.column_names.index(name) for name in ("ts", "hour_start"))
+            assert row[ts] == moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+            assert row[hour] == "2026-01-01T00:00:00Z"
+
+
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
