@@ -250,91 +250,14 @@ class AirQualityPipeline:
 
         `store` is only read; the caller writes `state_updates` once the outputs are durable.
         """
-        result = BatchResult()
-        touched: dict[str, tuple[StationState, int]] = {}
-        next_offsets: dict[int, int | None] = {}
-        for record in records:
-            partition = record.partition
-            if partition not in next_offsets:
-                next_offsets[partition] = load_progress(store, partition)
-            expected = next_offsets[partition]
-            if expected is not None and record.offset < expected:
-                result.redelivered += 1  # applied by an earlier batch
-                continue
-            if expected is not None and record.offset > expected:
-                # The consumer skipped records (Faust can, around rebalances): apply nothing
-                # of this partition until it has been rewound to the first one not applied.
-                gap = result.gaps.get(partition)
-                if gap is None or record.offset < gap.first_seen:
-                    result.gaps[partition] = Gap(expected, record.offset)
-                result.skipped += 1
-                continue
-            next_offsets[partition] = record.offset + 1
-            try:
-                reading = self._parse(record, result)
-            except Exception as error:  # a gap in validation must not stop the worker
-                detail = f"{type(error).__name__}: {error}"
-                self._dead_letter(record, Reason.UNPROCESSABLE, detail, result)
-                continue
-            if reading is None:
-                continue
-            raw, accepted = reading
-            if raw.station_id in touched:
-                state = touched[raw.station_id][0]
-            else:
-                state = self._load(raw.station_id, store)
-            touched[raw.station_id] = (state, record.partition)
-            if state.already_applied(record.partition, record.offset):
-                result.redelivered += 1
-                continue
-            state.mark_applied(record.partition, record.offset)
-            if state.is_far_ahead(accepted.ts_ms):
-                detail = (
-                    f"ts {accepted.ts_ms} is more than {MAX_AHEAD_MS // DAY_MS} days ahead of "
-                    f"the station's stream time {state.stream_time_ms} (a clock error; "
-                    f"{REANCHOR_AFTER + 1} agreeing readings in a row move stream time)"
-                )
-                self._dead_letter(record, Reason.INVALID_TIMESTAMP, detail, result, accepted.ts_ms)
-            elif state.is_late(accepted.ts_ms, self.windows):
-                outcome = state.fill_late(accepted, self.windows, self.days)
-                if outcome == "filled":
-                    result.accepted += 1
-                    result.daily_corrections += 1
-                    self._close(state, result)
-                else:
-                    detail = (
-                        f"hour of {accepted.ts_ms} closed at stream time {state.stream_time_ms}"
-                        f" (allowed lateness {self.windows.allowed_lateness_ms} ms)"
-                    )
-                    if outcome == "duplicate":
-                        detail = f"{accepted.pollutant} at {accepted.ts_ms} already filled its hour"
-                    reason = Reason.LATE if outcome == "late" else Reason.DUPLICATE
-                    self._dead_letter(record, reason, detail, result, accepted.ts_ms)
-            elif state.is_duplicate(accepted):
-                detail = f"{accepted.pollutant} at {accepted.ts_ms} was already accepted"
-                self._dead_letter(record, Reason.DUPLICATE, detail, result, accepted.ts_ms)
-            else:
-                before = state.stream_time_ms
-                state.add(accepted)
-                result.accepted += 1
-                _keep_newest(result.newest_event_ms, (record.topic, partition), accepted.ts_ms)
-                sensor = (raw.station_id, accepted.pollutant)
-                _keep_newest(result.sensor_event_ms, sensor, accepted.ts_ms)
-                if state.stream_time_ms != before:
-                    self._close(state, result)
-        for station_id, (state, partition) in touched.items():
-            result.open_windows[station_id] = len(state.open_hours)
-            data = encode_state(state)
-            result.state_updates.append(StateUpdate(station_id, partition, data))
-            self._decoded[station_id] = (data, state)
-        while len(self._decoded) > DECODED_STATES_MAX:
-            del self._decoded[next(iter(self._decoded))]
-        # Progress last: a crash before it leaves station states ahead of it, and their own
-        # source offsets make the re-delivered records no-ops.
-        for partition, next_offset in sorted(next_offsets.items()):
-            if next_offset is not None:
-                result.state_updates.append(progress_update(partition, next_offset))
-        return result
+        run = self.start(store)
+        run.feed(records)
+        return run.finish()
+
+    def start(self, store: StateStore) -> BatchRun:
+        """A batch to apply in slices (`BatchRun.feed`, then `finish`): the same result as
+        `process` over the slices joined, with room for other work between slices."""
+        return BatchRun(self, store)
 
     def _load(self, station_id: str, store: StateStore) -> StationState:
         stored = store.load(station_id)
@@ -455,3 +378,108 @@ class AirQualityPipeline:
         result.outputs.append(
             Output(self.topics.deadletter, record.key, encode("deadletter", letter))
         )
+
+
+class BatchRun:
+    """One batch being applied by an AirQualityPipeline, fed in slices, in order."""
+
+    def __init__(self, pipeline: AirQualityPipeline, store: StateStore) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.result = BatchResult()
+        self.touched: dict[str, tuple[StationState, int]] = {}
+        self.next_offsets: dict[int, int | None] = {}
+
+    def feed(self, records: Sequence[SourceRecord]) -> None:
+        """Apply the batch's next records."""
+        pipeline, store, result = self.pipeline, self.store, self.result
+        touched, next_offsets = self.touched, self.next_offsets
+        for record in records:
+            partition = record.partition
+            if partition not in next_offsets:
+                next_offsets[partition] = load_progress(store, partition)
+            expected = next_offsets[partition]
+            if expected is not None and record.offset < expected:
+                result.redelivered += 1  # applied by an earlier batch
+                continue
+            if expected is not None and record.offset > expected:
+                # The consumer skipped records (Faust can, around rebalances): apply nothing
+                # of this partition until it has been rewound to the first one not applied.
+                gap = result.gaps.get(partition)
+                if gap is None or record.offset < gap.first_seen:
+                    result.gaps[partition] = Gap(expected, record.offset)
+                result.skipped += 1
+                continue
+            next_offsets[partition] = record.offset + 1
+            try:
+                reading = pipeline._parse(record, result)
+            except Exception as error:  # a gap in validation must not stop the worker
+                detail = f"{type(error).__name__}: {error}"
+                pipeline._dead_letter(record, Reason.UNPROCESSABLE, detail, result)
+                continue
+            if reading is None:
+                continue
+            raw, accepted = reading
+            if raw.station_id in touched:
+                state = touched[raw.station_id][0]
+            else:
+                state = pipeline._load(raw.station_id, store)
+            touched[raw.station_id] = (state, record.partition)
+            if state.already_applied(record.partition, record.offset):
+                result.redelivered += 1
+                continue
+            state.mark_applied(record.partition, record.offset)
+            if state.is_far_ahead(accepted.ts_ms):
+                detail = (
+                    f"ts {accepted.ts_ms} is more than {MAX_AHEAD_MS // DAY_MS} days ahead of "
+                    f"the station's stream time {state.stream_time_ms} (a clock error; "
+                    f"{REANCHOR_AFTER + 1} agreeing readings in a row move stream time)"
+                )
+                reason = Reason.INVALID_TIMESTAMP
+                pipeline._dead_letter(record, reason, detail, result, accepted.ts_ms)
+            elif state.is_late(accepted.ts_ms, pipeline.windows):
+                outcome = state.fill_late(accepted, pipeline.windows, pipeline.days)
+                if outcome == "filled":
+                    result.accepted += 1
+                    result.daily_corrections += 1
+                    pipeline._close(state, result)
+                else:
+                    detail = (
+                        f"hour of {accepted.ts_ms} closed at stream time {state.stream_time_ms}"
+                        f" (allowed lateness {pipeline.windows.allowed_lateness_ms} ms)"
+                    )
+                    if outcome == "duplicate":
+                        detail = f"{accepted.pollutant} at {accepted.ts_ms} already filled its hour"
+                    reason = Reason.LATE if outcome == "late" else Reason.DUPLICATE
+                    pipeline._dead_letter(record, reason, detail, result, accepted.ts_ms)
+            elif state.is_duplicate(accepted):
+                detail = f"{accepted.pollutant} at {accepted.ts_ms} was already accepted"
+                pipeline._dead_letter(record, Reason.DUPLICATE, detail, result, accepted.ts_ms)
+            else:
+                before = state.stream_time_ms
+                state.add(accepted)
+                result.accepted += 1
+                _keep_newest(result.newest_event_ms, (record.topic, partition), accepted.ts_ms)
+                sensor = (raw.station_id, accepted.pollutant)
+                _keep_newest(result.sensor_event_ms, sensor, accepted.ts_ms)
+                if state.stream_time_ms != before:
+                    pipeline._close(state, result)
+
+    def finish(self) -> BatchResult:
+        """The batch's result: its outputs, then the new states of the stations it touched
+        and the progress of its partitions."""
+        pipeline, result = self.pipeline, self.result
+        touched, next_offsets = self.touched, self.next_offsets
+        for station_id, (state, partition) in touched.items():
+            result.open_windows[station_id] = len(state.open_hours)
+            data = encode_state(state)
+            result.state_updates.append(StateUpdate(station_id, partition, data))
+            pipeline._decoded[station_id] = (data, state)
+        while len(pipeline._decoded) > DECODED_STATES_MAX:
+            del pipeline._decoded[next(iter(pipeline._decoded))]
+        # Progress last: a crash before it leaves station states ahead of it, and their own
+        # source offsets make the re-delivered records no-ops.
+        for partition, next_offset in sorted(next_offsets.items()):
+            if next_offset is not None:
+                result.state_updates.append(progress_update(partition, next_offset))
+        return result

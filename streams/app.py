@@ -4,8 +4,9 @@ Faust stays at this edge: it keeps the consumer group, the changelog-backed tabl
 commits. Each source topic's records come straight from Faust's fetches in batches
 (streams.intake); a task hands them to `AirQualityPipeline` (pure), sends what it returns
 and writes the touched station states to a changelog-backed table. The air-quality task
-computes its next batch, in the worker's step thread, while the last goes through the
-commit order below (streams.batches); batches become durable one at a time, in order.
+computes its next batches while the last go through the commit order below
+(streams.batches: one thread, the step pausing every slice of 250 records for the event
+loop); commits go one at a time, in order, each taking the batches computed meanwhile.
 
 Commit order, per batch (at-least-once, idempotent by construction):
   1. outputs (enriched readings, hourly and daily AQI, dead letters) are produced and flushed:
@@ -34,8 +35,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Mapping, Sequence
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
@@ -64,7 +64,7 @@ from streams.air_quality import (
     load_progress,
     progress_update,
 )
-from streams.batches import Done, Step, run_batches, step_executor
+from streams.batches import Done, Step, run_batches
 from streams.gaps import CommitWatch, GapPolicy, StallWatch
 from streams.incidents import (
     IncidentBatchResult,
@@ -82,6 +82,8 @@ from telemetry import serve
 __all__ = ["create_app"]
 
 BATCH_MAX = 2000  # the default of CIVIC_BATCH_MAX: most raw records per batch
+STEP_SLICE = 250
+"""Records the air-quality step applies between two turns of the event loop (about 15 ms)."""
 _PROGRESS_EVERY_SECONDS = 10.0
 _WATCHDOG_EVERY_SECONDS = 2.0
 _LAG_EVERY_SECONDS = 5.0
@@ -295,20 +297,25 @@ async def run_durably(
     rewinder: Rewinder,
     step: Step,
     done: Done,
-    executor: ThreadPoolExecutor | None,
+    *,
+    overlap: bool,
 ) -> None:
-    """A task's batch loop (streams.batches): `step` in `executor`'s thread (None: in the
-    loop, one batch after the other), each batch made durable in this module's commit
-    order, then `done`."""
+    """A task's batch loop (streams.batches): each batch computed by `step` (with
+    `overlap`, while the batches before it are made durable), made durable in this
+    module's commit order, then `done`."""
     durable = partial(make_durable, app, store, rewinder)
-    await run_batches(intake, store, step, durable, done, key_of=store.key_of, executor=executor)
+    await run_batches(intake, store, step, durable, done, key_of=store.key_of, overlap=overlap)
 
 
 def outputs_step(process: Callable[[list[SourceRecord], Any], Any]) -> Step:
-    """The batch step of a pipeline whose result's `outputs` are all it produces."""
+    """The batch step of a pipeline whose result's `outputs` are all it produces, in one
+    slice."""
 
-    def step(messages: Sequence[Any], states: StateStore) -> tuple[Any, Sequence[Output]]:
+    def step(
+        messages: Sequence[Any], states: StateStore
+    ) -> Generator[None, None, tuple[Any, Sequence[Output]]]:
         result = process(source_records(messages), states)
+        yield from ()  # a generator, as streams.batches drives steps, with no pause
         return result, result.outputs
 
     return step
@@ -599,16 +606,22 @@ def create_app(
     area_store, area_intake = _neighbour_task(
         app, topics, bootstrap, plan, partitions, metrics, security=security
     )
-    # The air-quality step runs off the event loop, overlapping the last batch's commit
+    # The air-quality task computes its next batches while the last are made durable
     # (streams.batches). The neighbour and incident tasks (a few percent of the worker's
-    # time) still take their batches one after the other: with them overlapped too, one
-    # CI run of the incident kill test lost incidents, for a cause not found yet.
-    executor = step_executor()
+    # time) take their batches one after the other: with them overlapped in the step
+    # thread the worker had before, one CI run of the incident kill test lost incidents,
+    # for a cause not found.
 
     def air_quality_step(
         messages: Sequence[Any], states: StateStore
-    ) -> tuple[BatchResult, list[Output]]:
-        result = pipeline.process(source_records(messages), states)
+    ) -> Generator[None, None, tuple[BatchResult, list[Output]]]:
+        run = pipeline.start(states)
+        records = source_records(messages)
+        for start in range(0, len(records), STEP_SLICE):
+            if start:
+                yield  # the loop's turn: the last batches' commits go on meanwhile
+            run.feed(records[start : start + STEP_SLICE])
+        result = run.finish()
         # The final hours, re-keyed by area for the neighbour check: durable with the rest.
         return result, [*result.outputs, *plan.rekey(result.hourly, topics)]
 
@@ -638,7 +651,7 @@ def create_app(
                 hours=result.hours_closed,
             )
 
-        await run_durably(app, intake, store, rewinder, air_quality_step, done, executor)
+        await run_durably(app, intake, store, rewinder, air_quality_step, done, overlap=True)
 
     incident_store, incident_intake = _incident_task(
         app,
@@ -788,7 +801,7 @@ def _neighbour_task(
                 late=result.late,
             )
 
-        await run_durably(app, intake, store, rewinder, step, done, None)
+        await run_durably(app, intake, store, rewinder, step, done, overlap=False)
 
     return store, intake
 
@@ -836,6 +849,6 @@ def _incident_task(
                 dead_letters=sum(result.dead_letters.values()),
             )
 
-        await run_durably(app, intake, store, rewinder, step, done, None)
+        await run_durably(app, intake, store, rewinder, step, done, overlap=False)
 
     return store, intake

@@ -315,6 +315,21 @@ class TestDeterminism:
         for batch in (1, 7, 500):
             assert _run(pipeline, values, batch) == reference
 
+    def test_a_batch_fed_in_slices_gives_exactly_the_batch_processed_whole(self):
+        """The worker feeds a batch 250 records at a time, the loop running in between."""
+        values = _day_of_readings(3)
+        records = [SourceRecord(RAW, 0, i, b"dongsi", v) for i, v in enumerate(values)]
+        whole = AirQualityPipeline(Topics(), HourlyWindows(LATENESS)).process(
+            records, MemoryStates()
+        )
+        run = AirQualityPipeline(Topics(), HourlyWindows(LATENESS)).start(MemoryStates())
+        for start in range(0, len(records), 7):
+            run.feed(records[start : start + 7])
+        sliced = run.finish()
+        assert sliced.outputs == whole.outputs and len(whole.outputs) > 100
+        assert sliced.state_updates == whole.state_updates
+        assert (sliced.accepted, sliced.hours_closed) == (whole.accepted, whole.hours_closed)
+
     @settings(max_examples=25, deadline=None)
     @given(seed=st.integers(0, 10_000))
     def test_out_of_order_within_the_lateness_gives_identical_results(self, seed):

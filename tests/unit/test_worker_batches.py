@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from operator import attrgetter
 from types import SimpleNamespace
@@ -204,12 +203,14 @@ def test_outputs_go_in_order_to_the_partition_aiokafka_would_pick_for_their_key(
     assert sum(len(v) for v in by_partition.values()) == 20
 
 
-# -- streams.batches: the next batch computed while the last is made durable ------------
+# -- streams.batches: the next batches computed while the last are made durable ---------
 
 
 class Intake:
     """Batches of messages (here: batch numbers), `waiting` of them still queued after
     each is taken, as `len(intake)` tells the loop."""
+
+    batch_max = 1
 
     def __init__(self, batches: list[list[int]], *, waiting: bool = True) -> None:
         self.queued = list(batches)
@@ -236,22 +237,23 @@ def run(
     store: Store,
     *,
     gaps_in: frozenset[int] = frozenset(),
-    threaded: bool = True,
-    last: int | None = None,
+    overlap: bool = True,
+    durable_until: Any = None,
 ) -> list[Any]:
-    """Run the loop with a step that counts in state "count" and a durable phase that
-    waits (up to 0.5 s) for the step of the batch after it, until batch `last`; returns
-    what happened, in order."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from streams.batches import run_batches, step_executor
+    """Run the loop with a step that counts in state "count" in two slices (pausing in
+    between) and a durable phase that waits (up to 0.3 s, as the broker's round trips
+    would) until `durable_until(last batch of its group, what happened so far)` holds;
+    returns what happened, in order."""
+    from streams.batches import run_batches
 
     steps: list[Any] = []
 
-    def step(messages: list[int], states: Any) -> tuple[Any, list[Output]]:
+    def step(messages: list[int], states: Any) -> Any:
         (batch,) = messages
         seen = states.load("count")
-        steps.append(("step", batch, seen, threading.current_thread().name))
+        steps.append(("step", batch, seen))
+        yield  # the loop's turn between the two slices of the step
+        steps.append(("slice 2", batch))
         count = int(seen or b"0") + 1
         result = SimpleNamespace(
             state_updates=[StateUpdate("count", 0, str(count).encode())],
@@ -260,86 +262,123 @@ def run(
         return result, [Output("out", None, str(batch).encode())]
 
     async def durable(messages: list[int], outputs: list[Output], result: Any) -> float:
-        batch = messages[0]
-        steps.append(("durable from", batch))
-        # The broker's round trips: long enough for the next batch's step to start, if
-        # the loop computes it meanwhile (a loop that does not just takes longer).
-        deadline = time.monotonic() + (0.5 if last is not None and batch < last else 0)
-        while time.monotonic() < deadline and not any(s[:2] == ("step", batch + 1) for s in steps):
-            await asyncio.sleep(0.001)
+        last = messages[-1]
+        steps.append(("durable from", messages[0], last))
+        deadline = time.monotonic() + 0.3
+        while durable_until is not None and not durable_until(last, steps):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0)  # one turn of the loop, like a reply being read
         for update in result.state_updates:
             store.data[update.station_id] = update.data
-        steps.append(("durable to", messages[0]))
+        steps.append(("durable to", messages[0], last))
         return 0.0
 
     def done(messages: list[int], result: Any, durable_at: float, took: float) -> None:
         steps.append(("done", messages[0]))
 
-    executor: ThreadPoolExecutor | None = step_executor() if threaded else None
-    try:
-        asyncio.run(
-            run_batches(
-                intake,
-                store,
-                step,  # type: ignore[arg-type]
-                durable,  # type: ignore[arg-type]
-                done,  # type: ignore[arg-type]
-                key_of=attrgetter("station_id"),
-                executor=executor,
-            )
+    asyncio.run(
+        run_batches(
+            intake,
+            store,
+            step,
+            durable,  # type: ignore[arg-type]
+            done,  # type: ignore[arg-type]
+            key_of=attrgetter("station_id"),
+            overlap=overlap,
         )
-    finally:
-        if executor is not None:
-            executor.shutdown()
+    )
     return steps
 
 
-def test_the_next_batch_is_computed_while_the_last_is_made_durable_in_order() -> None:
-    steps = run(Intake([[1], [2], [3]]), Store(), last=3)
-    kinds = [(s[0], s[1]) for s in steps]
-    # batch 2's step comes before batch 1 is durable; durability stays one batch at a time
-    assert kinds.index(("step", 2)) < kinds.index(("durable to", 1))
-    durable = [s for s in kinds if s[0] in ("durable from", "durable to")]
-    assert durable == [(f"durable {e}", n) for n in (1, 2, 3) for e in ("from", "to")]
-    assert [s for s in kinds if s[0] == "done"] == [("done", 1), ("done", 2), ("done", 3)]
+def started(batch: int, steps: list[Any]) -> bool:
+    return any(s[:2] == ("step", batch) for s in steps)
+
+
+def test_the_next_batches_are_computed_while_the_last_are_made_durable_together_in_order() -> None:
+    steps = run(
+        Intake([[1], [2], [3], [4]]),
+        Store(),
+        durable_until=lambda last, steps: started(last + 2, steps) or last == 4,
+    )
+    kinds = [s[:2] for s in steps]
+    # batches 2 and 3 are computed while batch 1 is made durable; then both in one commit
+    assert kinds.index(("step", 3)) < kinds.index(("durable to", 1))
+    commits = [s[1:] for s in steps if s[0] == "durable from"]
+    assert commits[0] == (1, 1)
+    assert any(first < last for first, last in commits)  # a group commit
+    covered = [n for first, last in commits for n in range(first, last + 1)]
+    assert covered == [1, 2, 3, 4]  # one commit at a time, in order, each batch once
+    assert [s for s in kinds if s[0] == "done"] == [("done", n) for n in (1, 2, 3, 4)]
 
 
 def test_a_batch_reads_the_states_the_last_left_before_they_are_durable() -> None:
     store = Store()
-    steps = run(Intake([[1], [2], [3]]), store)
+    steps = run(
+        Intake([[1], [2], [3]]),
+        store,
+        durable_until=lambda last, steps: started(last + 1, steps) or last == 3,
+    )
     assert [s[2] for s in steps if s[0] == "step"] == [None, b"1", b"2"]
+    assert steps.index(("step", 2, b"1")) < steps.index(("durable to", 1, 1))
     assert store.data == {"count": b"3"}
 
 
-def test_the_step_runs_off_the_event_loop_in_the_worker_step_thread() -> None:
-    steps = run(Intake([[1], [2]]), Store())
-    assert {s[3].split("_")[0] for s in steps if s[0] == "step"} == {"civicstream-step"}
+def test_the_commit_in_flight_moves_on_while_a_step_pauses_between_slices() -> None:
+    """One thread: the loop runs the commit's next steps in the pauses of the step."""
+    steps = run(
+        Intake([[1], [2]]),
+        Store(),
+        durable_until=lambda last, steps: last == 2 or started(2, steps),
+    )
+    at = steps.index
+    assert at(("step", 2, b"1")) < at(("durable to", 1, 1)) < at(("slice 2", 2))
 
 
 def test_a_batch_with_a_gap_is_durable_before_the_next_is_computed() -> None:
     """Its rewind must be seen by the next batch."""
-    steps = run(Intake([[1], [2], [3]]), Store(), gaps_in=frozenset({2}), last=3)
-    kinds = [(s[0], s[1]) for s in steps]
+    steps = run(
+        Intake([[1], [2], [3]]),
+        Store(),
+        gaps_in=frozenset({2}),
+        durable_until=lambda last, steps: started(last + 1, steps) or last == 3,
+    )
+    kinds = [s[:2] for s in steps]
     assert kinds.index(("done", 2)) < kinds.index(("step", 3))
     assert kinds.index(("step", 2)) < kinds.index(("durable to", 1))  # 1 had no gap
 
 
-@pytest.mark.parametrize(
-    ("waiting", "threaded"), [(False, True), (True, False)], ids=["idle", "no executor"]
-)
-def test_an_idle_worker_or_one_without_executor_makes_each_batch_durable_at_once(
-    waiting: bool, threaded: bool
+def test_at_most_four_full_batches_are_computed_ahead_of_durability() -> None:
+    """Their records are unacked, and a rebalance waits for them."""
+    steps = run(
+        Intake([[n] for n in range(1, 8)]),
+        Store(),
+        durable_until=lambda last, steps: started(7, steps) or last == 7,
+    )
+    kinds = [s[:2] for s in steps]
+    assert kinds.index(("step", 4)) < kinds.index(("durable to", 1)) < kinds.index(("step", 5))
+
+
+@pytest.mark.parametrize(("waiting", "overlap"), [(False, True), (True, False)])
+def test_an_idle_worker_or_a_task_without_overlap_makes_each_batch_durable_at_once(
+    waiting: bool, overlap: bool
 ) -> None:
-    """With nothing waiting there is nothing to overlap (latency first); without an
-    executor the batches run one after the other, as the neighbour and incident tasks do."""
-    steps = run(Intake([[1], [2]], waiting=waiting), Store(), threaded=threaded)
-    kinds = [(s[0], s[1]) for s in steps]
-    assert kinds == [
+    """With nothing waiting there is nothing to overlap (latency first); without overlap
+    the batches run one after the other, as the neighbour and incident tasks do."""
+    steps = run(
+        Intake([[1], [2]], waiting=waiting),
+        Store(),
+        overlap=overlap,
+        durable_until=lambda last, steps: started(last + 1, steps),
+    )
+    assert [s[:2] for s in steps] == [
         ("step", 1),
+        ("slice 2", 1),
         ("durable from", 1),
         ("durable to", 1),
         ("done", 1),
         ("step", 2),
+        ("slice 2", 2),
         ("durable from", 2),
         ("durable to", 2),
         ("done", 2),
