@@ -90,9 +90,11 @@ Done = Callable[[Sequence[Any], Any, float, float], None]
 """After a batch is durable: (messages, result, durable_at, seconds from the start of its
 step until it was durable)."""
 
-AHEAD_BATCHES = 4
+AHEAD_BATCHES = 2
 """Full batches computed ahead of durability at most (their records are unacked, and a
-rebalance waits for them): past that the loop waits for the commit in flight."""
+rebalance waits for them): past that the loop waits for the commits. Two kept the rate
+of four (90 days of Beijing: 9,557-9,994 against 9,547-10,014/s); fewer ahead, shorter
+waits at half that rate (event-to-store p99 0.50 s with one, 0.64 s with four)."""
 
 
 class Batches(Protocol):
