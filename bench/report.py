@@ -233,6 +233,15 @@ def render(results: Mapping[str, Any]) -> str:
             ),
             "",
         ]
+        if len(t.get("baseline_runs_per_s", [])) > 1:
+            rates = ", ".join(f"{rate:,}" for rate in t["baseline_runs_per_s"])
+            civic = ", ".join(f"{run['per_s']:,}" for run in t.get("civicstream", []))
+            out += [
+                f"Runs: baseline {rates}/s; civicstream {civic}/s. The baseline row is "
+                "its median run, and `pipeline/baseline` is civicstream's median run over it "
+                "(the peers run once).",
+                "",
+            ]
         for run in t.get("civicstream", []):
             cores = run.get("cores_busy_steady")
             if cores:

@@ -84,11 +84,13 @@ def load(bootstrap: str, topic: str, records: Sequence[Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- the baseline
 
 
-async def _baseline(bootstrap: str, source: str, target: str, total: int) -> dict[str, Any]:
+async def _baseline(
+    bootstrap: str, source: str, target: str, total: int, run: int
+) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(
         source,
         bootstrap_servers=bootstrap,
-        group_id=f"{source}-baseline",
+        group_id=f"{source}-baseline-{run}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         **SECURITY.aiokafka(),
@@ -129,10 +131,11 @@ async def _baseline(bootstrap: str, source: str, target: str, total: int) -> dic
     }
 
 
-def baseline(bootstrap: str, topics: Topics, total: int) -> dict[str, Any]:
-    """A bare aiokafka consume → produce loop: the ceiling for a Python consumer here."""
+def baseline(bootstrap: str, topics: Topics, total: int, run: int = 0) -> dict[str, Any]:
+    """A bare aiokafka consume → produce loop: the ceiling for a Python consumer here.
+    Each `run` reads the raw topic from the start with a consumer group of its own."""
     target = f"{topics.prefix}baseline-out"
-    return asyncio.run(_baseline(bootstrap, topics.raw_air_quality, target, total))
+    return asyncio.run(_baseline(bootstrap, topics.raw_air_quality, target, total, run))
 
 
 # ---------------------------------------------------------------- civicstream
