@@ -152,37 +152,43 @@ async def run_batches(
     durable before the next is computed."""
     pending = PendingStates(states, key_of)
     group: list[Computed] = []
-    in_flight: asyncio.Future[None] | None = None
-    in_flight_records = 0
+    undurable = 0  # records of the batches computed and not durable yet
+    committing: asyncio.Future[None] | None = None
     ahead_max = AHEAD_BATCHES * intake.batch_max
 
-    async def make_durable(batches: list[Computed]) -> None:
-        messages = [message for batch in batches for message in batch.messages]
-        outputs = [output for batch in batches for output in batch.outputs]
-        updates = [update for batch in batches for update in batch.result.state_updates]
-        durable_at = await durable(messages, outputs, Group(updates, batches[-1].result.gaps))
-        finished = time.perf_counter()
-        for batch in batches:
-            pending.release(batch.result.state_updates)
-            done(batch.messages, batch.result, durable_at, finished - batch.started)
+    async def commits() -> None:
+        """Make the group durable, then the one computed meanwhile, until none is left:
+        it never waits for the loop to hand it over (at a rebalance no batch comes, and
+        Faust waits for every taken record to be acked)."""
+        nonlocal group, undurable
+        while group:
+            batches, group = group, []
+            messages = [message for batch in batches for message in batch.messages]
+            outputs = [output for batch in batches for output in batch.outputs]
+            updates = [update for batch in batches for update in batch.result.state_updates]
+            gaps = batches[-1].result.gaps
+            durable_at = await durable(messages, outputs, Group(updates, gaps))
+            finished = time.perf_counter()
+            undurable -= len(messages)
+            for batch in batches:
+                pending.release(batch.result.state_updates)
+                done(batch.messages, batch.result, durable_at, finished - batch.started)
 
-    def commit_next() -> None:
-        """Hand the group to durability, unless a commit is still in flight."""
-        nonlocal in_flight, in_flight_records, group
-        if in_flight is not None:
-            if not in_flight.done():
+    def commit() -> None:
+        """Start committing the group, unless the commits in flight will take it."""
+        nonlocal committing
+        if committing is not None:
+            if not committing.done():
                 return
-            in_flight.result()  # a commit that failed stops the loop here
-        in_flight = asyncio.ensure_future(make_durable(group)) if group else None
-        in_flight_records = sum(len(batch.messages) for batch in group)
-        group = []
+            committing.result()  # a commit that failed stops the loop here
+        committing = asyncio.ensure_future(commits()) if group else None
 
     async def settle() -> None:
         """Wait until every computed batch is durable."""
-        while in_flight is not None or group:
-            if in_flight is not None:
-                await in_flight
-            commit_next()
+        commit()
+        while committing is not None:
+            await committing
+            commit()
 
     try:
         async for messages in intake.batches():
@@ -197,12 +203,12 @@ async def run_batches(
                 await loop_turn()
             pending.hold(result.state_updates)
             group.append(Computed(messages, result, outputs, started))
-            ahead = in_flight_records + sum(len(batch.messages) for batch in group)
-            if not overlap or result.gaps or not len(intake) or ahead >= ahead_max:
+            undurable += len(messages)
+            if not overlap or result.gaps or not len(intake) or undurable >= ahead_max:
                 await settle()
             else:
-                commit_next()
+                commit()
                 await loop_turn()
     finally:
-        if in_flight is not None and not in_flight.done():
-            in_flight.cancel()
+        if committing is not None and not committing.done():
+            committing.cancel()
