@@ -102,7 +102,8 @@ def _remember(texts: dict[datetime, str], value: datetime, text: str) -> str:
 
 
 def _hour(value: Any) -> str:
-    if type(value) is datetime and value.tzinfo is UTC:
+    remembered = type(value) is datetime and value.tzinfo is UTC  # as Avro decodes them
+    if remembered:
         known = _HOUR_TEXTS.get(value)
         if known is not None:
             return known
@@ -111,9 +112,7 @@ def _hour(value: Any) -> str:
         msg = f"hour start {moment.isoformat()}Z is not a whole second"
         raise InvalidRecord(msg)
     text = moment.isoformat(timespec="seconds") + "Z"
-    if type(value) is datetime and value.tzinfo is UTC:
-        _remember(_HOUR_TEXTS, value, text)
-    return text
+    return _remember(_HOUR_TEXTS, value, text) if remembered else text
 
 
 def _millis(value: Any) -> str:

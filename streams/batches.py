@@ -40,7 +40,6 @@ __all__ = [
     "Durable",
     "PendingStates",
     "Step",
-    "loop_turn",
     "run_batches",
 ]
 

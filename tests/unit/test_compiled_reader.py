@@ -17,25 +17,7 @@ import schemas.codec
 from schemas import SchemaError, encode
 from schemas._reader import Cursor, Unread, compile_reader
 from schemas.codec import MAGIC, SCHEMA_NAMES, decode_as, fingerprint, schema
-from tests.unit.test_compiled_writer import _VALUES
-
-
-def values(field_type: Any) -> st.SearchStrategy[Any]:
-    """Values of an Avro type: the writer tests' primitives, and nested records too."""
-    if isinstance(field_type, str):
-        return _VALUES[field_type]
-    if isinstance(field_type, list):
-        return st.one_of([st.none() if t == "null" else values(t) for t in field_type])
-    kind = field_type["type"]
-    if kind == "record":
-        fields = field_type["fields"]
-        return st.fixed_dictionaries({f["name"]: values(f["type"]) for f in fields})
-    if kind == "array":
-        return st.lists(values(field_type["items"]), max_size=4)
-    if kind == "map":
-        return st.dictionaries(st.text(max_size=12), values(field_type["values"]), max_size=4)
-    return values(kind)  # a logical type: its underlying int or long
-
+from tests.unit.test_compiled_writer import records
 
 COMPILED = [name for name in SCHEMA_NAMES if compile_reader(schema(name)) is not None]
 HEADER = len(MAGIC) + 8
@@ -74,7 +56,7 @@ def test_every_contract_has_a_compiled_reader() -> None:
 def test_every_compiled_contract_reads_what_fastavro_reads(name: str, data: st.DataObject) -> None:
     """Or, where fastavro cannot read it (a timestamp beyond datetime's years), neither
     does the compiled reader: it leaves the body to fastavro."""
-    body = body_of(name, data.draw(values(schema(name))))
+    body = body_of(name, data.draw(records(name)))
     read = compile_reader(schema(name))
     assert read is not None
     cursor = Cursor(body, 0)

@@ -37,10 +37,14 @@ _VALUES: dict[str, st.SearchStrategy[Any]] = {
 
 
 def values(field_type: Any) -> st.SearchStrategy[Any]:
+    """Values of an Avro type (fastavro's parsed form), nested records included."""
     if isinstance(field_type, str):
         return _VALUES[field_type]
     if isinstance(field_type, list):
         return st.one_of([st.none() if t == "null" else values(t) for t in field_type])
+    if field_type["type"] == "record":
+        fields = field_type["fields"]
+        return st.fixed_dictionaries({f["name"]: values(f["type"]) for f in fields})
     if field_type["type"] == "array":
         return st.lists(values(field_type["items"]), max_size=4)
     if field_type["type"] == "map":
@@ -49,8 +53,7 @@ def values(field_type: Any) -> st.SearchStrategy[Any]:
 
 
 def records(name: str) -> st.SearchStrategy[dict[str, Any]]:
-    fields = schema(name)["fields"]
-    return st.fixed_dictionaries({f["name"]: values(f["type"]) for f in fields})
+    return values(schema(name))
 
 
 @pytest.mark.parametrize("name", COMPILED)
