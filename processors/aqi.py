@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Final, NamedTuple, NoReturn
+from typing import Final, NamedTuple, NoReturn, cast
 
 from processors._context import DECIMAL_CONTEXT
 from processors.exceptions import InvalidValue, UnknownKey
@@ -309,28 +309,44 @@ def nowcast(hourly: Sequence[Number | None], pollutant: str = "pm25") -> Decimal
             "(ozone uses the 8 h rolling mean)"
         )
         raise UnknownKey(msg)
-    newest_first = list(hourly[-NOWCAST_HOURS:])[::-1]
-    present: list[tuple[int, Decimal]] = []
+    return _nowcast(key, hourly, checked=False)
+
+
+_EXPONENTS: Final = tuple(Decimal(age) for age in range(NOWCAST_HOURS))
+"""The hours-ago exponents as Decimals: the same powers, without converting an int each."""
+
+
+def _nowcast(key: str, hourly: Sequence[Number | None], *, checked: bool) -> Decimal | None:
+    """`nowcast` of a key; `checked`: the values are finite, non-negative Decimals already."""
+    newest = len(hourly) - 1
+    oldest = max(newest - NOWCAST_HOURS + 1, 0)
+    ages: list[int] = []
+    values: list[Decimal] = []
     recent = 0
-    for age, value in enumerate(newest_first):
+    for position in range(newest, oldest - 1, -1):
+        value = hourly[position]
         if value is None:
             continue
-        number = to_decimal(value)
-        if number < _ZERO:
-            _negative(f"{key} hour -{age}", number)
-        present.append((age, number))
+        age = newest - position
+        if checked:
+            number = cast(Decimal, value)
+        else:
+            number = to_decimal(value)
+            if number < _ZERO:
+                _negative(f"{key} hour -{age}", number)
+        ages.append(age)
+        values.append(number)
         if age < 3:
             recent += 1
     if recent < 2:
         return None
-    values = [value for _, value in present]
     ctx = DECIMAL_CONTEXT
     c_min, c_max = min(values), max(values)
-    weight = _ONE if c_max == 0 else max(ctx.divide(c_min, c_max), _HALF)
-    numerator = denominator = Decimal(0)
-    for age, value in present:  # Σ wᵃ·cₐ / Σ wᵃ
-        factor = ctx.power(weight, age)
-        numerator = ctx.add(numerator, ctx.multiply(factor, value))
+    weight = _ONE if c_max == _ZERO else max(ctx.divide(c_min, c_max), _HALF)
+    numerator = denominator = _ZERO
+    for index, age in enumerate(ages):  # Σ wᵃ·cₐ / Σ wᵃ
+        factor = _ONE if age == 0 else ctx.power(weight, _EXPONENTS[age])  # w⁰ is exactly 1
+        numerator = ctx.add(numerator, ctx.multiply(factor, values[index]))
         denominator = ctx.add(denominator, factor)
     return _truncate(_TABLES[key], ctx.divide(numerator, denominator))
 
@@ -440,9 +456,9 @@ def hourly_aqi(hourly_means: Mapping[str, Sequence[Number | None]]) -> HourlyAqi
     eight_hours, eight_valid = ROLLING_WINDOWS["8h"]
     day_hours, day_valid = ROLLING_WINDOWS["24h"]
     averages: dict[str, Decimal | None] = {}
-    for pollutant in ("pm25", "pm10"):
+    for pollutant, key in _NOWCAST_KEYS.items():
         if pollutant in series:
-            averages[f"{pollutant}_nowcast"] = nowcast(series[pollutant], pollutant)
+            averages[key] = _nowcast(key, series[pollutant], checked=True)
     for pollutant in ("o3", "co"):
         if pollutant in series:
             averages[f"{pollutant}_8h"] = rolling_mean(series[pollutant], eight_hours, eight_valid)

@@ -7,7 +7,7 @@ truncates to 9.0 and reports "Good" instead of "Moderate" (domain reference §1)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Final
 
@@ -18,6 +18,8 @@ from processors.units import to_decimal
 __all__ = ["ROLLING_WINDOWS", "mean", "rolling_mean"]
 
 _ZERO = Decimal(0)
+_COUNTS: Final = tuple(Decimal(count) for count in range(25))
+"""Divisors of the means of up to a day of hours, made once."""
 
 ROLLING_WINDOWS: Final[Mapping[str, tuple[int, int]]] = MappingProxyType(
     {"1h": (1, 1), "8h": (8, 6), "24h": (24, 18)}
@@ -43,7 +45,11 @@ def mean(values: Iterable[Decimal]) -> Decimal:
         if type(number) is not Decimal or not number.is_finite():
             number = to_decimal(number)
         total = add(total, number)
-    return DECIMAL_CONTEXT.divide(total, Decimal(len(numbers)))
+    return DECIMAL_CONTEXT.divide(total, _divisor(len(numbers)))
+
+
+def _divisor(count: int) -> Decimal:
+    return _COUNTS[count] if count < len(_COUNTS) else Decimal(count)
 
 
 def rolling_mean(hourly: Sequence[Decimal | None], hours: int, min_valid: int) -> Decimal | None:
@@ -58,8 +64,39 @@ def rolling_mean(hourly: Sequence[Decimal | None], hours: int, min_valid: int) -
     if not 1 <= min_valid <= hours:
         msg = f"min_valid must be between 1 and hours={hours}, got {min_valid}"
         raise ProcessorError(msg)
-    window = hourly[-hours:]
-    present = [value for value in window if value is not None]
-    if len(present) < min_valid:
+    # Counted first, summed second: no lists built (this runs a dozen times an hour per
+    # station), and a bad value in a window with too few hours still gives None.
+    end = len(hourly)
+    start = max(end - hours, 0)
+    present = 0
+    for position in range(start, end):
+        if hourly[position] is not None:
+            present += 1
+    if present < min_valid:
         return None
-    return mean(present)
+    total = _sum_of_decimals(hourly, start, end)
+    if total is None:  # not all finite Decimals: convert (or refuse) each, as mean() does
+        total = _ZERO
+        for position in range(start, end):
+            value = hourly[position]
+            if value is not None:
+                total = DECIMAL_CONTEXT.add(total, to_decimal(value))
+    return DECIMAL_CONTEXT.divide(total, _divisor(present))
+
+
+def _sum_of_decimals(hourly: Sequence[Decimal | None], start: int, end: int) -> Decimal | None:
+    """The sum of the present values when all are finite Decimals (the hot path: checked
+    once on the sum, not per value), else None."""
+    add = DECIMAL_CONTEXT.add
+    total = _ZERO
+    try:
+        for position in range(start, end):
+            value = hourly[position]
+            if value is None:
+                continue
+            if type(value) is not Decimal:
+                return None
+            total = add(total, value)
+    except InvalidOperation:  # a signalling NaN, or infinities of both signs
+        return None
+    return total if total.is_finite() else None

@@ -103,19 +103,38 @@ def parse_timestamp_ms(value: Any) -> int:
     elif isinstance(value, int):
         millis = value
     elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidInput(Reason.INVALID_TIMESTAMP, f"ts {value!r} is not ISO 8601") from None
-        if parsed.tzinfo is None:
-            raise InvalidInput(
-                Reason.INVALID_TIMESTAMP, f"ts {value!r} has no UTC offset; event time needs a zone"
-            )
-        millis = (parsed - _EPOCH) // timedelta(milliseconds=1)
+        known = _ISO_MILLIS.get(value)
+        if known is not None:
+            return known
+        millis = _iso_millis(value)
     else:
         raise InvalidInput(Reason.INVALID_TIMESTAMP, "ts must be ISO 8601 or epoch milliseconds")
     if not 0 <= millis <= _MAX_TS_MS:
         raise InvalidInput(Reason.INVALID_TIMESTAMP, f"ts {value!r} is outside 1970..9999")
+    return millis
+
+
+_ISO_MILLIS: dict[str, int] = {}
+"""Recently parsed ISO texts → their epoch milliseconds: the readings of one hour (every
+pollutant of every station) share a timestamp text."""
+_ISO_MILLIS_MAX = 4096
+
+
+def _iso_millis(value: str) -> int:
+    """Parse an ISO 8601 text with offset; remember it when it is in range."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(Reason.INVALID_TIMESTAMP, f"ts {value!r} is not ISO 8601") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(
+            Reason.INVALID_TIMESTAMP, f"ts {value!r} has no UTC offset; event time needs a zone"
+        )
+    millis = (parsed - _EPOCH) // timedelta(milliseconds=1)
+    if 0 <= millis <= _MAX_TS_MS:
+        if len(_ISO_MILLIS) >= _ISO_MILLIS_MAX:
+            _ISO_MILLIS.clear()
+        _ISO_MILLIS[value] = millis
     return millis
 
 

@@ -117,6 +117,8 @@ class AcceptedReading:
     _row_json: str | None = field(default=None, init=False, repr=False, compare=False)
     """`to_row()` as JSON, made once: a reading is saved with its station every batch
     until its hour closes (`judged` makes a fresh reading without it)."""
+    _floats: tuple[float, float] | None = field(default=None, init=False, repr=False, compare=False)
+    """(value, value_epa) as floats (`as_floats`)."""
 
     def __init__(
         self,
@@ -148,6 +150,14 @@ class AcceptedReading:
         self.expected = expected
         self.detail = detail
         self._row_json = None
+        self._floats = None
+
+    def as_floats(self) -> tuple[float, float]:
+        """(value, value_epa) as floats, converted once: the detector, the staleness check
+        and the outputs all take floats, and a Decimal converts through its text."""
+        if self._floats is None:
+            self._floats = (float(self.value), float(self.value_epa))
+        return self._floats
 
     @property
     def is_fault(self) -> bool:
@@ -156,7 +166,7 @@ class AcceptedReading:
 
     def judged(self, verdict: Verdict) -> AcceptedReading:
         """This reading with the detector's verdict on it."""
-        return AcceptedReading(  # not dataclasses.replace: that is 3x slower, per reading
+        fresh = AcceptedReading(  # not dataclasses.replace: that is 3x slower, per reading
             pollutant=self.pollutant,
             ts_ms=self.ts_ms,
             sensor_id=self.sensor_id,
@@ -171,6 +181,8 @@ class AcceptedReading:
             expected=verdict.expected,
             detail=verdict.detail,
         )
+        fresh._floats = self._floats
+        return fresh
 
     def to_row(self) -> list[Any]:
         return [
@@ -323,6 +335,9 @@ class StationState:
     _dirty_days: set[int] = field(default_factory=set, repr=False, compare=False)
     _open_json: dict[int, tuple[int, str]] = field(default_factory=dict, repr=False, compare=False)
     """Hour start → (readings, their rows as JSON) of open hours (`snapshot_json`)."""
+    _kept_from: int | None = field(default=None, repr=False, compare=False)
+    """No hour before this is in `history` or `late_fills` (None: not known): `_prune`
+    scans them only when the oldest hour to keep moves past it."""
 
     # -- source positions: makes re-delivery after a crash a no-op ----------------------
     def already_applied(self, partition: int, offset: int) -> bool:
@@ -359,7 +374,7 @@ class StationState:
         series = self._series_of(reading.pollutant)
         if series.last_seen_ms is None or reading.ts_ms > series.last_seen_ms:
             series.last_seen_ms = reading.ts_ms
-            series.last_value = float(reading.value_epa)
+            series.last_value = reading.as_floats()[1]
             series.stale = False
 
     def _series_of(self, pollutant: str) -> Series:
@@ -381,9 +396,8 @@ class StationState:
         events: list[dict[str, Any]] = []
         for reading in sorted(readings.values(), key=lambda r: (r.ts_ms, r.pollutant)):
             series = self._series_of(reading.pollutant)
-            verdict = series.update(
-                reading.ts_ms / 1000.0, float(reading.value_epa), float(reading.value)
-            )
+            value, value_epa = reading.as_floats()
+            verdict = series.update(reading.ts_ms / 1000.0, value_epa, value)
             previous = series.last_fed_ms
             series.last_fed_ms = reading.ts_ms
             judged[(reading.pollutant, reading.ts_ms)] = reading.judged(verdict)
@@ -431,7 +445,7 @@ class StationState:
             "ts": reading.ts_ms,
             "kind": kind,
             "score": reading.score,
-            "value": float(reading.value_epa) if value is None else value,
+            "value": reading.as_floats()[1] if value is None else value,
             "unit": EPA_UNITS[reading.pollutant],
             "expected_low": low,
             "expected_high": high,
@@ -561,6 +575,7 @@ class StationState:
         if reading.ts_ms in fills:
             return "duplicate"
         fills[reading.ts_ms] = reading.value_epa
+        self._keeping(hour)
         if day_start not in self.published_days:
             self.pending_days.add(day_start)
         self._dirty_days.update(affected)
@@ -624,6 +639,8 @@ class StationState:
         oldest_day = days.day_start(self.stream_time_ms - span)
         if self._day_expired(oldest_day, windows):
             oldest_day += DAY_MS
+        if self._kept_from is not None and oldest_day <= self._kept_from:
+            return  # what is kept starts at or after oldest_day already (checked once a day)
         newest_closed = max((max(m) for m in self.history.values() if m), default=None)
         oldest_kept = oldest_day
         if newest_closed is not None:
@@ -635,6 +652,12 @@ class StationState:
                     del hours[hour_ms]
                 if not hours:
                     del table[pollutant]
+        self._kept_from = oldest_kept
+
+    def _keeping(self, hour_ms: int) -> None:
+        """Note an hour added to `history` or `late_fills` (see `_kept_from`)."""
+        if self._kept_from is not None and hour_ms < self._kept_from:
+            self._kept_from = None
 
     def _close(self, held: HeldHour, coordinates: tuple[float, float] | None) -> ClosedHour:
         # Sorting fixes the summation order, so the means do not depend on arrival order.
@@ -651,6 +674,7 @@ class StationState:
         hourly_means = {p: rolling.mean(values) for p, values in by_pollutant.items()}
         for pollutant, hourly_mean in hourly_means.items():
             self.history.setdefault(pollutant, {})[hour_ms] = hourly_mean
+        self._keeping(hour_ms)
 
         series = {p: self._series(p, hour_ms) for p in self.history}
         result = aqi.hourly_aqi(series)
@@ -695,15 +719,16 @@ class StationState:
         if lat is None and lon is None and coordinates is not None:
             lat, lon = coordinates
         mean_1h, mean_8h, mean_24h = means
+        value, value_epa = reading.as_floats()
         return {
             "station_id": self.station_id,
             "sensor_id": reading.sensor_id,
             "pollutant": reading.pollutant,
             "ts": reading.ts_ms,
             "hour_start": hour_ms,
-            "value": float(reading.value),
+            "value": value,
             "unit": reading.unit,
-            "value_epa": float(reading.value_epa),
+            "value_epa": value_epa,
             "unit_epa": EPA_UNITS[reading.pollutant],
             "mean_1h": mean_1h,
             "mean_8h": mean_8h,
@@ -717,8 +742,10 @@ class StationState:
 
     def _series(self, pollutant: str, hour_ms: int) -> list[Decimal | None]:
         """Hourly means of the 24 hours ending with `hour_ms`, oldest first."""
-        get = self.history.get(pollutant, {}).get
-        return [get(hour) for hour in range(hour_ms - _SPAN_MS, hour_ms + 1, HOUR_MS)]
+        means = self.history.get(pollutant)
+        if means is None:
+            return [None] * _HISTORY_HOURS
+        return [means.get(hour) for hour in range(hour_ms - _SPAN_MS, hour_ms + 1, HOUR_MS)]
 
     # -- snapshot ------------------------------------------------------------------------
     def snapshot(self, *, open_hours: bool = True) -> dict[str, Any]:

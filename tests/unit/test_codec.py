@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from schemas import InvalidInput, SchemaError, decode, encode, parse_raw_reading
 from schemas.codec import MAGIC, SCHEMA_NAMES, decode_as, fingerprint, schema
-from schemas.raw import RawReading, reading_to_avro
+from schemas.raw import RawReading, parse_timestamp_ms, reading_to_avro
 
 HOURLY = {
     "station_id": "dongsi",
@@ -123,6 +123,21 @@ def test_an_event_time_without_zone_or_out_of_range_is_rejected(ts):
     with pytest.raises(InvalidInput) as error:
         parse_raw_reading(json.dumps(body).encode())
     assert error.value.reason == "invalid_timestamp"
+
+
+@pytest.mark.parametrize("ts", ["1969-12-31T23:59:59Z", "2026-01-01T10:30:00", "tomorrow"])
+def test_a_rejected_event_time_is_rejected_again_when_it_comes_back(ts):
+    for _ in range(2):  # parsed texts are remembered: only the ones that were accepted
+        with pytest.raises(InvalidInput) as error:
+            parse_timestamp_ms(ts)
+        assert error.value.reason == "invalid_timestamp"
+
+
+def test_event_times_parse_the_same_past_the_texts_remembered():
+    texts = [f"2026-01-01T00:00:{s:02d}.{ms:03d}+01:00" for s in range(6) for ms in range(1000)]
+    first = [parse_timestamp_ms(text) for text in texts]  # more than are remembered
+    assert first == [1_767_222_000_000 + i for i in range(6000)]
+    assert [parse_timestamp_ms(text) for text in reversed(texts)] == first[::-1]
 
 
 # --- evolution: every earlier version of a contract stays readable --------------------

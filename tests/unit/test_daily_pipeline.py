@@ -262,6 +262,24 @@ def test_batches_never_change_what_is_published_even_with_corrections():
         assert outputs(batch) == reference
 
 
+def test_a_station_restored_before_every_reading_keeps_and_forgets_what_one_kept_in_memory_does():
+    """A station kept in memory skips the scan for hours to forget until a day moves on;
+    one restored from its saved bytes scans at once. Both keep exactly the same hours."""
+    values = [h for i, h in enumerate(hours(DAY0, 48)) if i != 5]
+    values += [reading(DAY0 + 5 * HOUR_MS + MINUTE, value=80.0)]  # a late fill
+    values += hours(DAY0 + 48 * HOUR_MS, 24 * 4)
+    kept = Run(pipeline())
+    restored = Run(pipeline())
+    for value in values:
+        in_memory = kept.send(value)
+        restored.pipeline = pipeline()  # nothing decoded before: every state is restored
+        from_bytes = restored.send(value)
+        assert from_bytes.outputs == in_memory.outputs
+        assert restored.states == kept.states
+    history = decode_state(kept.states["s1"]).history["pm25"]
+    assert min(history) > DAY0 + 2 * DAY_MS  # the first days were forgotten
+
+
 # --- state -----------------------------------------------------------------------------
 
 

@@ -89,6 +89,29 @@ def test_a_short_history_counts_its_missing_leading_hours_as_missing() -> None:
     assert rolling_mean([], 8, 6) is None
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [D("NaN"), D("sNaN"), D("Infinity"), D("-Infinity")],
+    ids=["nan", "signalling-nan", "infinity", "minus-infinity"],
+)
+def test_rolling_mean_refuses_a_value_that_is_not_finite(bad: Decimal) -> None:
+    with pytest.raises(InvalidValue):
+        rolling_mean([D(1)] * 6 + [bad], 8, 6)
+
+
+def test_rolling_mean_refuses_infinities_of_both_signs_whose_sum_is_undefined() -> None:
+    with pytest.raises(InvalidValue):
+        rolling_mean([D(1)] * 6 + [D("Infinity"), D("-Infinity")], 8, 6)
+
+
+def test_rolling_mean_does_not_read_the_values_of_a_window_with_too_few_hours() -> None:
+    assert rolling_mean([None] * 3 + [D("NaN")] * 5, 8, 6) is None
+
+
+def test_rolling_mean_takes_ints_and_floats_as_mean_does() -> None:
+    assert rolling_mean([1, 2.5, D(3), None, 4], 8, 3) == mean([D(1), D("2.5"), D(3), D(4)])
+
+
 @pytest.mark.parametrize(("hours", "min_valid"), [(0, 0), (8, 0), (8, 9), (-1, 1)])
 def test_nonsense_window_parameters_are_errors(hours: int, min_valid: int) -> None:
     with pytest.raises(ProcessorError):
@@ -122,3 +145,14 @@ def test_rolling_mean_is_none_exactly_when_too_few_hours_are_present(
         assert result is None
     else:
         assert result == mean(present)
+
+
+@given(hourly_values, st.sampled_from(sorted(ROLLING_WINDOWS)))
+def test_rolling_mean_does_not_depend_on_the_callers_context(
+    hourly: list[Decimal | None], window: str
+) -> None:
+    hours, min_valid = ROLLING_WINDOWS[window]
+    expected = rolling_mean(hourly, hours, min_valid)
+    with localcontext() as ctx:
+        ctx.prec = 3
+        assert rolling_mean(hourly, hours, min_valid) == expected
