@@ -43,7 +43,7 @@ environment (defaults in brackets):
   CIVIC_KAFKA_SSL_CAFILE         CA of the brokers' certificates [the system's]
   CIVIC_KAFKA_SSL_CERTFILE, CIVIC_KAFKA_SSL_KEYFILE (and _KEY_PASSWORD[_FILE]): client cert
   CIVIC_STATE_STORE       the worker's table store: memory or rocksdb [memory]
-  CIVIC_STATE_DIR         where the rocksdb store keeps its files [data/state]
+  CIVIC_STATE_DIR         the worker's data directory (rocksdb files) [data/state]
   CIVIC_STANDBY_REPLICAS  warm standby copies of each table partition on other workers [1]
 """
 

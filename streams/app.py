@@ -554,21 +554,22 @@ def create_app(
     on, the stations in `coordinates` as one area).
     """
     security = resolve(security)
-    store_options: dict[str, Any] = {"store": "memory://"}
-    if state_store == "rocksdb":
-        # faust-streaming's "rocksdb://" store runs on the rocksdict binding when it is
-        # installed (it is a dependency); "rocksdict://" is not a store URL of Faust's.
-        datadir = state_dir or Path("data/state") / topics.worker_group
-        datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
-        store_options = {"store": "rocksdb://", "datadir": str(datadir)}
-    elif state_store != "memory":
+    if state_store not in ("memory", "rocksdb"):
         msg = f"unknown state store {state_store!r} (memory, rocksdb)"
         raise ValueError(msg)
+    # faust-streaming's "rocksdb://" store runs on the rocksdict binding when it is
+    # installed (it is a dependency); "rocksdict://" is not a store URL of Faust's. With
+    # the memory store Faust still makes its data directory (empty): there too, not in
+    # the directory the worker was started from.
+    datadir = state_dir or Path("data/state") / topics.worker_group
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
+    store = "rocksdb://" if state_store == "rocksdb" else "memory://"
     app = faust.App(
         topics.worker_group,
         broker=_broker_urls(bootstrap),
         broker_credentials=broker_credentials(security),
-        **store_options,
+        store=store,
+        datadir=str(datadir),
         table_standby_replicas=standby_replicas,
         topic_partitions=partitions,
         topic_replication_factor=replication_factor,

@@ -134,6 +134,8 @@ def test_known_readings_give_exact_hourly_aqi_records_and_store_rows(pipeline_fa
     assert len(readings) == 5  # the closing reading's hour is still open
     no2 = next(r for r in readings if r["pollutant"] == "no2")
     assert (no2["value_epa"], no2["unit_epa"], no2["mean_1h"]) == (100.0, "ppb", 100.0)
+    # the worker keeps its files under data/state, never in the directory it started in
+    assert [p.name for p in pipeline.workdir.iterdir() if p.name.endswith("-data")] == []
 
 
 def test_bad_and_late_input_is_dead_lettered_while_good_readings_flow(pipeline_factory):
