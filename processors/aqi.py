@@ -314,10 +314,28 @@ def nowcast(hourly: Sequence[Number | None], pollutant: str = "pm25") -> Decimal
 
 _EXPONENTS: Final = tuple(Decimal(age) for age in range(NOWCAST_HOURS))
 """The hours-ago exponents as Decimals: the same powers, without converting an int each."""
+_POWERS: Final[dict[Decimal, tuple[Decimal, ...]]] = {}
+"""Weight → its powers w⁰ … w¹¹, remembered (at most _POWERS_MAX weights)."""
+_POWERS_MAX: Final = 4096
 
 
-def _nowcast(key: str, hourly: Sequence[Number | None], *, checked: bool) -> Decimal | None:
+def _powers(weight: Decimal) -> tuple[Decimal, ...]:
+    """The NowCast factors of a weight, each exactly what `power` gives, computed once per
+    weight: the weight is often the floor ½, or repeats hour after hour while the same
+    hours hold the window's extremes. (Every later step reads the factors' values only.)"""
+    powers = _POWERS.get(weight)
+    if powers is None:
+        if len(_POWERS) >= _POWERS_MAX:
+            _POWERS.clear()
+        power = DECIMAL_CONTEXT.power
+        powers = (_ONE, *[power(weight, exponent) for exponent in _EXPONENTS[1:]])  # w⁰ = 1
+        _POWERS[weight] = powers
+    return powers
+
+
+def _nowcast(key: str, series: Sequence[Number | None], *, checked: bool) -> Decimal | None:
     """`nowcast` of a key; `checked`: the values are finite, non-negative Decimals already."""
+    hourly = series if isinstance(series, list) else list(series)  # a list indexes natively
     newest = len(hourly) - 1
     oldest = max(newest - NOWCAST_HOURS + 1, 0)
     ages: list[int] = []
@@ -343,15 +361,38 @@ def _nowcast(key: str, hourly: Sequence[Number | None], *, checked: bool) -> Dec
     ctx = DECIMAL_CONTEXT
     c_min, c_max = min(values), max(values)
     weight = _ONE if c_max == _ZERO else max(ctx.divide(c_min, c_max), _HALF)
+    powers = _powers(weight)
+    add, multiply = ctx.add, ctx.multiply
     numerator = denominator = _ZERO
     for index, age in enumerate(ages):  # Σ wᵃ·cₐ / Σ wᵃ
-        factor = _ONE if age == 0 else ctx.power(weight, _EXPONENTS[age])  # w⁰ is exactly 1
-        numerator = ctx.add(numerator, ctx.multiply(factor, values[index]))
-        denominator = ctx.add(denominator, factor)
+        factor = powers[age]
+        numerator = add(numerator, multiply(factor, values[index]))
+        denominator = add(denominator, factor)
     return _truncate(_TABLES[key], ctx.divide(numerator, denominator))
 
 
 # --- combining keys -------------------------------------------------------------------
+
+
+_NO_INDEX: Final = -1
+_INDICES: Final[dict[str, dict[Decimal, int]]] = {key: {} for key in KEYS}
+"""Key → truncated concentration → its index (_NO_INDEX: none), at most _INDICES_MAX each."""
+_INDICES_MAX: Final = 4096
+
+
+def _known_index(key: str, truncated: Decimal) -> int | None:
+    """`_index` of a key's table, remembered: truncated concentrations come in steps of
+    the key's precision and repeat, hour after hour and station after station. The index
+    depends on the value only (64.3 and 64.30 have the same)."""
+    known = _INDICES[key]
+    index = known.get(truncated)
+    if index is None:
+        found = _index(_TABLES[key], truncated)
+        index = _NO_INDEX if found is None else found
+        if len(known) >= _INDICES_MAX:
+            known.clear()
+        known[truncated] = index
+    return None if index == _NO_INDEX else index
 
 
 def _assess(truncated: Mapping[str, Decimal]) -> tuple[dict[str, int], dict[str, Decimal]]:
@@ -361,7 +402,7 @@ def _assess(truncated: Mapping[str, Decimal]) -> tuple[dict[str, int], dict[str,
     for key in KEYS:
         if key not in truncated:
             continue
-        index = _index(_TABLES[key], truncated[key])
+        index = _known_index(key, truncated[key])
         if index is not None:
             indices[key] = index
             used[key] = truncated[key]
@@ -426,7 +467,7 @@ def _hourly_series(pollutant: str, hourly: Sequence[Number | None]) -> list[Deci
         if value is None:
             numbers.append(None)
             continue
-        number = to_decimal(value)
+        number = to_decimal(value)  # returns a finite Decimal as it is
         if number < _ZERO:  # a Decimal zero: comparing with int 0 converts it every time
             _negative(f"{pollutant} hour {position}", number)
         numbers.append(number)

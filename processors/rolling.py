@@ -17,7 +17,12 @@ from processors.units import to_decimal
 
 __all__ = ["ROLLING_WINDOWS", "mean", "rolling_mean"]
 
-_ZERO = Decimal(0)
+# Final module names compile to C statics; other globals are a dict lookup at every use,
+# which the loops below would pay per value.
+_DECIMAL: Final = Decimal
+_ZERO: Final = Decimal(0)
+_ADD: Final = DECIMAL_CONTEXT.add
+_DIVIDE: Final = DECIMAL_CONTEXT.divide
 _COUNTS: Final = tuple(Decimal(count) for count in range(25))
 """Divisors of the means of up to a day of hours, made once."""
 
@@ -39,17 +44,16 @@ def mean(values: Iterable[Decimal]) -> Decimal:
         raise InvalidValue(msg)
     # Hourly means are finite Decimals already (the hot path of every closing hour);
     # anything else is checked and converted by to_decimal.
-    add = DECIMAL_CONTEXT.add
     total = _ZERO
     for number in numbers:
-        if type(number) is not Decimal or not number.is_finite():
+        if type(number) is not _DECIMAL or not number.is_finite():
             number = to_decimal(number)
-        total = add(total, number)
-    return DECIMAL_CONTEXT.divide(total, _divisor(len(numbers)))
+        total = _ADD(total, number)
+    return _DIVIDE(total, _divisor(len(numbers)))
 
 
 def _divisor(count: int) -> Decimal:
-    return _COUNTS[count] if count < len(_COUNTS) else Decimal(count)
+    return _COUNTS[count] if count < len(_COUNTS) else _DECIMAL(count)
 
 
 def rolling_mean(hourly: Sequence[Decimal | None], hours: int, min_valid: int) -> Decimal | None:
@@ -66,37 +70,37 @@ def rolling_mean(hourly: Sequence[Decimal | None], hours: int, min_valid: int) -
         raise ProcessorError(msg)
     # Counted first, summed second: no lists built (this runs a dozen times an hour per
     # station), and a bad value in a window with too few hours still gives None.
-    end = len(hourly)
+    values = hourly if isinstance(hourly, list) else list(hourly)  # a list indexes natively
+    end = len(values)
     start = max(end - hours, 0)
     present = 0
     for position in range(start, end):
-        if hourly[position] is not None:
+        if values[position] is not None:
             present += 1
     if present < min_valid:
         return None
-    total = _sum_of_decimals(hourly, start, end)
+    total = _sum_of_decimals(values, start, end)
     if total is None:  # not all finite Decimals: convert (or refuse) each, as mean() does
         total = _ZERO
         for position in range(start, end):
-            value = hourly[position]
+            value = values[position]
             if value is not None:
-                total = DECIMAL_CONTEXT.add(total, to_decimal(value))
-    return DECIMAL_CONTEXT.divide(total, _divisor(present))
+                total = _ADD(total, to_decimal(value))
+    return _DIVIDE(total, _divisor(present))
 
 
-def _sum_of_decimals(hourly: Sequence[Decimal | None], start: int, end: int) -> Decimal | None:
+def _sum_of_decimals(values: list[Decimal | None], start: int, end: int) -> Decimal | None:
     """The sum of the present values when all are finite Decimals (the hot path: checked
     once on the sum, not per value), else None."""
-    add = DECIMAL_CONTEXT.add
     total = _ZERO
     try:
         for position in range(start, end):
-            value = hourly[position]
+            value = values[position]
             if value is None:
                 continue
-            if type(value) is not Decimal:
+            if type(value) is not _DECIMAL:
                 return None
-            total = add(total, value)
+            total = _ADD(total, value)
     except InvalidOperation:  # a signalling NaN, or infinities of both signs
         return None
     return total if total.is_finite() else None

@@ -659,6 +659,24 @@ def test_sub_index_matches_exact_rational_arithmetic(case: tuple[str, Decimal]) 
     assert sub_index(key, concentration) == reference_index(key, concentration)
 
 
+@given(key_and_concentration())
+def test_overall_of_one_key_is_its_exact_index_every_time_it_is_asked(
+    case: tuple[str, Decimal],
+) -> None:
+    key, concentration = case  # overall() remembers the index of each truncated value
+    expected = reference_index(key, concentration)
+    for _ in range(2):
+        assert overall({key: concentration}) == (expected, None if expected is None else key)
+
+
+def test_indices_stay_exact_past_the_values_remembered() -> None:
+    values = [D(tenths) / 10 for tenths in range(6000)]  # more than are remembered per key
+    for _ in range(2):
+        assert [overall({"pm25_24h": v})[0] for v in values] == [
+            reference_index("pm25_24h", v) for v in values
+        ]
+
+
 @given(key_and_concentration(), st.decimals(min_value=0, max_value=1000, places=5))
 def test_sub_index_is_monotone_where_defined(case: tuple[str, Decimal], delta: Decimal) -> None:
     key, low = case
@@ -734,6 +752,18 @@ def test_nowcast_matches_exact_arithmetic_with_true_exponents(
     assume(abs(scaled - round(scaled)) > Fraction(1, 10**15))  # not on a truncation step
     assert result is not None
     assert Fraction(result) == math.floor(scaled) * step
+
+
+def test_nowcast_weights_stay_exact_past_the_weights_remembered() -> None:
+    checked = 0
+    for newest in range(5000, 10_001):  # weights newest/10000 ≥ ½: more than are remembered
+        hourly = [D(10_000), D(newest), D(newest)]
+        exact = exact_nowcast(hourly)
+        assert exact is not None
+        if abs(exact * 10 - round(exact * 10)) > Fraction(1, 10**15):  # not on a step
+            assert Fraction(nowcast(hourly)) == math.floor(exact * 10) / Fraction(10)
+            checked += 1
+    assert checked > 4500
 
 
 @given(pm_hours.filter(lambda h: exact_nowcast(h) is not None))
