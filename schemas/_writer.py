@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["Unfit", "compile_writer"]
 
@@ -23,11 +23,13 @@ class Unfit(Exception):
     """The compiled writer does not handle this record: let fastavro encode it."""
 
 
-_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
-_LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
-_SMALL = {n: bytes([((n << 1) ^ (n >> 63)) & 0xFF]) for n in range(-64, 64)}
-_pack_double = struct.Struct("<d").pack
-_pack_float = struct.Struct("<f").pack
+_INT_MIN: Final = -(1 << 31)
+_INT_MAX: Final = (1 << 31) - 1
+_LONG_MIN: Final = -(1 << 63)
+_LONG_MAX: Final = (1 << 63) - 1
+_SMALL: Final = {n: bytes([((n << 1) ^ (n >> 63)) & 0xFF]) for n in range(-64, 64)}
+_pack_double: Final = struct.Struct("<d").pack
+_pack_float: Final = struct.Struct("<f").pack
 
 
 def _long(n: int) -> bytes:
@@ -83,71 +85,142 @@ def _boolean(value: bool) -> bytes:
     return b"\x01" if value else b"\x00"
 
 
-_PRIMITIVES: dict[str, Callable[[Any], bytes]] = {
-    "string": _string,
-    "bytes": _bytes,
-    "int": _int,
-    "long": _long,
-    "double": _double,
-    "float": _float,
-    "boolean": _boolean,
+# The kinds of value a compiled writer writes, dispatched in one compiled function
+# (`_put`): a closure per field cost a Python-level call per value and per union.
+_STRING: Final = 0
+_BYTES: Final = 1
+_INT: Final = 2
+_LONG: Final = 3
+_DOUBLE: Final = 4
+_FLOAT: Final = 5
+_BOOLEAN: Final = 6
+_ARRAY: Final = 7
+_MAP: Final = 8
+_PRIMITIVES: Final = {
+    "string": _STRING,
+    "bytes": _BYTES,
+    "int": _INT,
+    "long": _LONG,
+    "double": _DOUBLE,
+    "float": _FLOAT,
+    "boolean": _BOOLEAN,
 }
 
 
-def _value_writer(schema: Any) -> Callable[[Any], bytes] | None:
-    """A writer of one value of `schema` (fastavro's parsed form); None if not handled."""
+class _Op:
+    """How to write one value: its kind; for a union with null, the branch bytes; for an
+    array or a map, how to write its items."""
+
+    def __init__(self, kind: int, items: _Op | None = None) -> None:
+        self.kind = kind
+        self.items = items
+        self.union = False
+        self.null = b""
+        self.some = b""
+
+    def or_null(self, null_first: bool) -> _Op:
+        """This value as the branch of a union with null."""
+        self.union = True
+        self.null, self.some = (b"\x00", b"\x02") if null_first else (b"\x02", b"\x00")
+        return self
+
+
+def _op(schema: Any) -> _Op | None:
+    """How to write a value of `schema` (fastavro's parsed form); None if not handled."""
     if isinstance(schema, str):
-        return _PRIMITIVES.get(schema)
+        kind = _PRIMITIVES.get(schema)
+        return None if kind is None else _Op(kind)
     if isinstance(schema, list):
         branches = [branch for branch in schema if branch != "null"]
         if len(schema) != 2 or len(branches) != 1:
             return None
-        inner = _value_writer(branches[0])
-        if inner is None:
+        inner = _op(branches[0])
+        if inner is None or inner.union:
             return None
-        null, some = (b"\x00", b"\x02") if schema[0] == "null" else (b"\x02", b"\x00")
-
-        def union(value: Any) -> bytes:
-            return null if value is None else some + inner(value)
-
-        return union
+        return inner.or_null(schema[0] == "null")
     if isinstance(schema, dict):
-        kind = schema.get("type")
-        if kind in ("long", "int") and schema.get("logicalType") in (
+        kind_name = schema.get("type")
+        if kind_name in ("long", "int") and schema.get("logicalType") in (
             "timestamp-millis",
             "date",
         ):
-            return _PRIMITIVES[kind]  # a datetime or date value is fastavro's to convert
-        if kind in _PRIMITIVES and "logicalType" not in schema:
-            return _PRIMITIVES[kind]
-        if kind == "array":
-            items = _value_writer(schema["items"])
-            if items is None:
-                return None
-
-            def array(values: Any) -> bytes:
-                if type(values) is not list and type(values) is not tuple:
-                    raise Unfit
-                if not values:
-                    return b"\x00"
-                return _long(len(values)) + b"".join([items(v) for v in values]) + b"\x00"
-
-            return array
-        if kind == "map":
-            values_writer = _value_writer(schema["values"])
-            if values_writer is None:
-                return None
-
-            def map_(mapping: Any) -> bytes:
-                if type(mapping) is not dict:
-                    raise Unfit
-                if not mapping:
-                    return b"\x00"
-                body = b"".join([_string(k) + values_writer(v) for k, v in mapping.items()])
-                return _long(len(mapping)) + body + b"\x00"
-
-            return map_
+            return _Op(_PRIMITIVES[kind_name])  # a datetime or date is fastavro's to convert
+        if kind_name in _PRIMITIVES and "logicalType" not in schema:
+            return _Op(_PRIMITIVES[kind_name])
+        if kind_name == "array":
+            items = _op(schema["items"])
+            return None if items is None else _Op(_ARRAY, items)
+        if kind_name == "map":
+            values = _op(schema["values"])
+            return None if values is None else _Op(_MAP, values)
     return None
+
+
+def _put(op: _Op, value: Any, out: list[bytes]) -> None:
+    """Append the Avro binary of `value` as `op` says; Unfit where it does not fit."""
+    if op.union:
+        if value is None:
+            out.append(op.null)
+            return
+        out.append(op.some)
+    kind = op.kind
+    if kind == _STRING:
+        out.append(_string(value))
+    elif kind == _DOUBLE:
+        out.append(_double(value))
+    elif kind == _LONG:
+        out.append(_long(value))
+    elif kind == _INT:
+        out.append(_int(value))
+    elif kind == _BOOLEAN:
+        out.append(_boolean(value))
+    elif kind == _BYTES:
+        out.append(_bytes(value))
+    elif kind == _FLOAT:
+        out.append(_float(value))
+    elif kind == _ARRAY:
+        if type(value) is not list and type(value) is not tuple:
+            raise Unfit
+        items = op.items
+        assert items is not None
+        if value:
+            out.append(_long(len(value)))
+            for item in value:
+                _put(items, item, out)
+        out.append(b"\x00")
+    else:  # _MAP
+        if type(value) is not dict:
+            raise Unfit
+        items = op.items
+        assert items is not None
+        if value:
+            out.append(_long(len(value)))
+            for key, item in value.items():
+                out.append(_string(key))
+                _put(items, item, out)
+        out.append(b"\x00")
+
+
+class RecordWriter:
+    """Writes records of one record schema, field after field."""
+
+    def __init__(self, fields: list[tuple[str, _Op]]) -> None:
+        self.names = [name for name, _ in fields]
+        self.ops = [op for _, op in fields]
+        self.count = len(fields)
+
+    def __call__(self, record: Mapping[str, Any]) -> bytes:
+        if type(record) is not dict or len(record) != self.count:
+            raise Unfit  # a field left to its default, or one too many: fastavro decides
+        values: dict[str, Any] = record
+        out: list[bytes] = []
+        names, ops = self.names, self.ops
+        try:
+            for index in range(self.count):
+                _put(ops[index], values[names[index]], out)
+        except (KeyError, TypeError, ValueError, OverflowError, struct.error) as error:
+            raise Unfit from error
+        return b"".join(out)
 
 
 def compile_writer(schema: Any) -> Writer | None:
@@ -157,18 +230,8 @@ def compile_writer(schema: Any) -> Writer | None:
         return None
     fields = []
     for field in schema["fields"]:
-        writer = _value_writer(field["type"])
-        if writer is None:
+        op = _op(field["type"])
+        if op is None:
             return None
-        fields.append((field["name"], writer))
-    count = len(fields)
-
-    def write(record: Mapping[str, Any]) -> bytes:
-        if type(record) is not dict or len(record) != count:
-            raise Unfit  # a field left to its default, or one too many: fastavro decides
-        try:
-            return b"".join([writer(record[name]) for name, writer in fields])
-        except (KeyError, TypeError, ValueError, OverflowError, struct.error) as error:
-            raise Unfit from error
-
-    return write
+        fields.append((field["name"], op))
+    return RecordWriter(fields)

@@ -676,7 +676,8 @@ class StationState:
             self.history.setdefault(pollutant, {})[hour_ms] = hourly_mean
         self._keeping(hour_ms)
 
-        series = {p: self._series(p, hour_ms) for p in self.history}
+        window = list(range(hour_ms - _SPAN_MS, hour_ms + 1, HOUR_MS))  # boxed once per hour
+        series = {p: [means.get(hour) for hour in window] for p, means in self.history.items()}
         result = aqi.hourly_aqi(series)
         aqi_record = {
             "station_id": self.station_id,
@@ -739,13 +740,6 @@ class StationState:
             "anomaly_score": reading.score,
             "correction": reading.correction,
         }
-
-    def _series(self, pollutant: str, hour_ms: int) -> list[Decimal | None]:
-        """Hourly means of the 24 hours ending with `hour_ms`, oldest first."""
-        means = self.history.get(pollutant)
-        if means is None:
-            return [None] * _HISTORY_HOURS
-        return [means.get(hour) for hour in range(hour_ms - _SPAN_MS, hour_ms + 1, HOUR_MS)]
 
     # -- snapshot ------------------------------------------------------------------------
     def snapshot(self, *, open_hours: bool = True) -> dict[str, Any]:
