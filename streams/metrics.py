@@ -220,6 +220,10 @@ class WorkerMetrics(MetricSet):
         consumer = self.consumer
         consumed: dict[str, int] = {}
         latency: dict[str, Any] = {}
+        # Records of one fetch arrived together: each run of equal arrival times (and topic)
+        # is observed at once, as many times as it has records.
+        run: tuple[str, float] | None = None
+        run_length = 0
         for record, arrived in zip(records, received, strict=True):
             topic = record.topic
             consumed[topic] = consumed.get(topic, 0) + 1
@@ -227,10 +231,14 @@ class WorkerMetrics(MetricSet):
             if record.offset >= self._positions.get(key, -1):
                 self._positions[key] = record.offset + 1
             if arrived is not None:
-                child = latency.get(topic)
-                if child is None:
-                    child = latency[topic] = consumer.latency.labels(topic)
-                child.observe(durable_at - arrived)
+                if run is not None and run[1] == arrived and run[0] == topic:
+                    run_length += 1
+                    continue
+                if run is not None:
+                    _observe_times(latency, consumer.latency, run, durable_at, run_length)
+                run, run_length = (topic, arrived), 1
+        if run is not None:
+            _observe_times(latency, consumer.latency, run, durable_at, run_length)
         for topic, count in consumed.items():
             consumer.consumed.labels(topic).inc(count)
         produced: dict[str, int] = {}
@@ -368,3 +376,29 @@ class IncidentMetrics(MetricSet):
             self.consumer.produced.labels(topic).inc(count)
         for reason, count in result.dead_letters.items():
             self.consumer.dead_letters.labels(reason).inc(count)
+
+
+def _observe_times(
+    children: dict[str, Any],
+    histogram: Any,
+    run: tuple[str, float],
+    durable_at: float,
+    times: int,
+) -> None:
+    """`histogram.labels(topic).observe(durable_at - arrived)` `times` times over, as one
+    update: prometheus-client's Histogram has no weighted observe, and one call per record
+    cost 1 % of the worker. It adds to the sum and to the one bucket the value falls in."""
+    topic, arrived = run
+    child = children.get(topic)
+    if child is None:
+        child = children[topic] = histogram.labels(topic)
+    amount = durable_at - arrived
+    if times == 1:
+        child.observe(amount)
+        return
+    child._raise_if_not_observable()
+    child._sum.inc(amount * times)
+    for index, bound in enumerate(child._upper_bounds):
+        if amount <= bound:
+            child._buckets[index].inc(times)
+            break

@@ -113,6 +113,35 @@ def test_a_batch_shows_as_events_dead_letters_windows_and_the_newest_aqi_per_sta
     assert lag == pytest.approx(time.time() - (T0 + 4 * HOUR + 10 * MINUTE) / 1000, abs=60)
 
 
+def test_latency_counts_each_record_in_the_bucket_of_its_own_arrival(registry):
+    """Records arrive in fetches; each is observed once, at durable time − its arrival."""
+    metrics = WorkerMetrics.of(registry)
+    other = "civic.raw.other"
+    arrivals = [0.0] * 5 + [0.9] * 3 + [0.0] * 2 + [None] * 2 + [0.99] * 4
+    topics = [RAW] * 14 + [other] * 2
+    records = [SourceRecord(t, 0, i, b"k", b"v") for i, t in enumerate(topics)]
+    durable_at = 1.0  # latencies: 1.0 s ×7, 0.1 s ×3, 0.01 s ×2 (RAW), 0.01 s ×2 (other)
+    metrics.record_batch(records, BatchResult(), arrivals, durable_at, 0.0)
+
+    reference = CollectorRegistry()  # the same records, observed one at a time
+    histogram = WorkerMetrics.of(reference).consumer.latency
+    for record, arrived in zip(records, arrivals, strict=True):
+        if arrived is not None:
+            histogram.labels(record.topic).observe(durable_at - arrived)
+    samples = [
+        (sample.name, sample.labels, sample.value)
+        for family in reference.collect()
+        if family.name == "civicstream_processing_latency_seconds"
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    ]
+    assert len(samples) > 20
+    for name, labels, expected in samples:
+        assert value(registry, name, **labels) == pytest.approx(expected), (name, labels)
+    assert value(registry, "civicstream_processing_latency_seconds_count", topic=RAW) == 12
+    assert value(registry, "civicstream_processing_latency_seconds_count", topic=other) == 2
+
+
 def test_a_station_shows_one_category_series_the_current_one(registry):
     metrics = WorkerMetrics.of(registry)
 
