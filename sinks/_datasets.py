@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sinks.exceptions import InvalidRecord, StoreError
 
@@ -132,6 +132,12 @@ def _date(value: Any) -> str:
     return value.isoformat()
 
 
+# json.dumps with options builds a JSONEncoder per call: this one is built once.
+_json_text: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False
+).encode
+
+
 def _json(value: Any) -> str:
     if not value and type(value) in _EMPTY_JSON:  # most readings carry no flags
         return _EMPTY_JSON[type(value)]
@@ -139,13 +145,7 @@ def _json(value: Any) -> str:
         msg = f"expected a map or an array, got {type(value).__name__}"
         raise InvalidRecord(msg)
     try:
-        return json.dumps(
-            dict(value) if isinstance(value, Mapping) else list(value),
-            sort_keys=True,
-            separators=(",", ":"),
-            allow_nan=False,
-            ensure_ascii=False,
-        )
+        return _json_text(dict(value) if isinstance(value, Mapping) else list(value))
     except (TypeError, ValueError) as error:
         msg = f"not serialisable as JSON: {error}"
         raise InvalidRecord(msg) from error

@@ -44,7 +44,7 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from processors import aqi, daily, health, rolling
 from processors.anomaly import FAULT_FLAGS, SeriesDetector, Verdict
@@ -82,6 +82,10 @@ CORRECTION_MS = DAY_MS
 """How long (stream time) after it was final a day can still be corrected."""
 
 _NO_MEANS = (None, None, None)  # a pollutant whose readings this hour were all faulty
+# json.dumps with any option builds a JSONEncoder per call: these are built once.
+_compact_json: Final = json.JSONEncoder(separators=(",", ":")).encode
+_snapshot_json: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_digest_json: Final = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str).encode
 LateOutcome = Literal["filled", "late", "duplicate"]
 
 
@@ -203,7 +207,7 @@ class AcceptedReading:
 
     def row_json(self) -> str:
         if self._row_json is None:
-            self._row_json = json.dumps(self.to_row(), separators=(",", ":"))
+            self._row_json = _compact_json(self.to_row())
         return self._row_json
 
     @classmethod
@@ -779,10 +783,10 @@ class StationState:
         saved after every batch that touches it, and its open hours are most of it."""
         snapshot = self.snapshot(open_hours=False)
         snapshot["open_hours"] = _OPEN_HOURS_MARK
-        text = json.dumps(snapshot, separators=(",", ":"), sort_keys=True)
+        text = _snapshot_json(snapshot)
         marker = json.dumps(_OPEN_HOURS_MARK)
         if text.count(marker) != 1:  # a station_id that looks like the mark: no shortcut
-            return json.dumps(self.snapshot(), separators=(",", ":"), sort_keys=True)
+            return _snapshot_json(self.snapshot())
         spliced = ",".join(
             f'"{hour}":[{self._open_hour_json(int(hour))}]'
             for hour in sorted(str(h) for h in self.open_hours)
@@ -877,5 +881,5 @@ def _hours_of(saved: Any) -> dict[int, Decimal]:
 def _digest(record: dict[str, Any]) -> str:
     """A short fingerprint of a daily record's content, its revision aside."""
     content = {k: v for k, v in record.items() if k != "revision"}
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+    text = _digest_json(content)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
