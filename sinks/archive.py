@@ -317,7 +317,7 @@ class ArchiveSink:
         durable = time.monotonic()
         consumer = self._metrics.consumer
         for topic, polled_at, count in arrivals:  # one observation per record
-            consumer.observe_latency(topic, [durable - polled_at] * count)
+            consumer.observe_latency(topic, durable - polled_at, count)
         for (topic, partition), event_ms in newest.items():
             consumer.event_time_lag.observe(topic, partition, event_ms / 1000)
         lags: dict[tuple[str, int], int] = {}

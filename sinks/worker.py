@@ -213,7 +213,7 @@ class SinkWorker:
         if self._metrics is not None:
             self._metrics.batch_seconds.observe(stats.seconds)
             for tp, messages in batch.items():  # received at the poll, durable now
-                self._metrics.consumer.observe_latency(tp.topic, [stats.seconds] * len(messages))
+                self._metrics.consumer.observe_latency(tp.topic, stats.seconds, len(messages))
             self._measure_lag()
         self._totals = self._totals + stats
         if self._on_batch is not None:

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from processors.aqi import CATEGORIES
 from streams.air_quality import DEFAULT_STALE_AFTER_MS, BatchResult
-from telemetry import ConsumerMetrics, MetricSet
+from telemetry import ConsumerMetrics, MetricSet, observe_times
 
 if TYPE_CHECKING:
     from streams.incidents import IncidentBatchResult
@@ -385,20 +385,9 @@ def _observe_times(
     durable_at: float,
     times: int,
 ) -> None:
-    """`histogram.labels(topic).observe(durable_at - arrived)` `times` times over, as one
-    update: prometheus-client's Histogram has no weighted observe, and one call per record
-    cost 1 % of the worker. It adds to the sum and to the one bucket the value falls in."""
+    """The latency of a run of `times` records of one topic that arrived together."""
     topic, arrived = run
     child = children.get(topic)
     if child is None:
         child = children[topic] = histogram.labels(topic)
-    amount = durable_at - arrived
-    if times == 1:
-        child.observe(amount)
-        return
-    child._raise_if_not_observable()
-    child._sum.inc(amount * times)
-    for index, bound in enumerate(child._upper_bounds):
-        if amount <= bound:
-            child._buckets[index].inc(times)
-            break
+    observe_times(child, durable_at - arrived, times)

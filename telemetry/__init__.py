@@ -20,7 +20,7 @@ definitions themselves; the tests check dashboards and alert rules against it.
 
 from __future__ import annotations
 
-from telemetry._consumer import ConsumerMetrics, EventTimeLag
+from telemetry._consumer import ConsumerMetrics, EventTimeLag, observe_times
 from telemetry._registry import MetricSet, metric_names, new_registry, serve
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "MetricSet",
     "metric_names",
     "new_registry",
+    "observe_times",
     "serve",
 ]

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from telemetry._registry import MetricSet
 
-__all__ = ["ConsumerMetrics", "EventTimeLag"]
+__all__ = ["ConsumerMetrics", "EventTimeLag", "observe_times"]
 
 TopicPartition = tuple[str, int]
 
 # From a few milliseconds (a small batch) to a minute (a stalled flush or a rebalance).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def observe_times(histogram: Histogram, amount: float, times: int) -> None:
+    """`histogram.observe(amount)` `times` times over, as one update: prometheus-client has
+    no weighted observe, and a call per record cost a worker 1 % of its time. Like
+    `observe`, it adds to the sum and to the one bucket `amount` falls in (the count is
+    the buckets' total). `histogram` is a Histogram without labels, or a labelled child."""
+    if times == 1:
+        histogram.observe(amount)
+        return
+    if times < 1:
+        return
+    histogram._sum.inc(amount * times)
+    for index, bound in enumerate(histogram._upper_bounds):
+        if amount <= bound:
+            histogram._buckets[index].inc(times)
+            break
 
 
 class EventTimeLag:
@@ -106,11 +123,10 @@ class ConsumerMetrics(MetricSet):
         self._lag_partitions: set[TopicPartition] = set()
         self._lock = threading.Lock()
 
-    def observe_latency(self, topic: str, seconds: Iterable[float]) -> None:
-        """One latency observation per record."""
-        histogram = self.latency.labels(topic)
-        for value in seconds:
-            histogram.observe(value)
+    def observe_latency(self, topic: str, seconds: float, records: int = 1) -> None:
+        """`records` records of `topic`, each `seconds` from arrival to done: one latency
+        observation per record, made as one update."""
+        observe_times(self.latency.labels(topic), seconds, records)
 
     def set_consumer_lag(self, lags: Mapping[TopicPartition, int]) -> None:
         """The lag of every partition this process owns now; other partitions are dropped."""

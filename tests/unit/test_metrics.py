@@ -142,6 +142,27 @@ def test_latency_counts_each_record_in_the_bucket_of_its_own_arrival(registry):
     assert value(registry, "civicstream_processing_latency_seconds_count", topic=other) == 2
 
 
+@pytest.mark.parametrize("seconds", [0.0, 0.004, 0.1, 0.7, 59.0, 61.0])
+def test_a_batchs_latency_counts_as_one_observation_per_record(registry, seconds):
+    """The sinks observe a batch's records at once; the buckets, sum and count are those
+    of one observation per record."""
+    ConsumerMetrics.of(registry).observe_latency("t", seconds, 7)
+    ConsumerMetrics.of(registry).observe_latency("t", seconds, 0)  # an empty batch
+    reference = CollectorRegistry()
+    for _ in range(7):
+        ConsumerMetrics.of(reference).latency.labels("t").observe(seconds)
+    samples = [
+        (sample.name, sample.labels, sample.value)
+        for family in reference.collect()
+        if family.name == "civicstream_processing_latency_seconds"
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    ]
+    assert len(samples) > 10
+    for name, labels, expected in samples:
+        assert value(registry, name, **labels) == pytest.approx(expected), (name, labels)
+
+
 def test_a_station_shows_one_category_series_the_current_one(registry):
     metrics = WorkerMetrics.of(registry)
 
