@@ -125,7 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "incomplete [240; quick 60]",
     )
     parser.add_argument(
-        "--worker-readings", type=int, help="readings per workers run [180000; quick 15000]"
+        "--worker-readings", type=int, help="readings per workers run [360000; quick 15000]"
     )
     parser.add_argument(
         "--worker-stations",
@@ -143,7 +143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "stations": [100, 1000, 10_000] if quick else [100, 10_000, 100_000],
         "station_readings": 12_000 if quick else 60_000,
         "station_budget": 60 if quick else 240,
-        "worker_readings": 15_000 if quick else 180_000,
+        "worker_readings": 15_000 if quick else 360_000,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
