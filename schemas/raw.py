@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Final
 
 from schemas.codec import decode_as, encode, is_avro
 from schemas.exceptions import InvalidInput, Reason, SchemaError
@@ -114,10 +114,10 @@ def parse_timestamp_ms(value: Any) -> int:
     return millis
 
 
-_ISO_MILLIS: dict[str, int] = {}
+_ISO_MILLIS: Final[dict[str, int]] = {}
 """Recently parsed ISO texts → their epoch milliseconds: the readings of one hour (every
 pollutant of every station) share a timestamp text."""
-_ISO_MILLIS_MAX = 4096
+_ISO_MILLIS_MAX: Final = 4096
 
 
 def _iso_millis(value: str) -> int:

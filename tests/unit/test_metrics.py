@@ -113,6 +113,20 @@ def test_a_batch_shows_as_events_dead_letters_windows_and_the_newest_aqi_per_sta
     assert lag == pytest.approx(time.time() - (T0 + 4 * HOUR + 10 * MINUTE) / 1000, abs=60)
 
 
+def assert_same_latency_histogram(registry: CollectorRegistry, reference: CollectorRegistry):
+    """Every bucket, sum and count of the latency histogram as in `reference`."""
+    samples = [
+        (sample.name, sample.labels, sample.value)
+        for family in reference.collect()
+        if family.name == "civicstream_processing_latency_seconds"
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    ]
+    assert len(samples) > 10
+    for name, labels, expected in samples:
+        assert value(registry, name, **labels) == pytest.approx(expected), (name, labels)
+
+
 def test_latency_counts_each_record_in_the_bucket_of_its_own_arrival(registry):
     """Records arrive in fetches; each is observed once, at durable time − its arrival."""
     metrics = WorkerMetrics.of(registry)
@@ -128,16 +142,7 @@ def test_latency_counts_each_record_in_the_bucket_of_its_own_arrival(registry):
     for record, arrived in zip(records, arrivals, strict=True):
         if arrived is not None:
             histogram.labels(record.topic).observe(durable_at - arrived)
-    samples = [
-        (sample.name, sample.labels, sample.value)
-        for family in reference.collect()
-        if family.name == "civicstream_processing_latency_seconds"
-        for sample in family.samples
-        if not sample.name.endswith("_created")
-    ]
-    assert len(samples) > 20
-    for name, labels, expected in samples:
-        assert value(registry, name, **labels) == pytest.approx(expected), (name, labels)
+    assert_same_latency_histogram(registry, reference)
     assert value(registry, "civicstream_processing_latency_seconds_count", topic=RAW) == 12
     assert value(registry, "civicstream_processing_latency_seconds_count", topic=other) == 2
 
@@ -151,16 +156,7 @@ def test_a_batchs_latency_counts_as_one_observation_per_record(registry, seconds
     reference = CollectorRegistry()
     for _ in range(7):
         ConsumerMetrics.of(reference).latency.labels("t").observe(seconds)
-    samples = [
-        (sample.name, sample.labels, sample.value)
-        for family in reference.collect()
-        if family.name == "civicstream_processing_latency_seconds"
-        for sample in family.samples
-        if not sample.name.endswith("_created")
-    ]
-    assert len(samples) > 10
-    for name, labels, expected in samples:
-        assert value(registry, name, **labels) == pytest.approx(expected), (name, labels)
+    assert_same_latency_histogram(registry, reference)
 
 
 def test_a_station_shows_one_category_series_the_current_one(registry):
