@@ -80,12 +80,8 @@ def rolling_mean(hourly: Sequence[Decimal | None], hours: int, min_valid: int) -
     if present < min_valid:
         return None
     total = _sum_of_decimals(values, start, end)
-    if total is None:  # not all finite Decimals: convert (or refuse) each, as mean() does
-        total = _ZERO
-        for position in range(start, end):
-            value = values[position]
-            if value is not None:
-                total = _ADD(total, to_decimal(value))
+    if total is None:  # not all finite Decimals: mean() converts (or refuses) each
+        return mean([value for value in values[start:end] if value is not None])
     return _DIVIDE(total, _divisor(present))
 
 

@@ -108,19 +108,17 @@ _PRIMITIVES: Final = {
 
 
 class _Op:
-    """How to write one value: its kind; for a union with null, the branch bytes; for an
-    array or a map, how to write its items."""
+    """How to write one value: its kind; for a union with null, the branch bytes (empty
+    when it is not one); for an array or a map, how to write its items."""
 
     def __init__(self, kind: int, items: _Op | None = None) -> None:
         self.kind = kind
         self.items = items
-        self.union = False
         self.null = b""
         self.some = b""
 
     def or_null(self, null_first: bool) -> _Op:
         """This value as the branch of a union with null."""
-        self.union = True
         self.null, self.some = (b"\x00", b"\x02") if null_first else (b"\x02", b"\x00")
         return self
 
@@ -135,7 +133,7 @@ def _op(schema: Any) -> _Op | None:
         if len(schema) != 2 or len(branches) != 1:
             return None
         inner = _op(branches[0])
-        if inner is None or inner.union:
+        if inner is None or inner.null:
             return None
         return inner.or_null(schema[0] == "null")
     if isinstance(schema, dict):
@@ -158,7 +156,7 @@ def _op(schema: Any) -> _Op | None:
 
 def _put(op: _Op, value: Any, out: list[bytes]) -> None:
     """Append the Avro binary of `value` as `op` says; Unfit where it does not fit."""
-    if op.union:
+    if op.null:  # a union with null
         if value is None:
             out.append(op.null)
             return

@@ -219,11 +219,9 @@ class WorkerMetrics(MetricSet):
         """
         consumer = self.consumer
         consumed: dict[str, int] = {}
-        latency: dict[str, Any] = {}
-        # Records of one fetch arrived together: each run of equal arrival times (and topic)
-        # is observed at once, as many times as it has records.
-        run: tuple[str, float] | None = None
-        run_length = 0
+        # Records of one fetch arrived together: each arrival time (and topic) is observed
+        # once, as many times as it has records.
+        arrivals: dict[tuple[str, float], int] = {}
         for record, arrived in zip(records, received, strict=True):
             topic = record.topic
             consumed[topic] = consumed.get(topic, 0) + 1
@@ -231,14 +229,9 @@ class WorkerMetrics(MetricSet):
             if record.offset >= self._positions.get(key, -1):
                 self._positions[key] = record.offset + 1
             if arrived is not None:
-                if run is not None and run[1] == arrived and run[0] == topic:
-                    run_length += 1
-                    continue
-                if run is not None:
-                    _observe_times(latency, consumer.latency, run, durable_at, run_length)
-                run, run_length = (topic, arrived), 1
-        if run is not None:
-            _observe_times(latency, consumer.latency, run, durable_at, run_length)
+                arrivals[(topic, arrived)] = arrivals.get((topic, arrived), 0) + 1
+        for (topic, arrived), count in arrivals.items():
+            observe_times(consumer.latency.labels(topic), durable_at - arrived, count)
         for topic, count in consumed.items():
             consumer.consumed.labels(topic).inc(count)
         produced: dict[str, int] = {}
@@ -376,18 +369,3 @@ class IncidentMetrics(MetricSet):
             self.consumer.produced.labels(topic).inc(count)
         for reason, count in result.dead_letters.items():
             self.consumer.dead_letters.labels(reason).inc(count)
-
-
-def _observe_times(
-    children: dict[str, Any],
-    histogram: Any,
-    run: tuple[str, float],
-    durable_at: float,
-    times: int,
-) -> None:
-    """The latency of a run of `times` records of one topic that arrived together."""
-    topic, arrived = run
-    child = children.get(topic)
-    if child is None:
-        child = children[topic] = histogram.labels(topic)
-    observe_times(child, durable_at - arrived, times)
